@@ -1,0 +1,137 @@
+"""Image geometry: voxel grids in DICOM patient coordinates (LPS) and their NIfTI (RAS) form.
+
+Convention, used everywhere in the package:
+- arrays are indexed ``[k, j, i]`` = ``[slice, row, column]`` (z, y, x);
+- a :class:`Grid` maps index ``(i, j, k)`` to LPS millimetres:
+  ``p = origin + direction @ (spacing * (i, j, k))``;
+- ``direction`` columns are the LPS unit vectors of the column (i), row (j) and slice (k) axes,
+  so DICOM ImageOrientationPatient = ``direction[:, 0]`` + ``direction[:, 1]`` and
+  PixelSpacing = ``(spacing[1], spacing[0])``.
+NIfTI files store RAS affines over ``(i, j, k)`` arrays; :func:`save_nifti` and
+:func:`load_nifti` are the only place where LPS <-> RAS and ``[k,j,i]`` <-> ``[i,j,k]`` flip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular voxel grid in LPS patient space."""
+
+    shape: tuple[int, int, int]  # (nz, ny, nx): array order
+    spacing: tuple[float, float, float]  # (sx, sy, sz) mm along columns, rows, slices
+    origin: tuple[float, float, float]  # LPS mm of the centre of voxel [0, 0, 0]
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
+            raise ValueError("Grid direction must be orthonormal")
+        object.__setattr__(self, "direction", d)
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(s) for s in self.origin))
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 matrix from (i, j, k, 1) to LPS millimetres."""
+        a = np.eye(4)
+        a[:3, :3] = self.direction * np.asarray(self.spacing)[None, :]
+        a[:3, 3] = self.origin
+        return a
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
+        """(..., 3) voxel indices (i, j, k) to (..., 3) LPS points."""
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ (self.direction * np.asarray(self.spacing)[None, :]).T + np.asarray(self.origin)
+
+    def lps_to_index(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) LPS points to continuous (..., 3) voxel indices (i, j, k)."""
+        m = self.direction * np.asarray(self.spacing)[None, :]
+        return (np.asarray(points, dtype=float) - np.asarray(self.origin)) @ np.linalg.inv(m).T
+
+    def axis_coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """1-D LPS coordinates of columns, rows and slices (axis-aligned grids only)."""
+        if not np.allclose(self.direction, np.eye(3)):
+            raise ValueError("axis_coordinates needs an axis-aligned (identity direction) grid")
+        nz, ny, nx = self.shape
+        sx, sy, sz = self.spacing
+        ox, oy, oz = self.origin
+        return ox + sx * np.arange(nx), oy + sy * np.arange(ny), oz + sz * np.arange(nz)
+
+    def slice_positions(self) -> np.ndarray:
+        """(nz, 3) LPS ImagePositionPatient of every slice."""
+        k = np.arange(self.shape[0])
+        ijk = np.stack([np.zeros_like(k), np.zeros_like(k), k], axis=1)
+        return self.index_to_lps(ijk)
+
+    def extent_mm(self) -> np.ndarray:
+        """(3,) physical size along columns, rows and slices in mm."""
+        return np.asarray(self.spacing) * np.asarray(self.shape[::-1])
+
+    @classmethod
+    def covering(cls, lo: np.ndarray, hi: np.ndarray, spacing: tuple[float, float, float]) -> "Grid":
+        """Axis-aligned grid with the given spacing whose voxel centres cover the box [lo, hi]."""
+        lo, hi, sp = np.asarray(lo, float), np.asarray(hi, float), np.asarray(spacing, float)
+        n = np.maximum(1, np.ceil((hi - lo) / sp).astype(int) + 1)
+        return cls(shape=(int(n[2]), int(n[1]), int(n[0])), spacing=tuple(sp), origin=tuple(lo))
+
+
+def save_nifti(array: np.ndarray, grid: Grid, path: str | Path) -> None:
+    """Write a ``[k, j, i]`` array on ``grid`` as NIfTI (RAS affine, ``[i, j, k]`` data)."""
+    if tuple(array.shape) != tuple(grid.shape):
+        raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
+    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(array, (2, 1, 0))), LPS_TO_RAS @ grid.affine)
+    img.header.set_xyzt_units("mm")
+    img.header.set_qform(img.affine, code=1)
+    img.header.set_sform(img.affine, code=1)
+    nib.save(img, str(path))
+
+
+def load_nifti(path: str | Path) -> tuple[np.ndarray, Grid]:
+    """Read a NIfTI file into a ``[k, j, i]`` array and its LPS :class:`Grid`."""
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj)
+    if data.ndim != 3:
+        raise ValueError(f"{path}: expected a 3-D image, got shape {data.shape}")
+    a = LPS_TO_RAS @ img.affine
+    spacing = np.linalg.norm(a[:3, :3], axis=0)
+    grid = Grid(
+        shape=(data.shape[2], data.shape[1], data.shape[0]),
+        spacing=tuple(spacing),
+        origin=tuple(a[:3, 3]),
+        direction=a[:3, :3] / spacing[None, :],
+    )
+    return np.transpose(data, (2, 1, 0)), grid
+
+
+def resample(array: np.ndarray, source: Grid, target: Grid, order: int = 1, fill: float = 0.0) -> np.ndarray:
+    """Sample a ``[k, j, i]`` array on `source` at the voxel centres of `target` (physical space).
+
+    order 0 = nearest neighbour (labels), 1 = trilinear. Outside the source: `fill`.
+    """
+    from scipy import ndimage
+
+    # index_target -> LPS -> index_source is one affine map: apply it slice by slice to save memory
+    m = np.linalg.inv(source.affine) @ target.affine  # (i, j, k, 1)_target -> (i, j, k, 1)_source
+    # ndimage works in [k, j, i] order: permute the matrix accordingly
+    perm = [2, 1, 0]
+    mat = m[np.ix_(perm, perm)]
+    offset = m[perm, 3]
+    out = ndimage.affine_transform(
+        np.asarray(array), mat, offset=offset, output_shape=target.shape, order=order, mode="constant", cval=fill,
+        output=np.result_type(array.dtype, np.float32) if order > 0 else array.dtype,
+    )
+    return out
