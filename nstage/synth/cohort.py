@@ -1,0 +1,79 @@
+"""`nstage synth`: write a cohort of synthetic studies with their truth files, atomically."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from nstage.geometry import save_nifti
+from nstage.progress import StageTimer
+from nstage.synth.case import render_case
+from nstage.synth.preview import write_preview
+
+log = logging.getLogger("nstage")
+COHORT_COLUMNS = ("case", "tumour_side", "n_tnm8", "n_tnm9")
+
+
+def case_name(index: int) -> str:
+    return f"case_{index:04d}"
+
+
+def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, preview: bool) -> dict[str, Any]:
+    """Render one case into OUT/<case>/ (via a temporary folder moved into place at the end)."""
+    name = case_name(index)
+    timer = StageTimer(prefix=f"{name}: ")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+    try:
+        rc = render_case(name, seed, index, preset, vendor, tmp / "dicom", timer)
+        with timer.stage("truth files"):
+            save_nifti(rc.stations, rc.ct_grid, tmp / "truth_stations.nii.gz")
+            save_nifti(rc.suv, rc.pet_grid, tmp / "truth_suv.nii.gz")
+            rc.truth["timings_s"] = dict(timer.timings)
+            (tmp / "truth.json").write_text(json.dumps(rc.truth, indent=1))
+        if preview:
+            with timer.stage("preview"):
+                write_preview(tmp / "preview.png", rc.ct_grid, rc.hu, rc.stations, rc.pet_grid, rc.suv, rc.truth)
+        final = out / name
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return rc.truth
+
+
+def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, preview: bool = False, jobs: int = 1, first: int = 0) -> list[dict[str, Any]]:
+    """Render `cases` cases (indices first..first+cases-1) and write OUT/cohort.csv."""
+    out.mkdir(parents=True, exist_ok=True)
+    indices = list(range(first, first + cases))
+    if jobs > 1 and cases > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            truths = list(pool.map(write_case, *zip(*[(out, seed, i, preset, vendor, preview) for i in indices])))
+    else:
+        truths = [write_case(out, seed, i, preset, vendor, preview) for i in indices]
+    _write_cohort_csv(out / "cohort.csv", truths)
+    return truths
+
+
+def _write_cohort_csv(path: Path, truths: list[dict[str, Any]]) -> None:
+    """cohort.csv: one row per case present in the folder (merging with earlier rows)."""
+    rows: dict[str, dict[str, str]] = {}
+    if path.exists():
+        with path.open() as f:
+            rows = {r["case"]: r for r in csv.DictReader(f)}
+    for t in truths:
+        rows[t["case"]] = {"case": t["case"], "tumour_side": t["tumour_side"], "n_tnm8": t["n_stage"]["tnm8"], "n_tnm9": t["n_stage"]["tnm9"]}
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COHORT_COLUMNS)
+        w.writeheader()
+        for k in sorted(rows):
+            w.writerow({c: rows[k][c] for c in COHORT_COLUMNS})
+    tmp.replace(path)

@@ -1,0 +1,117 @@
+"""Placing the primary tumour and the lymph nodes in one patient's canonical anatomy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from nstage.geometry import Grid
+from nstage.stations import by_name
+from nstage.synth.anatomy import Anatomy
+from nstage.synth.disease import DiseaseSpec, NodeSpec, TumourSpec
+from nstage.synth.frame import identity_frame
+from nstage.synth.rasterize import Canvas, paint_anatomy
+from nstage.synth.shapes import Ellipsoid, Union, rotation_towards
+from nstage.synth.station_builder import build_stations
+from nstage.synth.tissues import label
+
+DESIGN_SPACING = 2.5
+
+
+@dataclass(frozen=True)
+class PlacedNode:
+    spec: NodeSpec
+    shape: Ellipsoid  # canonical
+    instance: int
+
+
+@dataclass(frozen=True)
+class PlacedTumour:
+    spec: TumourSpec
+    shape: Union  # canonical, lobulated
+    necrosis: Ellipsoid | None
+    centre: np.ndarray  # canonical
+
+
+def lobe_of(side: str, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Lobe names of lung points from the fissure planes (oblique, and horizontal on the right)."""
+    upper = z > 35.0 + (y - 80.0) * (155.0 / 140.0)
+    if side == "L":
+        return np.where(upper, "LUL", "LLL")
+    return np.where(~upper, "RLL", np.where(z > -30.0, "RUL", "RML"))
+
+
+def design_canvas(anatomy: Anatomy) -> tuple[Canvas, np.ndarray]:
+    """The patient's anatomy and stations on a coarse canonical grid, for placing lesions."""
+    grid = Grid.covering(np.array([-150.0, -115.0, -210.0]), np.array([150.0, 105.0, 185.0]), (DESIGN_SPACING,) * 3)
+    canvas = Canvas.create(grid, identity_frame())
+    paint_anatomy(canvas, anatomy)
+    return canvas, build_stations(canvas, anatomy)
+
+
+def _random_rotation(rng: np.random.Generator, mostly_vertical: bool) -> np.ndarray:
+    axis = rng.normal(0, 1, 3)
+    if mostly_vertical:
+        axis[2] += 2.5 * np.sign(axis[2] or 1.0)
+    return rotation_towards(axis)
+
+
+def place_tumour(rng: np.random.Generator, canvas: Canvas, spec: TumourSpec, scale: float) -> PlacedTumour:
+    """A lobulated tumour inside the lung lobe of `spec` (central ones near the hilum)."""
+    lung = canvas.tissue == label("lung")
+    depth = ndimage.distance_transform_edt(lung, sampling=DESIGN_SPACING)
+    r = spec.diameter_mm / 2.0 / scale
+    side_ok = (canvas.cx < 0) if spec.side == "R" else (canvas.cx > 0)
+    ok = lung & side_ok & (lobe_of(spec.side, canvas.cy, canvas.cz) == spec.lobe)
+    hilum = np.array([-35.0 if spec.side == "R" else 38.0, 5.0, -20.0])
+    dist_hilum = np.sqrt((canvas.cx - hilum[0]) ** 2 + (canvas.cy - hilum[1]) ** 2 + (canvas.cz - hilum[2]) ** 2)
+    want = ok & (depth >= min(r * 0.8, depth[ok].max() if ok.any() else 0))
+    want &= (dist_hilum < 45 + r) if spec.central else (dist_hilum > 40 + r)
+    if not want.any():
+        want = ok & (depth >= 0.5 * depth[ok].max()) if ok.any() else lung & side_ok
+    flat = np.flatnonzero(want)
+    i = flat[rng.integers(flat.size)]
+    centre = np.array([canvas.cx.ravel()[i], canvas.cy.ravel()[i], canvas.cz.ravel()[i]], float)
+    parts = [Ellipsoid(centre, np.array([r, r * rng.uniform(0.8, 1.0), r * rng.uniform(0.8, 1.1)]), _random_rotation(rng, False))]
+    for _ in range(int(rng.integers(2, 5))):
+        off = rng.normal(0, 1, 3)
+        off = off / np.linalg.norm(off) * r * rng.uniform(0.4, 0.8)
+        parts.append(Ellipsoid(centre + off, np.full(3, r * rng.uniform(0.35, 0.6))))
+    necrosis = Ellipsoid(centre, np.full(3, r * 0.45)) if spec.necrotic else None
+    return PlacedTumour(spec, Union(tuple(parts)), necrosis, centre)
+
+
+def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, nodes: tuple[NodeSpec, ...], scale: float) -> list[PlacedNode]:
+    """Each node inside its station, largest first, avoiding the nodes already placed."""
+    table = by_name()
+    free = stations.copy()
+    boxes = dict(enumerate(ndimage.find_objects(stations), start=1))
+    placed: list[PlacedNode] = []
+    for k in sorted(range(len(nodes)), key=lambda k: -nodes[k].short_axis_mm):
+        spec = nodes[k]
+        lab = table[spec.station].label
+        box = boxes.get(lab)
+        if box is None:
+            continue
+        box = tuple(slice(max(b.start - 2, 0), b.stop + 2) for b in box)
+        depth = ndimage.distance_transform_edt(free[box] == lab, sampling=DESIGN_SPACING)
+        if depth.max() <= 0:
+            continue
+        need = min(spec.short_axis_mm / 2.0 / scale * 0.9, depth.max())
+        flat = np.flatnonzero(depth >= need)
+        i = np.unravel_index(flat[rng.integers(flat.size)], depth.shape)
+        centre = np.array([canvas.cx[box][i], canvas.cy[box][i], canvas.cz[box][i]], float)
+        semi = np.array([spec.long_axis_mm / 2.0, spec.short_axis_mm / 2.0, spec.short_axis_mm / 2.0 * rng.uniform(0.9, 1.05)]) / scale
+        shape = Ellipsoid(centre, semi, _random_rotation(rng, True))
+        placed.append(PlacedNode(spec, shape, instance=3 + k))
+        free[canvas.mask_of(shape.inflated(1.0))] = 0
+    return sorted(placed, key=lambda n: n.instance)
+
+
+def place_lesions(rng: np.random.Generator, anatomy: Anatomy, disease: DiseaseSpec, scale: float) -> tuple[PlacedTumour, list[PlacedNode]]:
+    """Tumour and nodes of one patient, in canonical space."""
+    canvas, stations = design_canvas(anatomy)
+    tumour = place_tumour(rng, canvas, disease.tumour, scale)
+    return tumour, place_nodes(rng, canvas, stations, disease.nodes, scale)

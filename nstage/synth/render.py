@@ -1,0 +1,138 @@
+"""From painted tissue labels to CT numbers and FDG uptake (SUV), with texture, blur and noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from nstage.geometry import Grid
+from nstage.synth.lesions import PlacedNode, PlacedTumour
+from nstage.synth.rasterize import Canvas
+from nstage.synth.tissues import label, lookup_table, tissues
+
+TUMOUR_INSTANCE = 1
+NECROSIS_INSTANCE = 2
+PET_NOISE_SPACING_MM = 4.0
+
+
+def paint_lesions(canvas: Canvas, tumour: PlacedTumour, nodes: list[PlacedNode]) -> np.ndarray:
+    """Paint tumour and nodes onto the canvas; return the instance map (0 none, 1 tumour, 2 necrosis, 3+ nodes)."""
+    instance = np.zeros(canvas.grid.shape, np.uint16)
+    m = canvas.mask_of(tumour.shape) & np.isin(canvas.tissue, [label("lung"), label("mediastinal_fat")])
+    canvas.tissue[m] = label("tumour")
+    instance[m] = TUMOUR_INSTANCE
+    if tumour.necrosis is not None:
+        instance[canvas.mask_of(tumour.necrosis) & m] = NECROSIS_INSTANCE
+    for node in nodes:
+        m = canvas.mask_of(node.shape) & (canvas.tissue == label("mediastinal_fat"))
+        canvas.tissue[m] = label("lymph_node")
+        instance[m] = node.instance
+        if node.spec.calcified:
+            core = canvas.mask_of(node.shape.inflated(-0.35 * float(node.shape.semi_axes.min()))) & m
+            canvas.tissue[core] = label("calcification")
+    return instance
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: float | tuple[float, ...]) -> np.ndarray:
+    """Unit-variance Gaussian noise correlated over about `sigma_vox` voxels."""
+    n = rng.standard_normal(shape, dtype=np.float32)
+    if np.any(np.asarray(sigma_vox) > 0):
+        n = ndimage.gaussian_filter(n, sigma_vox, mode="nearest")
+        n /= max(float(n.std()), 1e-6)
+    return n
+
+
+@dataclass(frozen=True)
+class CtSettings:
+    contrast: bool
+    noise_hu: float
+    kvp: float = 120.0
+
+
+def render_ct(canvas: Canvas, rng: np.random.Generator, settings: CtSettings) -> np.ndarray:
+    """CT in HU on the canvas grid: tissue values, texture, lung gradient, table, blur and noise."""
+    ts = tissues()
+    key = "hu_contrast" if settings.contrast else "hu"
+    hu = lookup_table({n: getattr(t, key) for n, t in ts.items()})[canvas.tissue]
+    tex = lookup_table({n: t.texture_hu for n, t in ts.items()})[canvas.tissue]
+    sx, sy, sz = canvas.grid.spacing
+    hu += tex * smooth_noise(rng, canvas.grid.shape, (2.0 / sz, 1.5 / sy, 1.5 / sx))
+    lung = canvas.tissue == label("lung")
+    hu[lung] += 70.0 * np.clip((canvas.cy[lung] + 60.0) / 160.0, 0, 1)  # dependent (posterior) lung is denser
+    _paint_table(hu, canvas.grid, canvas.tissue)
+    hu = ndimage.gaussian_filter(hu, (0.35, 0.6, 0.6), mode="nearest")  # system resolution
+    hu += settings.noise_hu * smooth_noise(rng, canvas.grid.shape, (0.0, 0.7, 0.7))
+    return np.clip(hu, -1024, 3071).astype(np.float32)
+
+
+def _paint_table(hu: np.ndarray, grid: Grid, tissue: np.ndarray) -> None:
+    """A curved carbon-fibre table shell just under the patient's back (patient space)."""
+    xs, ys, _ = grid.axis_coordinates()
+    rows = np.nonzero(tissue.any(axis=(0, 2)))[0]
+    if rows.size == 0:
+        return
+    table_y = ys[rows.max()] + 1.5
+    y_surface = table_y - 0.0006 * xs**2  # the sides curve up around the patient
+    d = ys[:, None] - y_surface[None, :]
+    shell = ((d >= 0) & (d < 3)) | ((d >= 18) & (d < 21))
+    core = (d >= 3) & (d < 18)
+    inside = np.abs(xs)[None, :] < 230
+    hu[:, shell & inside] = 300.0
+    hu[:, core & inside] = np.minimum(hu[:, core & inside], -850.0)
+
+
+@dataclass(frozen=True)
+class PetSettings:
+    fwhm_mm: float
+    noise: float  # noise sd at SUV 1 (relative to the square root of the local mean)
+    tissue_suv: dict[str, float]
+
+
+def sample_pet_settings(rng: np.random.Generator) -> PetSettings:
+    """Per-patient tissue uptake (within the ranges of tissues.json) and scanner blur/noise."""
+    suv = {n: float(rng.uniform(*t.suv_range)) for n, t in tissues().items()}
+    suv["myocardium"] = float(np.exp(rng.uniform(np.log(1.3), np.log(12.0))))  # fasting state varies a lot
+    for n in ("venous_blood", "cardiac_blood"):
+        suv[n] = suv["arterial_blood"] * rng.uniform(0.95, 1.05)
+    return PetSettings(fwhm_mm=float(rng.uniform(5.0, 7.0)), noise=float(rng.uniform(0.16, 0.24)), tissue_suv=suv)
+
+
+def uptake_map(canvas: Canvas, instance: np.ndarray, tumour: PlacedTumour, nodes: list[PlacedNode], settings: PetSettings, rng: np.random.Generator) -> np.ndarray:
+    """Noise-free SUV of every voxel (before scanner blur)."""
+    suv = lookup_table(settings.tissue_suv)[canvas.tissue]
+    sx, sy, sz = canvas.grid.spacing
+    suv *= 1.0 + 0.08 * smooth_noise(rng, canvas.grid.shape, (6.0 / sz, 6.0 / sy, 6.0 / sx))
+    lung = canvas.tissue == label("lung")
+    suv[lung] *= 0.8 + 0.5 * np.clip((canvas.cy[lung] + 60.0) / 160.0, 0, 1)
+    values = np.zeros(int(instance.max()) + 1 if instance.size else 1, np.float32)
+    values[TUMOUR_INSTANCE] = tumour.spec.suv
+    if NECROSIS_INSTANCE < values.size:
+        values[NECROSIS_INSTANCE] = 0.8
+    for n in nodes:
+        if n.instance < values.size:
+            values[n.instance] = n.spec.suv
+    lesion = instance > 0
+    suv[lesion] = values[instance[lesion]]
+    calc = canvas.tissue == label("calcification")
+    suv[calc] *= 0.7
+    return np.maximum(suv, 0.0)
+
+
+def render_pet(uptake: np.ndarray, source: Grid, target: Grid, settings: PetSettings, rng: np.random.Generator) -> np.ndarray:
+    """Scanner image in SUV on the PET grid: PSF blur, voxel sampling and count-dependent noise."""
+    sigma_mm = settings.fwhm_mm / 2.3548
+    sx, sy, sz = source.spacing
+    tx, ty, tz = target.spacing
+    # blur by the PSF and the PET voxel's own extent (box of the target spacing ~ sd spacing/sqrt(12))
+    sig = [np.sqrt(sigma_mm**2 + t**2 / 12.0) / s for s, t in ((sz, tz), (sy, ty), (sx, tx))]
+    blurred = ndimage.gaussian_filter(uptake, sig, mode="constant")
+    k, j, i = np.meshgrid(*(np.arange(n) for n in target.shape), indexing="ij")
+    pts = target.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3))
+    idx = source.lps_to_index(pts)
+    mean = ndimage.map_coordinates(blurred, [idx[:, 2], idx[:, 1], idx[:, 0]], order=1, mode="constant", cval=0.0)
+    mean = mean.reshape(target.shape).astype(np.float32)
+    noise = smooth_noise(rng, target.shape, 0.6)
+    img = mean + settings.noise * np.sqrt(np.maximum(mean, 0.0)) * noise
+    return np.maximum(img, 0.0).astype(np.float32)

@@ -1,0 +1,27 @@
+"""Shared fixtures: a small synthetic cohort written once per test session through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SYNTH_SEED = 424242
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two `small` cases written by `nstage synth` (the command a user runs)."""
+    out = tmp_path_factory.mktemp("cohort")
+    cmd = [sys.executable, "-m", "nstage.cli", "synth", str(out), "--cases", "2", "--seed", str(SYNTH_SEED), "--preset", "small", "--preview"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+    return out
+
+
+def load_truth(case_dir: Path) -> dict:
+    return json.loads((case_dir / "truth.json").read_text())
