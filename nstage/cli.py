@@ -1,36 +1,16 @@
-"""The `nstage` command line (contracts.md)."""
+"""The `nstage` command line (contracts.md). Sub-commands live in `nstage/commands/`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
-from pathlib import Path
 
 from nstage import __version__
 from nstage.errors import InputError
 from nstage.progress import configure_logging
 
-log = logging.getLogger("nstage")
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from nstage.synth.case import preset_names
-    from nstage.synth.cohort import write_cohort
-    from nstage.synth.dicom_writer import vendor_names
-
-    if args.preset not in preset_names():
-        raise InputError(f"unknown preset {args.preset!r}; choose one of {', '.join(preset_names())}")
-    if args.vendor not in vendor_names():
-        raise InputError(f"unknown vendor style {args.vendor!r}; choose one of {', '.join(vendor_names())}")
-    if args.cases < 1:
-        raise InputError("--cases must be at least 1")
-    truths = write_cohort(Path(args.out), args.cases, args.seed, args.preset, args.vendor, args.preview, args.jobs, args.first)
-    for t in truths:
-        pos = [s for s, v in t["stations"].items() if v["malignant"]]
-        print(f"{t['case']}: tumour {t['tumour_side']} {t['tumour']['lobe']}, {t['n_stage']['tnm8']}/{t['n_stage']['tnm9']}, "
-              f"malignant stations: {', '.join(pos) or 'none'}")
-    return 0
+COMMANDS = ("synth",)  # modules of nstage.commands, in help order
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,16 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nstage {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("synth", help="write synthetic PET/CT studies with ground truth")
-    s.add_argument("out", help="output folder (one sub-folder per case, plus cohort.csv)")
-    s.add_argument("--cases", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--first", type=int, default=0, help="index of the first case (to extend a cohort)")
-    s.add_argument("--preset", default="small", help="small (coarse, fast) or clinical (512x512 CT)")
-    s.add_argument("--vendor", default="default", help="PET header style (see config/synth/vendors.json)")
-    s.add_argument("--preview", action="store_true", help="also write preview.png per case")
-    s.add_argument("--jobs", type=int, default=1, help="cases rendered in parallel")
-    s.set_defaults(func=_cmd_synth)
+    for name in COMMANDS:
+        importlib.import_module(f"nstage.commands.{name}").register(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""One module per `nstage` sub-command; each has `register(subparsers)` setting `func`."""
