@@ -135,3 +135,46 @@ def resample(array: np.ndarray, source: Grid, target: Grid, order: int = 1, fill
         output=np.result_type(array.dtype, np.float32) if order > 0 else array.dtype,
     )
     return out
+
+
+def corners_lps(grid: Grid) -> np.ndarray:
+    """(8, 3) LPS positions of the centres of the grid's corner voxels."""
+    nz, ny, nx = grid.shape
+    ijk = np.array([[i, j, k] for i in (0, nx - 1) for j in (0, ny - 1) for k in (0, nz - 1)], dtype=float)
+    return grid.index_to_lps(ijk)
+
+
+def downsample_mean(array: np.ndarray, grid: Grid, factors: tuple[int, int, int]) -> tuple[np.ndarray, Grid]:
+    """Average blocks of ``factors`` = (fk, fj, fi) voxels of a ``[k, j, i]`` array; return it and its grid.
+
+    Trailing voxels that do not fill a whole block are dropped. The new voxel centres are the
+    block centres, so the result stays in the same physical place.
+    """
+    fk, fj, fi = (max(1, int(f)) for f in factors)
+    if (fk, fj, fi) == (1, 1, 1):
+        return np.asarray(array, dtype=np.float32), grid
+    nz, ny, nx = (s // f for s, f in zip(array.shape, (fk, fj, fi)))
+    if min(nz, ny, nx) < 1:
+        raise ValueError(f"array {array.shape} is smaller than one block {factors}")
+    a = np.asarray(array[: nz * fk, : ny * fj, : nx * fi], dtype=np.float32)
+    a = a.reshape(nz, fk, ny, fj, nx, fi).mean(axis=(1, 3, 5), dtype=np.float32)
+    step = np.array([fi, fj, fk], dtype=float)
+    origin = grid.index_to_lps((step - 1.0) / 2.0)
+    spacing = tuple(np.asarray(grid.spacing) * step)
+    return a, Grid(shape=(nz, ny, nx), spacing=spacing, origin=tuple(origin), direction=grid.direction)
+
+
+def resample_through(array: np.ndarray, source: Grid, target: Grid, lps_map: np.ndarray, order: int = 1,
+                     fill: float = 0.0) -> np.ndarray:
+    """Like :func:`resample`, but the target point p is looked up in the source at ``lps_map @ (p, 1)``.
+
+    `lps_map` is a 4x4 affine map from target LPS millimetres to source LPS millimetres.
+    """
+    from scipy import ndimage
+
+    m = np.linalg.inv(source.affine) @ np.asarray(lps_map, dtype=float) @ target.affine
+    perm = [2, 1, 0]
+    return ndimage.affine_transform(
+        np.asarray(array), m[np.ix_(perm, perm)], offset=m[perm, 3], output_shape=target.shape, order=order,
+        mode="constant", cval=fill, output=np.result_type(array.dtype, np.float32) if order > 0 else array.dtype,
+    )

@@ -323,7 +323,7 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
         Structure("stomach", "stomach_wall", stomach),
         Structure("stomach_air", "airway_lumen", stomach_air),
         Structure("spleen", "spleen", spleen),
-        Structure("heart", "myocardium", heart),
+        Structure("heart", "cardiac_wall", heart),
         Structure("heart_blood", "cardiac_blood", heart_blood),
         Structure("left_ventricle", "myocardium", lv_outer),
         Structure("lv_cavity", "cardiac_blood", lv_cavity),

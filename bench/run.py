@@ -1,0 +1,67 @@
+"""`make bench`: run every benchmark, write bench/results.json, print a table.
+
+Figures depend on the machine (recorded with them); compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.machine import machine
+from bench.measure import run_measured
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+NSTAGE = [sys.executable, "-m", "nstage.cli"]
+
+
+def bench_synth(work: Path) -> dict[str, object]:
+    """Generator speed: 2 small cases (target < 60 s) and 1 clinical case (target < 180 s), 1 process."""
+    out: dict[str, object] = {}
+    small = run_measured(NSTAGE + ["synth", str(work / "small"), "--cases", "2", "--seed", "31337", "--preset", "small"], cwd=str(ROOT))
+    out["synth_small_2_cases"] = {**small, "target_wall_s": 60}
+    clinical = run_measured(NSTAGE + ["synth", str(work / "clinical"), "--cases", "1", "--seed", "31337", "--preset", "clinical"], cwd=str(ROOT))
+    out["synth_clinical_1_case"] = {**clinical, "target_wall_s": 180}
+    truth = json.loads((work / "clinical" / "case_0000" / "truth.json").read_text())
+    out["synth_clinical_stage_s"] = truth["timings_s"]
+    return out
+
+
+def bench_baseline() -> dict[str, object]:
+    """SUVmax >= 2.5 rule inside true station regions on 40 small cases (the calibration test's cohort)."""
+    from nstage.synth.calibration import station_rows, threshold_rule_performance
+    from tests.test_baseline_calibration import CALIBRATION_SEED, CASES
+
+    perf = threshold_rule_performance(station_rows(CALIBRATION_SEED, CASES, "small", jobs=2))
+    return {"suv25_on_true_stations_40_small_cases": {**perf, "literature": {"cochrane_CD009519": [0.77, 0.90], "zhao_2012_per_station": [0.61, 0.92]},
+                                                      "target": {"sensitivity": [0.60, 0.85], "specificity": [0.85, 0.93]}}}
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="nstage-bench-"))
+    try:
+        results: dict[str, object] = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+        results.update(bench_synth(work))
+        results.update(bench_baseline())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores")
+    print(f"{'benchmark':<34} {'wall s':>8} {'cpu s':>8} {'peak GB':>8} {'target s':>9}")
+    for k, v in results.items():
+        if isinstance(v, dict) and "wall_s" in v:
+            print(f"{k:<34} {v['wall_s']:>8} {v['cpu_s']:>8} {v['peak_rss_gb']:>8} {v.get('target_wall_s', ''):>9}")
+    b = results["suv25_on_true_stations_40_small_cases"]
+    print(f"SUVmax>=2.5 on true stations: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f} "
+          f"({b['n_malignant']} malignant / {b['n_benign']} benign stations)")
+    print(f"written: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""`nstage atlas build`: the default atlas, rendered reproducibly from the generator's reference anatomy.
+
+The reference anatomy (``AnatomyParams()``, identity frame: LPS millimetres, carina at the
+origin) is painted on a CT grid over the thorax and rendered to HU by the generator's CT renderer
+(tissue values, texture, blur) without scanner noise and without the table; the station label
+map comes from the generator's station builder on a finer grid over the stations only. Settings
+live in `config/atlas_build.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nstage import __version__, paths
+from nstage.atlas import FORMAT, MANIFEST
+from nstage.atomic_output import staged_output
+from nstage.geometry import Grid, save_nifti
+from nstage.progress import StageTimer
+from nstage.synth.anatomy import Anatomy, AnatomyParams, build_anatomy
+from nstage.synth.case import _with_lung_vessels  # the generator's own way of adding lung vessels
+from nstage.synth.frame import identity_frame
+from nstage.synth.rasterize import Canvas, paint_anatomy
+from nstage.synth.render import CtSettings, render_ct
+from nstage.synth.station_builder import build_stations
+from nstage.synth.tissues import label
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What `config/atlas_build.json` holds."""
+
+    name: str
+    ct_spacing_mm: float
+    box_lo: np.ndarray
+    box_hi: np.ndarray
+    ct_noise_hu: float
+    texture_seed: int
+    label_spacing_mm: float
+    label_margin_mm: float
+
+
+def load_build_settings(path: Path | None = None) -> BuildSettings:
+    """Read the atlas build settings."""
+    p = path or paths.config_dir() / "atlas_build.json"
+    c = json.loads(Path(p).read_text(encoding="utf-8"))
+    return BuildSettings(
+        name=str(c["name"]), ct_spacing_mm=float(c["ct_spacing_mm"]),
+        box_lo=np.asarray(c["ct_box_lps_mm"]["lo"], float), box_hi=np.asarray(c["ct_box_lps_mm"]["hi"], float),
+        ct_noise_hu=float(c["ct_noise_hu"]), texture_seed=int(c["texture_seed"]),
+        label_spacing_mm=float(c["label_spacing_mm"]), label_margin_mm=float(c["label_margin_mm"]),
+    )
+
+
+@dataclass
+class RenderedAtlas:
+    """The template CT (int16 HU) and station labels (uint8), each on its own grid."""
+
+    ct: np.ndarray
+    ct_grid: Grid
+    labels: np.ndarray
+    label_grid: Grid
+
+
+def reference_anatomy(seed: int) -> Anatomy:
+    """The generator's reference anatomy with its lung vessel tree (fixed seed)."""
+    return _with_lung_vessels(build_anatomy(AnatomyParams()), np.random.default_rng(seed))
+
+
+def render_atlas(settings: BuildSettings, timer: StageTimer | None = None) -> RenderedAtlas:
+    """Render the template CT and its station label map (deterministic for given settings)."""
+    timer = timer or StageTimer()
+    anatomy = reference_anatomy(settings.texture_seed)
+    frame = identity_frame()
+    with timer.stage("template CT"):
+        ct_grid = Grid.covering(settings.box_lo, settings.box_hi, (settings.ct_spacing_mm,) * 3)
+        canvas = Canvas.create(ct_grid, frame)
+        paint_anatomy(canvas, anatomy)
+        hu = render_ct(canvas, np.random.default_rng(settings.texture_seed), CtSettings(contrast=False, noise_hu=settings.ct_noise_hu))
+        hu[canvas.tissue == label("air")] = -1000.0  # no table: patients lie on different ones
+        coarse = build_stations(canvas, anatomy)
+        del canvas
+    with timer.stage("station labels"):
+        k, j, i = np.nonzero(coarse)
+        if k.size == 0:
+            raise RuntimeError("the station builder labelled no voxel of the reference anatomy")
+        pts = ct_grid.index_to_lps(np.stack([i, j, k], axis=1))
+        margin = settings.label_margin_mm + settings.ct_spacing_mm
+        label_grid = Grid.covering(pts.min(axis=0) - margin, pts.max(axis=0) + margin, (settings.label_spacing_mm,) * 3)
+        fine = Canvas.create(label_grid, frame)
+        paint_anatomy(fine, anatomy)
+        labels = build_stations(fine, anatomy)
+    return RenderedAtlas(np.round(hu).astype(np.int16), ct_grid, labels, label_grid)
+
+
+def build_default_atlas(out: Path, settings: BuildSettings | None = None, timer: StageTimer | None = None) -> dict[str, Any]:
+    """Write the default atlas into `out` (CT, labels, manifest); return the manifest."""
+    settings = settings or load_build_settings()
+    atlas = render_atlas(settings, timer)
+    entry = {"name": settings.name, "ct": f"{settings.name}/ct.nii.gz", "labels": f"{settings.name}/stations.nii.gz", "names": "stations.json"}
+    manifest = {
+        "format": FORMAT,
+        "description": "Default atlas: the synthetic generator's reference anatomy (see README.md). Rebuild with `nstage atlas build`.",
+        "built_by": {"command": "nstage atlas build", "nstage_version": __version__, "settings": "config/atlas_build.json"},
+        "atlases": [entry],
+    }
+    out = Path(out)
+    with staged_output(out) as tmp:
+        (tmp / settings.name).mkdir()
+        save_nifti(atlas.ct, atlas.ct_grid, tmp / entry["ct"])
+        save_nifti(atlas.labels, atlas.label_grid, tmp / entry["labels"])
+        if not (out / "stations.json").exists():
+            shutil.copyfile(paths.atlas_dir() / "stations.json", tmp / "stations.json")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return manifest

@@ -1,0 +1,66 @@
+"""Write an output folder through a staging folder, so that it never holds a partial result."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def staged_output(final: Path, stale: Sequence[str] = ()) -> Iterator[Path]:
+    """Yield an empty staging folder next to `final`; on success move its content into `final`.
+
+    A new `final` is the staging folder renamed. An existing `final` keeps its other files: each
+    staged entry replaces the entry of the same name, and the names in `stale` that the staging
+    folder does not hold are removed first (results of an earlier run that no longer apply).
+    On an exception nothing in `final` changes and the staging folder is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    try:
+        yield staging
+        publish(staging, final, stale)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, final: Path, stale: Sequence[str] = ()) -> None:
+    """Move the entries of `staging` into `final` (see :func:`staged_output`)."""
+    if not final.exists():
+        staging.rename(final)
+        return
+    if not final.is_dir():
+        raise NotADirectoryError(f"{final} exists and is not a folder")
+    new = {p.name for p in staging.iterdir()}
+    for name in stale:
+        old = final / name
+        if name not in new and (old.exists() or old.is_symlink()):
+            _remove(old)
+    for entry in sorted(staging.iterdir(), key=lambda p: p.is_file()):  # folders first, files (manifests) last
+        dest = final / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            backup = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old.", dir=final))
+            os.replace(dest, backup / entry.name)
+            os.replace(entry, dest)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(entry, dest)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
