@@ -22,4 +22,5 @@ def machine() -> dict[str, object]:
                 mem_gb = round(int(line.split()[1]) / 1e6, 1)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(), "system": platform.platform()}
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(), "system": platform.platform(),
+            "load_average_1min_at_start": round(os.getloadavg()[0], 2)}

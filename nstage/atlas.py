@@ -103,11 +103,11 @@ def _read_nifti(path: Path, at: str) -> tuple[np.ndarray, Grid]:
 
 
 def _check_overlap(ct: Grid, labels: Grid, at: str) -> None:
-    """The label map must lie inside the CT's physical extent (same patient space)."""
+    """The label map must overlap the CT's physical extent (a sign that both are in the same space)."""
     c, lab = corners_lps(ct), corners_lps(labels)
-    lo, hi = c.min(axis=0) - 5.0, c.max(axis=0) + 5.0
-    if np.any(lab.min(axis=0) < lo) or np.any(lab.max(axis=0) > hi):
-        raise InputError(f"{at}: the label map reaches outside the CT; both must be in the same physical space")
+    lo, hi = np.maximum(c.min(axis=0), lab.min(axis=0)), np.minimum(c.max(axis=0), lab.max(axis=0))
+    if np.any(hi <= lo):
+        raise InputError(f"{at}: the label map lies outside the CT; both must be in the same physical space")
 
 
 def read_name_table(path: Path) -> dict[int, str]:

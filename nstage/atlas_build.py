@@ -91,7 +91,9 @@ def render_atlas(settings: BuildSettings, timer: StageTimer | None = None) -> Re
             raise RuntimeError("the station builder labelled no voxel of the reference anatomy")
         pts = ct_grid.index_to_lps(np.stack([i, j, k], axis=1))
         margin = settings.label_margin_mm + settings.ct_spacing_mm
-        label_grid = Grid.covering(pts.min(axis=0) - margin, pts.max(axis=0) + margin, (settings.label_spacing_mm,) * 3)
+        lo = np.maximum(pts.min(axis=0) - margin, settings.box_lo)
+        hi = np.minimum(pts.max(axis=0) + margin, settings.box_hi)
+        label_grid = Grid.covering(lo, hi, (settings.label_spacing_mm,) * 3)
         fine = Canvas.create(label_grid, frame)
         paint_anatomy(fine, anatomy)
         labels = build_stations(fine, anatomy)

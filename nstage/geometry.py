@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import numpy.typing as npt
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -177,4 +178,49 @@ def resample_through(array: np.ndarray, source: Grid, target: Grid, lps_map: np.
     return ndimage.affine_transform(
         np.asarray(array), m[np.ix_(perm, perm)], offset=m[perm, 3], output_shape=target.shape, order=order,
         mode="constant", cval=fill, output=np.result_type(array.dtype, np.float32) if order > 0 else array.dtype,
+    )
+
+
+# --- DICOM image plane attributes -> Grid (the one place that reads IOP / IPP / PixelSpacing) ---
+
+ORIENTATION_ATOL = 1e-3  # largest deviation from unit length / orthogonality accepted in IOP cosines
+
+
+def dicom_direction(image_orientation: npt.ArrayLike) -> np.ndarray:
+    """3x3 LPS direction (columns: row direction i, column direction j, slice normal k) from
+    ImageOrientationPatient, re-orthonormalised; ValueError when the cosines are not orthonormal
+    within ``ORIENTATION_ATOL``."""
+    iop = np.asarray(image_orientation, dtype=float).reshape(-1)
+    if iop.size != 6 or not np.all(np.isfinite(iop)):
+        raise ValueError(f"ImageOrientationPatient needs 6 finite numbers, got {list(iop)}")
+    row, col = iop[:3], iop[3:]
+    if abs(np.linalg.norm(row) - 1) > ORIENTATION_ATOL or abs(np.linalg.norm(col) - 1) > ORIENTATION_ATOL:
+        raise ValueError(f"ImageOrientationPatient cosines are not unit vectors: {list(iop)}")
+    if abs(float(row @ col)) > ORIENTATION_ATOL:
+        raise ValueError(f"ImageOrientationPatient row and column cosines are not orthogonal: {list(iop)}")
+    row = row / np.linalg.norm(row)
+    col = col - (col @ row) * row
+    col = col / np.linalg.norm(col)
+    return np.stack([row, col, np.cross(row, col)], axis=1)
+
+
+def grid_from_dicom(
+    image_orientation: npt.ArrayLike,
+    first_position: npt.ArrayLike,
+    pixel_spacing: npt.ArrayLike,
+    slice_spacing: float,
+    shape: tuple[int, int, int],
+) -> Grid:
+    """Grid of a stack of parallel slices sorted along the slice normal.
+
+    ``first_position`` is ImagePositionPatient of slice k=0, ``pixel_spacing`` the DICOM
+    PixelSpacing (row spacing, column spacing), ``slice_spacing`` the distance between slice
+    centres along the normal (positive), ``shape`` (nz, rows, columns)."""
+    direction = dicom_direction(image_orientation)
+    row_spacing, col_spacing = (float(v) for v in pixel_spacing)
+    return Grid(
+        shape=shape,
+        spacing=(col_spacing, row_spacing, float(slice_spacing)),
+        origin=tuple(float(v) for v in np.asarray(first_position, dtype=float).reshape(3)),
+        direction=direction,
     )

@@ -16,12 +16,12 @@ from nstage.stations import load_stations  # noqa: E402
 MALIGNANT, BENIGN = "#ff3030", "#40d040"
 
 
-def _outline(ax: plt.Axes, labels2d: np.ndarray, truth: dict, names: dict[int, str], origin: str = "upper") -> None:
-    """Station outlines and names on an image shown in index space."""
+def _outline(ax: plt.Axes, labels2d: np.ndarray, truth: dict, names: dict[int, str]) -> None:
+    """Station outlines and names on an image shown in index space (row index = image y)."""
     for lab in np.unique(labels2d[labels2d > 0]):
         name = names[int(lab)]
         colour = MALIGNANT if truth["stations"][name]["malignant"] else BENIGN
-        ax.contour(labels2d == lab, [0.5], colors=colour, linewidths=0.8, origin=origin)
+        ax.contour(labels2d == lab, [0.5], colors=colour, linewidths=0.8)
         jj, ii = np.nonzero(labels2d == lab)
         ax.text(ii.mean(), jj.mean(), name, color=colour, fontsize=7, ha="center", va="center", weight="bold")
 
@@ -53,7 +53,7 @@ def write_preview(path: Path, ct_grid: Grid, hu: np.ndarray, stations: np.ndarra
     sx, _, sz = ct_grid.spacing
     jc = _centre_slice(stations == labels["7"], 1, ct_grid.shape[1] // 2)
     axes[1, 0].imshow(hu[:, jc, :], cmap="gray", vmin=-160, vmax=240, origin="lower", aspect=sz / sx)
-    _outline(axes[1, 0], stations[:, jc, :], truth, names, origin="lower")
+    _outline(axes[1, 0], stations[:, jc, :], truth, names)
     axes[1, 0].set_title("CT coronal (stations: red malignant, green benign)", color="w", fontsize=9)
     st_pet = resample(stations, ct_grid, pet_grid, order=0)
     mip = suv.max(axis=1)
@@ -62,7 +62,7 @@ def write_preview(path: Path, ct_grid: Grid, hu: np.ndarray, stations: np.ndarra
     proj = np.zeros(mip.shape, np.uint8)
     for j in range(st_pet.shape[1]):
         proj = np.where(proj == 0, st_pet[:, j, :], proj)
-    _outline(axes[1, 1], proj, truth, names, origin="lower")
+    _outline(axes[1, 1], proj, truth, names)
     axes[1, 1].set_title("PET MIP coronal, SUV 0-5 (station outlines projected)", color="w", fontsize=9)
     tz = truth["tumour"]["centre_lps"][2]
     k = int(np.clip(round((tz - ct_grid.origin[2]) / ct_grid.spacing[2]), 0, ct_grid.shape[0] - 1))

@@ -1,0 +1,134 @@
+"""Small DICOM studies for the ingest and SUV tests, written with the synthetic generator's writers.
+
+- :func:`write_phantom_study`: a tiny CT + PET (milliseconds to write) with known geometry;
+- :func:`edit_series`: rewrite the headers of every file of a written series;
+- :func:`rendered_case`: one `small` synthetic case (about 10 s), rendered once per test process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from nstage.geometry import Grid
+from nstage.progress import StageTimer
+from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
+from nstage.synth.case import RenderedCase, render_case
+from nstage.synth.dicom_writer import write_ct_series, write_pet_series
+
+STUDY = PatientStudy(
+    patient_name="Ingest^Test",
+    patient_id="ING001",
+    birth_date="19600101",
+    sex="M",
+    age_years=64,
+    weight_kg=82.5,
+    height_m=1.79,
+    study_uid="1.2.826.0.1.3680043.8.498.20001",
+    frame_of_reference_uid="1.2.826.0.1.3680043.8.498.20002",
+    study_datetime=datetime(2025, 6, 2, 8, 30, 0),
+    accession_number="ACC-ING",
+    study_id="ING1",
+    uid_seed="test-ingest",
+)
+ACQ = PetAcquisition(
+    injected_dose_bq=3.1e8,
+    injection_datetime=datetime(2025, 6, 2, 8, 0, 0),
+    scan_start=datetime(2025, 6, 2, 9, 2, 15),
+    bed_duration_s=120.0,
+    bed_length_mm=40.0,
+)
+CT_GRID = Grid(shape=(24, 40, 48), spacing=(2.5, 2.0, 3.0), origin=(-60.0, -40.0, -30.0))
+PET_GRID = Grid(shape=(18, 30, 32), spacing=(4.0, 4.0, 4.0), origin=(-62.0, -58.0, -32.0))
+HOT_LPS = (-30.0, -2.0, 0.0)  # the centre of PET voxel (i=8, j=14, k=8) and of CT voxel (i=12, j=19, k=10)
+WARM_BQML = 2500.0
+HOT_BQML = 40000.0
+
+
+def suv_factor() -> float:
+    """True SUVbw per Bq/ml of the phantom study."""
+    return suv_bw_factor(STUDY, ACQ)
+
+
+def pet_activity() -> np.ndarray:
+    """Warm block with one hot voxel at HOT_LPS (Bq/ml, decay-corrected to the scan start)."""
+    act = np.zeros(PET_GRID.shape, np.float32)
+    act[2:-2, 4:-4, 4:-4] = WARM_BQML
+    i, j, k = np.rint(PET_GRID.lps_to_index(np.asarray(HOT_LPS))).astype(int)
+    act[k, j, i] = HOT_BQML
+    return act
+
+
+def ct_hu() -> np.ndarray:
+    """Air outside, soft tissue in a block, a bone rod along z."""
+    hu = np.full(CT_GRID.shape, -1000.0, np.float32)
+    hu[:, 5:-5, 6:-6] = 40.0
+    hu[:, 18:22, 20:24] = 900.0
+    return hu
+
+
+def write_phantom_study(
+    root: Path,
+    *,
+    vendor: str = "default",
+    study: PatientStudy = STUDY,
+    ct: bool = True,
+    pet: bool = True,
+    ct_grid: Grid = CT_GRID,
+) -> Path:
+    """Write the phantom CT (``root/ct``) and PET (``root/pet``); returns ``root``."""
+    if ct:
+        hu = ct_hu() if ct_grid is CT_GRID else np.full(ct_grid.shape, 40.0, np.float32)
+        write_ct_series(hu, ct_grid, study, root / "ct", contrast=False)
+    if pet:
+        write_pet_series(pet_activity(), PET_GRID, study, ACQ, root / "pet", vendor=vendor)
+    return root
+
+
+def edit_series(folder: Path, edit: Callable[[Dataset, int], None]) -> None:
+    """Apply ``edit(dataset, k)`` to every file of ``folder`` (k: sorted file order) and save."""
+    for k, path in enumerate(sorted(p for p in folder.iterdir() if p.is_file())):
+        ds = pydicom.dcmread(path)
+        edit(ds, k)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def isotope(ds: Dataset) -> Dataset:
+    """The RadiopharmaceuticalInformationSequence item of a PET dataset."""
+    return ds.RadiopharmaceuticalInformationSequence[0]
+
+
+@lru_cache(maxsize=1)
+def rendered_case() -> tuple[Path, RenderedCase]:
+    """One `small` synthetic case with its DICOM (CT + default-vendor PET), rendered once."""
+    out = Path(tempfile.mkdtemp(prefix="nstage-case-"))
+    atexit.register(shutil.rmtree, out, True)
+    case = render_case("case_0000", 20260, 0, "small", "default", out / "dicom", StageTimer())
+    return out, case
+
+
+def case_study_and_acquisition(case: RenderedCase) -> tuple[PatientStudy, PetAcquisition]:
+    """PatientStudy and PetAcquisition that re-create the case's PET header facts (for re-writing its PET)."""
+    h = case.truth["pet"]["header"]
+    ct0 = pydicom.dcmread(next((rendered_case()[0] / "dicom" / "ct").iterdir()), stop_before_pixels=True)
+    study = PatientStudy(
+        patient_name="SYNTHETIC^REWRITE", patient_id="SYNREWRITE", birth_date="19600101", sex=h["sex"], age_years=64,
+        weight_kg=h["weight_kg"], height_m=h["height_m"], study_uid=ct0.StudyInstanceUID,
+        frame_of_reference_uid=ct0.FrameOfReferenceUID, study_datetime=datetime.fromisoformat(h["scan_start"]),
+        accession_number="A1", study_id="1", uid_seed="rewrite",
+    )
+    acq = PetAcquisition(
+        injected_dose_bq=h["dose_bq"], injection_datetime=datetime.fromisoformat(h["injection_datetime"]),
+        scan_start=datetime.fromisoformat(h["scan_start"]), bed_duration_s=h["frame_duration_s"], bed_length_mm=160.0,
+        half_life_s=h["half_life_s"],
+    )
+    return study, acq
