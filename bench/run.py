@@ -33,12 +33,12 @@ def bench_synth(work: Path) -> dict[str, object]:
 
 
 def bench_baseline() -> dict[str, object]:
-    """SUVmax >= 2.5 rule inside true station regions on 40 small cases (the calibration test's cohort)."""
+    """SUVmax >= 2.5 rule inside true station regions on the calibration test's cohort (50 small cases)."""
     from nstage.synth.calibration import station_rows, threshold_rule_performance
-    from tests.test_baseline_calibration import CALIBRATION_SEED, CASES
+    from tests.cohort_eval import COHORT_CASES, COHORT_SEED
 
-    perf = threshold_rule_performance(station_rows(CALIBRATION_SEED, CASES, "small", jobs=2))
-    return {"suv25_on_true_stations_40_small_cases": {**perf, "literature": {"cochrane_CD009519": [0.77, 0.90], "zhao_2012_per_station": [0.61, 0.92]},
+    perf = threshold_rule_performance(station_rows(COHORT_SEED, COHORT_CASES, "small", jobs=2))
+    return {"suv25_on_true_stations_small_cohort": {**perf, "literature": {"cochrane_CD009519": [0.77, 0.90], "zhao_2012_per_station": [0.61, 0.92]},
                                                       "target": {"sensitivity": [0.60, 0.85], "specificity": [0.85, 0.93]}}}
 
 
@@ -56,7 +56,7 @@ def main() -> int:
     for k, v in results.items():
         if isinstance(v, dict) and "wall_s" in v:
             print(f"{k:<34} {v['wall_s']:>8} {v['cpu_s']:>8} {v['peak_rss_gb']:>8} {v.get('target_wall_s', ''):>9}")
-    b = results["suv25_on_true_stations_40_small_cases"]
+    b = results["suv25_on_true_stations_small_cohort"]
     print(f"SUVmax>=2.5 on true stations: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f} "
           f"({b['n_malignant']} malignant / {b['n_benign']} benign stations)")
     print(f"written: {RESULTS.relative_to(ROOT)}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,13 +297,17 @@ def run_elastix(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndar
     itk = itk_module()
     params = read_parameter_files([folder / f for f in settings.parameter_files])
     threads = settings.threads or (os.cpu_count() or 1)
+    multi_metric = any("MultiMetric" in params.GetParameter(i, "Registration")[0] for i in range(params.GetNumberOfParameterMaps()))
+    if multi_metric:
+        threads = 1  # itk-elastix crashes on multi-metric registrations with several threads (ITKElastix #160)
     fixed_image = to_itk(fixed, grid)
-    _, transform = itk.elastix_registration_method(
-        fixed_image, to_itk(moving, grid), parameter_object=params, fixed_mask=to_itk(mask.astype(np.uint8), grid, np.uint8),
-        log_to_console=False, number_of_threads=threads,
-    )
-    field_image = itk.transformix_deformation_field(fixed_image, transform)
-    field, _ = from_itk(field_image)
+    with tempfile.TemporaryDirectory(prefix="nstage-elastix-") as scratch:  # transformix writes files: keep them out of the CWD
+        _, transform = itk.elastix_registration_method(
+            fixed_image, to_itk(moving, grid), parameter_object=params, fixed_mask=to_itk(mask.astype(np.uint8), grid, np.uint8),
+            log_to_console=False, number_of_threads=threads, output_directory=scratch,
+        )
+        field_image = itk.transformix_deformation_field(fixed_image, transform, output_directory=scratch)
+        field, _ = from_itk(field_image)
     return field.astype(np.float64)
 
 

@@ -187,8 +187,14 @@ class _Reader:
             raise self.error(f"{attribute_name(keyword)} differs between slices ({', '.join(sorted(values))})", "export one consistent series")
         return values.pop() or None
 
+    def require_isotope(self) -> Dataset:
+        if self.isotope is None:
+            raise self.error(f"{attribute_name('RadiopharmaceuticalInformationSequence')} is missing (no injection time, dose or half-life)",
+                             "export the PET with its PET Isotope module")
+        return self.isotope
+
     def isotope_number(self, keyword: str) -> float | None:
-        return number(self.isotope, keyword) if self.isotope is not None else None
+        return number(self.require_isotope(), keyword)
 
     # body ----------------------------------------------------------------------------------------
 
@@ -266,7 +272,7 @@ class _Reader:
 
     def half_life_s(self) -> float:
         t = self.isotope_number("RadionuclideHalfLife")
-        nuclide = identify(self.isotope) if self.isotope is not None else None
+        nuclide = identify(self.require_isotope())
         if t is not None and t > 0:
             if nuclide and abs(t / nuclide.half_life_s - 1.0) > 0.05:
                 self.note(f"RadionuclideHalfLife {t:g} s differs from {nuclide.symbol} ({nuclide.half_life_s:g} s); the header's value is used")
@@ -306,11 +312,9 @@ class _Reader:
 
     def injection(self, anchor: datetime) -> datetime:
         """Injection date-time; a time without date is placed on ``anchor``'s day or the day before."""
-        if self.isotope is None:
-            raise self.error(f"{attribute_name('RadiopharmaceuticalInformationSequence')} is missing (no injection time, dose or half-life)",
-                             "export the PET with its PET Isotope module")
-        dt = datetime_value(self.isotope, "RadiopharmaceuticalStartDateTime", self.tz)
-        tm = time_value(self.isotope, "RadiopharmaceuticalStartTime")
+        isotope = self.require_isotope()
+        dt = datetime_value(isotope, "RadiopharmaceuticalStartDateTime", self.tz)
+        tm = time_value(isotope, "RadiopharmaceuticalStartTime")
         if dt is not None:
             if tm is not None and abs((datetime.combine(dt.date(), tm) - dt).total_seconds()) > 1.0:
                 self.note("RadiopharmaceuticalStartTime differs from RadiopharmaceuticalStartDateTime; the date-time is used")

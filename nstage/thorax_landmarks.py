@@ -28,6 +28,7 @@ class LandmarkSettings:
     """Thresholds of the landmark finder (HU, mm, mm^2, ml)."""
 
     air_hu: float
+    trachea_air_hu: float
     body_hu: float
     table_opening_mm: float
     lung_min_component_ml: float
@@ -36,6 +37,7 @@ class LandmarkSettings:
     trachea_max_offset_mm: float
     trachea_min_length_mm: float
     trachea_merge_factor: float
+    trachea_max_merge_mm: float
     bone_hu: float
     soft_tissue_hu: float
     heart_window_mm: tuple[float, float]
@@ -45,11 +47,12 @@ class LandmarkSettings:
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> "LandmarkSettings":
         return cls(
-            air_hu=float(c["air_hu"]), body_hu=float(c["body_hu"]), table_opening_mm=float(c["table_opening_mm"]),
+            air_hu=float(c["air_hu"]), trachea_air_hu=float(c["trachea_air_hu"]), body_hu=float(c["body_hu"]), table_opening_mm=float(c["table_opening_mm"]),
             lung_min_component_ml=float(c["lung_min_component_ml"]), lung_component_fraction=float(c["lung_component_fraction"]),
             trachea_area_mm2=(float(c["trachea_area_mm2"][0]), float(c["trachea_area_mm2"][1])),
             trachea_max_offset_mm=float(c["trachea_max_offset_mm"]), trachea_min_length_mm=float(c["trachea_min_length_mm"]),
-            trachea_merge_factor=float(c["trachea_merge_factor"]), bone_hu=float(c["bone_hu"]),
+            trachea_merge_factor=float(c["trachea_merge_factor"]), trachea_max_merge_mm=float(c["trachea_max_merge_mm"]),
+            bone_hu=float(c["bone_hu"]),
             soft_tissue_hu=float(c["soft_tissue_hu"]),
             heart_window_mm=(float(c["heart_window_mm"][0]), float(c["heart_window_mm"][1])),
             spine_window_mm=float(c["spine_window_mm"]), midline_halfwidth_mm=float(c["midline_halfwidth_mm"]),
@@ -94,7 +97,7 @@ def find_landmarks(hu: np.ndarray, grid: Grid, s: LandmarkSettings) -> ThoraxLan
     sx, sy, sz = grid.spacing
     body = body_mask(hu, grid, s)
     air = (hu < s.air_hu) & body
-    trachea, carina, length = trace_trachea(air, body, grid, s)
+    trachea, carina, length = trace_trachea((hu < s.trachea_air_hu) & body, body, grid, s)
     lungs = lung_mask(air & ~ndimage.binary_dilation(trachea, structure=_disk_2d()), grid, s)
     voxel_ml = grid.voxel_volume_ml
     volume = float(lungs.sum()) * voxel_ml
@@ -165,28 +168,25 @@ def trace_trachea(air: np.ndarray, body: np.ndarray, grid: Grid, s: LandmarkSett
     trachea's mean x, the midline) and the traced length.
     The trachea starts as a round air region near the middle of the body, of tracheal size; it is
     followed slice by slice while one air region of similar size overlaps it. The carina is where
-    it splits in two, or where it merges into a much larger air region (the lungs).
+    it splits in two, or where it merges for good into a much larger air region (the lungs).
     """
-    sx, sy, sz = grid.spacing
-    pix = sx * sy
-    a_min, a_max = s.trachea_area_mm2
-    nz = air.shape[0]
-    k = nz - 1
+    sz = grid.spacing[2]
+    k = air.shape[0] - 1
     while k >= 0:
         start = _trachea_candidate(air[k], body[k], grid, s)
         if start is None:
             k -= 1
             continue
-        track, carina_k = _follow(air, k, start, pix, s)
+        track, carina_k = _follow(air, k, start, grid, s)
+        if carina_k is not None:
+            track = [t for t in track if t[0] > carina_k]
         length = len(track) * sz
         if carina_k is not None and length >= s.trachea_min_length_mm:
             mask = np.zeros(air.shape, bool)
             for kk, fp in track:
                 mask[kk] = fp
-            last_k, last_fp = track[-1]
-            j, i = np.nonzero(last_fp)
-            z_idx = last_k - 0.5  # between the last single slice and the split
-            carina = grid.index_to_lps(np.array([i.mean(), j.mean(), z_idx]))
+            j, i = np.nonzero(track[-1][1])
+            carina = grid.index_to_lps(np.array([i.mean(), j.mean(), carina_k + 0.5]))  # between the last single slice and the split
             _, _, ti = np.nonzero(mask)
             carina[0] = grid.index_to_lps(np.array([ti.mean(), 0.0, 0.0]))[0]  # midline: the trachea's mean x
             return mask, carina, float(length)
@@ -215,22 +215,36 @@ def _trachea_candidate(air2d: np.ndarray, body2d: np.ndarray, grid: Grid, s: Lan
     return best
 
 
-def _follow(air: np.ndarray, k0: int, start: np.ndarray, pix: float, s: LandmarkSettings) -> tuple[list[tuple[int, np.ndarray]], int | None]:
-    """Slices of the tracked trachea from k0 downwards, and the slice where it split (or None)."""
+def _follow(air: np.ndarray, k0: int, start: np.ndarray, grid: Grid, s: LandmarkSettings) -> tuple[list[tuple[int, np.ndarray]], int | None]:
+    """Slices of the tracked trachea from k0 downwards, and the slice of the carina (None if lost).
+
+    Where the trachea touches a lung in a slice (one much larger air region), the part of that
+    region over the last clean footprint is followed; if that lasts longer than
+    `trachea_max_merge_mm`, the carina is put where the merge began.
+    """
     track = [(k0, start)]
     ref = float(start.sum())
     fp = start
+    merged_since: int | None = None
     for k in range(k0 - 1, -1, -1):
-        grown = ndimage.binary_dilation(fp)
+        grown = ndimage.binary_dilation(fp)  # fp: the last footprint clear of the lungs
         lab, n = ndimage.label(air[k])
         hits = np.unique(lab[grown & (lab > 0)])
-        areas = [float((lab == h).sum()) for h in hits]
-        big = [(h, a) for h, a in zip(hits, areas) if a >= 0.15 * ref]
+        sizes = [(h, float((lab == h).sum()), float(((lab == h) & grown).sum())) for h in hits]
+        big = [(h, a, o) for h, a, o in sizes if min(a, o) >= 0.15 * ref]
         if not big:
-            return track, None  # lost it
-        if len(big) >= 2 or big[0][1] > s.trachea_merge_factor * ref:
-            return track, k  # bifurcation, or the bronchi merge with the lungs
-        fp = lab == big[0][0]
+            return (track, merged_since) if merged_since is not None else (track, None)
+        if len(big) >= 2:
+            return track, merged_since if merged_since is not None else k  # bifurcation
+        h, area, _ = big[0]
+        if area > s.trachea_merge_factor * ref:  # touches a lung (or the bronchi enter the lungs)
+            merged_since = k if merged_since is None else merged_since
+            if (merged_since - k + 1) * grid.spacing[2] > s.trachea_max_merge_mm:
+                return track, merged_since
+            track.append((k, (lab == h) & grown))
+            continue
+        merged_since = None
+        fp = lab == h
         track.append((k, fp))
         ref = float(np.median([t[1].sum() for t in track]))
     return track, None

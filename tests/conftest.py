@@ -25,3 +25,11 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def load_truth(case_dir: Path) -> dict:
     return json.loads((case_dir / "truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def rendered_cohort():
+    """50 `small` cases rendered in memory and evaluated once (tests/cohort_eval.py)."""
+    from tests.cohort_eval import evaluate_cohort
+
+    return evaluate_cohort(jobs=2)

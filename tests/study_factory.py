@@ -2,7 +2,8 @@
 
 - :func:`write_phantom_study`: a tiny CT + PET (milliseconds to write) with known geometry;
 - :func:`edit_series`: rewrite the headers of every file of a written series;
-- :func:`rendered_case`: one `small` synthetic case (about 10 s), rendered once per test process.
+- :func:`rendered_case`: one `small` synthetic case (about 10 s), rendered once per test process;
+- :func:`pet_header`: one in-memory PET slice header for the SUV rules.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from nstage.geometry import Grid
 from nstage.progress import StageTimer
@@ -132,3 +136,48 @@ def case_study_and_acquisition(case: RenderedCase) -> tuple[PatientStudy, PetAcq
         half_life_s=h["half_life_s"],
     )
     return study, acq
+
+
+# --- in-memory PET headers (the SUV manual's baseline DRO: 70 kg, 368.08 MBq F-18, 1 h uptake) ---
+
+F18 = 6586.2
+W, DOSE = 70.0, 368.08e6
+
+
+def pet_header(**attrs: object) -> Dataset:
+    """A BQML / START PET slice header: 70 kg, 368.08 MBq F-18 at 10:00, scan at 11:00.
+
+    Keyword arguments set attributes (None deletes, bytes are stored raw, unvalidated, as a bad
+    file would hold them); ``iso_<Keyword>`` sets them in the isotope item."""
+    ds = Dataset()
+    ds.Modality, ds.Units, ds.DecayCorrection = "PT", "BQML", "START"
+    ds.CorrectedImage = ["NORM", "DTIM", "ATTN", "SCAT", "DECY", "RAN"]
+    ds.SeriesDate = ds.AcquisitionDate = ds.StudyDate = "20250101"
+    ds.SeriesTime = ds.AcquisitionTime = "110000"
+    ds.PatientWeight, ds.PatientSize, ds.PatientSex = "70", "1.75", "M"
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+    ds.ActualFrameDuration, ds.FrameReferenceTime = 300000, "150000"
+    ds.PixelSpacing, ds.SliceThickness = ["4", "4"], "4"
+    item = Dataset()
+    item.RadiopharmaceuticalStartTime, item.RadiopharmaceuticalStartDateTime = "100000", "20250101100000"
+    item.RadionuclideTotalDose, item.RadionuclideHalfLife = str(DOSE), str(F18)
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "C-111A1", "SRT", "^18^Fluorine"
+    item.RadionuclideCodeSequence = [code]
+    ds.RadiopharmaceuticalInformationSequence = [item]
+    for key, value in attrs.items():
+        target, key = (item, key[4:]) if key.startswith("iso_") else (ds, key)
+        if value is None:
+            if key in target:
+                delattr(target, key)
+        elif isinstance(value, bytes):
+            set_raw(target, key, value)
+        else:
+            setattr(target, key, value)
+    return ds
+
+
+def set_raw(ds: Dataset, keyword: str, value: bytes) -> None:
+    """Store ``value`` as the undecoded bytes of ``keyword`` (decoded lazily, like a read file)."""
+    tag = Tag(keyword)
+    ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
