@@ -217,10 +217,11 @@ def grid_from_dicom(
     PixelSpacing (row spacing, column spacing), ``slice_spacing`` the distance between slice
     centres along the normal (positive), ``shape`` (nz, rows, columns)."""
     direction = dicom_direction(image_orientation)
-    row_spacing, col_spacing = (float(v) for v in pixel_spacing)
+    row_spacing, col_spacing = np.asarray(pixel_spacing, dtype=float).reshape(2)
+    x, y, z = np.asarray(first_position, dtype=float).reshape(3)
     return Grid(
         shape=shape,
-        spacing=(col_spacing, row_spacing, float(slice_spacing)),
-        origin=tuple(float(v) for v in np.asarray(first_position, dtype=float).reshape(3)),
+        spacing=(float(col_spacing), float(row_spacing), float(slice_spacing)),
+        origin=(float(x), float(y), float(z)),
         direction=direction,
     )

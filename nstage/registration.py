@@ -3,8 +3,9 @@
 Per atlas (fixed image = patient, moving = atlas CT):
 1. both CTs are copied to an axis-aligned working grid (`working_spacing_mm`); landmarks are found
    by thresholding (body, lungs, trachea, carina; nstage/thorax_landmarks.py);
-2. pre-alignment: carina onto carina, scaled by the ratio of the lungs' extents (robust to field
-   of view and table position), and a thorax crop of the patient around the lungs;
+2. pre-alignment (nstage/prealignment.py): carina onto carina, x and y scaled by the lungs'
+   width and depth, z mapped through lung base, carina and apex (robust to field of view, table
+   position and proportions), and a thorax crop of the patient around the lungs;
 3. Elastix: affine, then B-spline, multi-resolution (parameter files in atlas/elastix/), metric
    sampled inside the patient's body where the atlas has data;
 4. the displacement field (patient working grid) composed with the pre-alignment gives, for every
@@ -32,18 +33,21 @@ from scipy import ndimage
 
 from nstage import paths
 from nstage.atlas import AtlasImage
-from nstage.geometry import Grid, corners_lps, resample_through
+from nstage.geometry import Grid
 from nstage.itk_bridge import from_itk, itk_module, read_parameter_files, to_itk
 from nstage.label_fusion import majority_vote
+from nstage.prealignment import prealign
 from nstage.progress import StageTimer
-from nstage.registration_quality import Grade, dice, dilate_mm, grade, jacobian_determinant, ncc
+from nstage.registration_quality import Grade, dice, dilate_mm, grade, jacobian_determinant, ncc, order_violations
 from nstage.stations import load_stations
-from nstage.thorax_landmarks import LandmarkSettings, ThoraxLandmarks, find_landmarks
+from nstage.thorax_landmarks import LandmarkSettings, ThoraxLandmarks, find_landmarks, thorax_mask
 from nstage.working_grid import crop, working_copy
 
 log = logging.getLogger("nstage")
 
-LANDMARK_FIGURES = {"lung_volume_ml", "trachea_length_mm", "heart_offset_mm", "spine_offset_mm"}
+LANDMARK_FIGURES = {"lung_volume_ml", "trachea_length_mm", "carina_height", "trachea_top_height", "carina_offset_mm",
+                    "heart_offset_mm", "spine_offset_mm"}
+STATION_FIGURES = {"stations_missing", "order_violations", "station_air_fraction"}
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,15 @@ class RegistrationSettings:
     threads: int
     parameter_files: tuple[str, ...]
     margins: dict[str, float]
+    mask_margin_mm: float
+    neck_radius_mm: float
     scale_limits: tuple[float, float]
+    z_smoothing_mm: float
     landmarks: LandmarkSettings
     min_tissue_hu: float
     region_margin_mm: float
+    order_above: list[list[str]]
+    order_right_of: list[list[str]]
     rules: dict[str, dict[str, Any]]
 
 
@@ -72,10 +81,15 @@ def load_settings(path: Path | None = None) -> RegistrationSettings:
         threads=int(c["threads"]),
         parameter_files=tuple(c["elastix_parameter_files"]),
         margins={k: float(v) for k, v in c["crop_margin_mm"].items()},
-        scale_limits=(float(c["init_scale_limits"][0]), float(c["init_scale_limits"][1])),
+        mask_margin_mm=float(c["metric_mask"]["lung_hull_margin_mm"]),
+        neck_radius_mm=float(c["metric_mask"]["neck_radius_mm"]),
+        scale_limits=(float(c["prealignment"]["scale_limits"][0]), float(c["prealignment"]["scale_limits"][1])),
+        z_smoothing_mm=float(c["prealignment"]["z_smoothing_mm"]),
         landmarks=LandmarkSettings.from_config(c["landmarks"]),
         min_tissue_hu=float(c["label_transfer"]["min_tissue_hu"]),
         region_margin_mm=float(c["label_transfer"]["region_margin_mm"]),
+        order_above=[list(p) for p in c["anatomical_order"]["above"]],
+        order_right_of=[list(p) for p in c["anatomical_order"]["right_of"]],
         rules={k: v for k, v in c["quality"].items() if isinstance(v, dict)},
     )
 
@@ -221,56 +235,51 @@ def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, 
                  settings: RegistrationSettings, elastix_dir: Path | None) -> AtlasResult:
     """Register one prepared atlas to the patient; grade it; carry its labels over unless it failed."""
     t0 = time.perf_counter()
-    init, scales = initial_alignment(lm, atlas.landmarks, settings.scale_limits)
     fixed, fixed_grid = thorax_crop(work, work_grid, lm, settings.margins)
-    body, _ = thorax_crop(lm.body, work_grid, lm, settings.margins)
+    body, _ = thorax_crop(thorax_mask(lm, settings.mask_margin_mm, settings.neck_radius_mm), work_grid, lm, settings.margins)
     lungs, _ = thorax_crop(lm.lungs, work_grid, lm, settings.margins)
+    _, _, zs = fixed_grid.axis_coordinates()
+    pre = prealign(lm, atlas.landmarks, settings.scale_limits, settings.z_smoothing_mm, (float(zs[0]), float(zs[-1])))
     a = atlas.atlas
-    moving = resample_through(a.ct, a.ct_grid, fixed_grid, init, order=1, fill=-1000.0)
-    valid = resample_through(np.ones(a.ct.shape, np.uint8), a.ct_grid, fixed_grid, init, order=0, fill=0) > 0
+    idx = pre.atlas_index_on(fixed_grid, a.ct_grid)
+    moving = ndimage.map_coordinates(a.ct, idx, order=1, mode="constant", cval=-1000.0, output=np.float32)
+    n = np.array(a.ct.shape, float)[:, None, None, None]
+    valid = np.all((idx >= 0) & (idx <= n - 1), axis=0)
     mask = body & valid
     lo, hi = settings.window_hu
     folder = elastix_dir or elastix_folder(Path(a.source))
     displacement = run_elastix(np.clip(fixed, lo, hi), np.clip(moving, lo, hi), fixed_grid, mask, folder, settings)
-    mapping = _points(fixed_grid) + displacement
-    mapping = mapping @ init[:3, :3].T + init[:3, 3]  # patient point -> atlas point (LPS)
-    figures: dict[str, Any] = {"init_scale_min": round(float(min(scales)), 3), "init_scale_max": round(float(max(scales)), 3)}
+    mapping = pre.apply(_points(fixed_grid) + displacement)  # patient point -> atlas point (LPS)
+    figures: dict[str, Any] = {"init_scale_min": round(float(pre.raw_scales.min()), 3), "init_scale_max": round(float(pre.raw_scales.max()), 3)}
     figures.update(_quality_figures(fixed, fixed_grid, mask, lungs, mapping, atlas, settings))
-    labels = None
+    labels: np.ndarray | None = None
     g = grade(figures, settings.rules, only=set(figures) - LANDMARK_FIGURES)
     if g.status != "failed":
-        labels = transfer_labels(hu, grid, mapping, fixed_grid, atlas, settings)
-        present = {int(v) for v in np.unique(labels) if v}
-        expected = {int(v) for v in np.unique(a.labels) if v}
-        names = {s.label: s.station for s in load_stations()}
-        figures["stations_missing"] = len(expected - present)
-        if expected - present:
-            figures["missing_names"] = sorted(names.get(v, str(v)) for v in expected - present)
-        g.merge(grade(figures, settings.rules, only={"stations_missing"}))
+        labels, air_fraction = transfer_labels(hu, grid, mapping, fixed_grid, atlas, settings)
+        figures.update(_station_figures(labels, grid, a.labels, air_fraction, settings))
+        g.merge(grade(figures, settings.rules, only=STATION_FIGURES))
         if g.status == "failed":
             labels = None
     return AtlasResult(a.name, g, figures, labels, time.perf_counter() - t0)
 
 
-def initial_alignment(patient: ThoraxLandmarks, atlas: ThoraxLandmarks, limits: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """4x4 map patient LPS -> atlas LPS: carina onto carina, axes scaled by the lungs' extents.
-
-    The height ratio is used only when neither CT cuts the lungs; otherwise the z scale is the
-    geometric mean of the x and y scales. Returns the map and the scales before clipping to `limits`.
-    """
-    assert patient.carina is not None and atlas.carina is not None
-    assert patient.lung_lo is not None and patient.lung_hi is not None and atlas.lung_lo is not None and atlas.lung_hi is not None
-    ext_p = patient.lung_hi - patient.lung_lo
-    ext_a = atlas.lung_hi - atlas.lung_lo
-    s = ext_a / np.maximum(ext_p, 1.0)
-    if patient.lung_cut_inferior or patient.lung_cut_superior or atlas.lung_cut_inferior or atlas.lung_cut_superior:
-        s[2] = np.sqrt(s[0] * s[1])
-    raw = s.copy()
-    s = np.clip(s, *limits)
-    m = np.eye(4)
-    m[:3, :3] = np.diag(s)
-    m[:3, 3] = atlas.carina - s * patient.carina
-    return m, raw
+def _station_figures(labels: np.ndarray, grid: Grid, atlas_labels: np.ndarray, air_fraction: float | None,
+                     settings: RegistrationSettings) -> dict[str, Any]:
+    """Missing stations, stations out of anatomical order, and how much of them fell on air or lung."""
+    names = {s.label: s.station for s in load_stations()}
+    present = {int(v) for v in np.unique(labels) if v}
+    expected = {int(v) for v in np.unique(atlas_labels) if v}
+    problems = order_violations(labels, grid, names, settings.order_above, settings.order_right_of)
+    out: dict[str, Any] = {
+        "stations_missing": len(expected - present),
+        "order_violations": len(problems),
+        "station_air_fraction": _round(air_fraction),
+    }
+    if expected - present:
+        out["missing_names"] = sorted(names.get(v, str(v)) for v in expected - present)
+    if problems:
+        out["order_problems"] = problems
+    return out
 
 
 def thorax_crop(array: np.ndarray, grid: Grid, lm: ThoraxLandmarks, margins: dict[str, float]) -> tuple[np.ndarray, Grid]:
@@ -344,18 +353,20 @@ def _sample(array: np.ndarray, grid: Grid, points: np.ndarray, order: int, fill:
 
 
 def transfer_labels(hu: np.ndarray, grid: Grid, mapping: np.ndarray, work_grid: Grid, atlas: PreparedAtlas,
-                    settings: RegistrationSettings, chunk_points: int = 1_500_000) -> np.ndarray:
+                    settings: RegistrationSettings, chunk_points: int = 1_500_000) -> tuple[np.ndarray, float | None]:
     """The atlas's station labels on the patient CT grid (uint8), through `mapping` (working grid -> atlas LPS).
 
     Only a box around the stations is computed. Near label borders each label's indicator is
     interpolated linearly and the largest wins (no holes, no label bleeding); elsewhere the
-    nearest label is taken. Voxels whose CT value is below `min_tissue_hu` (air, lung) get none.
+    nearest label is taken. Voxels whose CT value is below `min_tissue_hu` (air, lung) get none;
+    the fraction of station voxels that this removed is returned with the map (None if none).
     """
     a = atlas.atlas
     out = np.zeros(grid.shape, np.uint8)
     near = _sample(a.labels, a.label_grid, mapping, order=0, fill=0) > 0
     if not near.any():
-        return out
+        return out, None
+    labelled = removed = 0
     k, j, i = np.nonzero(dilate_mm(near, work_grid.spacing, settings.region_margin_mm))
     box = work_grid.index_to_lps(np.array([[i.min(), j.min(), k.min()], [i.max(), j.max(), k.max()]], float))
     corners = np.array([[x, y, z] for x in box[:, 0] for y in box[:, 1] for z in box[:, 2]])
@@ -371,9 +382,12 @@ def transfer_labels(hu: np.ndarray, grid: Grid, mapping: np.ndarray, work_grid: 
         lab = _labels_at(_map_points(grid.index_to_lps(ijk), mapping, work_grid), atlas)
         block = (slice(ks[0], ks[-1] + 1), slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))
         lab = lab.reshape((ks.size,) + ii.shape)
-        lab[hu[block] < settings.min_tissue_hu] = 0
+        air = (hu[block] < settings.min_tissue_hu) & (lab > 0)
+        labelled += int(np.count_nonzero(lab))
+        removed += int(np.count_nonzero(air))
+        lab[air] = 0
         out[block] = lab
-    return out
+    return out, (removed / labelled if labelled else None)
 
 
 def _map_points(points: np.ndarray, mapping: np.ndarray, work_grid: Grid) -> np.ndarray:

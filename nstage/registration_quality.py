@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from nstage.geometry import Grid
+
 STATUSES = ("ok", "suspect", "failed")
 
 
@@ -97,3 +99,30 @@ def dilate_mm(mask: np.ndarray, spacing: tuple[float, float, float], mm: float) 
     z, y, x = np.ogrid[-n[0]:n[0] + 1, -n[1]:n[1] + 1, -n[2]:n[2] + 1]
     ball = (z / max(r[0], 0.5)) ** 2 + (y / max(r[1], 0.5)) ** 2 + (x / max(r[2], 0.5)) ** 2 <= 1.0
     return ndimage.binary_dilation(mask, structure=ball)
+
+
+def order_violations(labels: np.ndarray, grid: Grid, names: Mapping[int, str], above: list[list[str]],
+                     right_of: list[list[str]]) -> list[str]:
+    """Pairs of stations out of anatomical order (centroids in LPS: +z head, -x patient's right).
+
+    `above`: [a, b] means a's centroid lies higher than b's; `right_of`: a lies on the patient's
+    right of b. Pairs with a station absent are skipped.
+    """
+    labels_of = {n: v for v, n in names.items()}
+    index = ndimage.find_objects(labels)
+    centroids: dict[str, np.ndarray] = {}
+    for name, value in labels_of.items():
+        if value - 1 >= len(index) or index[value - 1] is None:
+            continue
+        box = index[value - 1]
+        k, j, i = np.nonzero(labels[box] == value)
+        offset = np.array([box[2].start, box[1].start, box[0].start], float)
+        centroids[name] = grid.index_to_lps(np.array([i.mean(), j.mean(), k.mean()]) + offset)
+    out = []
+    for a, b in above:
+        if a in centroids and b in centroids and not centroids[a][2] > centroids[b][2]:
+            out.append(f"{a} not above {b}")
+    for a, b in right_of:
+        if a in centroids and b in centroids and not centroids[a][0] < centroids[b][0]:
+            out.append(f"{a} not on the right of {b}")
+    return out

@@ -194,8 +194,8 @@ def ranked_pet(index: DicomIndex, rules: dict[str, Any] | None = None) -> list[S
         raise InputError(f"no PET series in {index.root}{hint}; found {index.summary()}. Give the folder with the study's PET (Modality PT)")
     usable = [s for s in found if attenuation_corrected(s) is not False]
     if not usable:
-        raise InputError(f"no attenuation-corrected PET in {index.root}: {'; '.join(s.label for s in found)} "
-                         "lack ATTN in CorrectedImage (0028,0051), and SUV of a non-attenuation-corrected (NAC) PET is meaningless; "
+        raise InputError(f"no attenuation-corrected PET in {index.root}: CorrectedImage (0028,0051) has no ATTN in "
+                         f"{'; '.join(s.label for s in found)}, and the SUV of a non-attenuation-corrected (NAC) PET is meaningless; "
                          "add the attenuation-corrected PET series")
     for s in found:
         if attenuation_corrected(s) is False:
@@ -233,6 +233,8 @@ def select_ct_pet(index: DicomIndex, rules: dict[str, Any] | None = None) -> Sel
     """The best PET and, among CTs of its study and frame of reference, the best CT."""
     rules = rules or load_rules()
     pets, cts = ranked_pet(index, rules), ranked_ct(index, rules)
+    if len(index.studies()) > 1:
+        log.warning("%d studies in %s: the best PET decides which one is used", len(index.studies()), index.root)
     for pet in pets:
         for ct in cts:
             if _same_frame(ct, pet):

@@ -25,11 +25,13 @@ earliest AcquisitionDate/Time. NONE -> per slice, the manual's formula
 ``f = N/dose x lambda T / (1 - exp(-lambda T)) x exp(lambda (t_acq - t_inj))``.
 
 Corrections made with a warning (``SuvInfo.notes``): dose below 1e5 is MBq; weight above 1000 is
-grams; height above 3 is cm; no SUVType with GML is BW; only RadiopharmaceuticalStartTime:
-dated on the scan day, or the day before when that puts it after the scan (injection before
-midnight); no half-life: from the radionuclide code; PatientSex other than M/F: mean of the male
-and female formulas. Missing weight, dose, injection time or half-life where needed, unknown
-units, a non-zero intercept and implausible values are ``InputError`` naming the attribute.
+grams; height above 3 is cm; GML without SUVType is BW; only RadiopharmaceuticalStartTime: dated
+on the scan day, or the day before when that puts it after the scan (injection before midnight);
+a RadiopharmaceuticalStartDateTime not within the day before the scan while a StartTime is given
+(anonymised dates): the StartTime is used; no half-life: from the radionuclide code; PatientSex
+other than M/F: mean of the male and female formulas. Missing weight, dose, injection time or
+half-life where needed, unknown units, a non-zero intercept and implausible values are
+``InputError`` naming the attribute.
 """
 
 from __future__ import annotations
@@ -318,7 +320,10 @@ class _Reader:
         if dt is not None:
             if tm is not None and abs((datetime.combine(dt.date(), tm) - dt).total_seconds()) > 1.0:
                 self.note("RadiopharmaceuticalStartTime differs from RadiopharmaceuticalStartDateTime; the date-time is used")
-            return dt
+            if tm is None or timedelta(0) <= anchor - dt <= timedelta(days=1):
+                return dt
+            self.note(f"RadiopharmaceuticalStartDateTime {dt.isoformat()} is not within the day before the scan "
+                      "(dates shifted by an anonymiser?): RadiopharmaceuticalStartTime is used")
         if tm is None:
             raise self.error(f"injection time missing: neither {attribute_name('RadiopharmaceuticalStartDateTime')} nor "
                              f"{attribute_name('RadiopharmaceuticalStartTime')} is set", "enter the injection time and export again")

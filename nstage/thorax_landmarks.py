@@ -9,7 +9,8 @@ Orientation cues, all measured relative to the carina:
 - heart_offset_mm: x of the soft tissue between the lungs below the carina (the heart lies to
   the patient's left, +x);
 - spine_offset_mm: y of the bone near the midline at carina level (the spine is posterior, +y);
-- the trachea itself: it is searched from the head end down, so an image upside down has none.
+- the trachea itself: it is searched from the head end down, so an image upside down has none,
+  or a false one low in the lungs (carina_height) or off the midline (carina_offset_mm).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class LandmarkSettings:
     body_hu: float
     table_opening_mm: float
     lung_min_component_ml: float
+    lung_min_slice_area_mm2: float
     lung_component_fraction: float
     trachea_area_mm2: tuple[float, float]
     trachea_max_offset_mm: float
@@ -48,7 +50,8 @@ class LandmarkSettings:
     def from_config(cls, c: dict[str, Any]) -> "LandmarkSettings":
         return cls(
             air_hu=float(c["air_hu"]), trachea_air_hu=float(c["trachea_air_hu"]), body_hu=float(c["body_hu"]), table_opening_mm=float(c["table_opening_mm"]),
-            lung_min_component_ml=float(c["lung_min_component_ml"]), lung_component_fraction=float(c["lung_component_fraction"]),
+            lung_min_component_ml=float(c["lung_min_component_ml"]), lung_min_slice_area_mm2=float(c["lung_min_slice_area_mm2"]),
+            lung_component_fraction=float(c["lung_component_fraction"]),
             trachea_area_mm2=(float(c["trachea_area_mm2"][0]), float(c["trachea_area_mm2"][1])),
             trachea_max_offset_mm=float(c["trachea_max_offset_mm"]), trachea_min_length_mm=float(c["trachea_min_length_mm"]),
             trachea_merge_factor=float(c["trachea_merge_factor"]), trachea_max_merge_mm=float(c["trachea_max_merge_mm"]),
@@ -66,21 +69,51 @@ class ThoraxLandmarks:
     grid: Grid
     body: np.ndarray  # bool, the patient (slices with holes filled), table excluded
     lungs: np.ndarray  # bool, lungs and bronchi (trachea above the carina excluded)
+    trachea: np.ndarray  # bool, the traced trachea (above the carina)
     lung_volume_ml: float
-    lung_lo: np.ndarray | None  # (3,) LPS corner of the lungs' bounding box
+    lung_lo: np.ndarray | None  # (3,) LPS corner of the lungs' bounding box (slices with some lung area)
     lung_hi: np.ndarray | None
     lung_cut_inferior: bool  # lungs touch the lowest slice (cut by the field of view)
     lung_cut_superior: bool
     carina: np.ndarray | None  # (3,) LPS
+    trachea_top_z: float | None  # LPS z of the highest traced trachea slice
     trachea_length_mm: float
     heart_offset_mm: float | None
     spine_offset_mm: float | None
+
+    @property
+    def carina_height(self) -> float | None:
+        """Height of the carina above the lungs' lowest point, as a fraction of the lungs' height."""
+        if self.carina is None or self.lung_lo is None or self.lung_hi is None or self.lung_hi[2] <= self.lung_lo[2]:
+            return None
+        return float((self.carina[2] - self.lung_lo[2]) / (self.lung_hi[2] - self.lung_lo[2]))
+
+    @property
+    def trachea_top_height(self) -> float | None:
+        """Height of the trachea's top above the lungs' lowest point, as a fraction of the lungs' height.
+
+        The trachea enters the chest from the neck, above the lung apices (1 or more; also when the
+        field of view cuts the apices). A 'trachea' that begins low in the lungs is something else.
+        """
+        if self.trachea_top_z is None or self.lung_lo is None or self.lung_hi is None or self.lung_hi[2] <= self.lung_lo[2]:
+            return None
+        return float((self.trachea_top_z - self.lung_lo[2]) / (self.lung_hi[2] - self.lung_lo[2]))
+
+    @property
+    def carina_offset_mm(self) -> float | None:
+        """Distance (x) of the carina from the middle of the lungs: the trachea runs in the midline."""
+        if self.carina is None or self.lung_lo is None or self.lung_hi is None:
+            return None
+        return float(abs(self.carina[0] - 0.5 * (self.lung_lo[0] + self.lung_hi[0])))
 
     def figures(self) -> dict[str, float | None]:
         """The numbers that go into the quality report."""
         return {
             "lung_volume_ml": round(self.lung_volume_ml, 1),
             "trachea_length_mm": round(self.trachea_length_mm, 1),
+            "carina_height": _r(self.carina_height, 3),
+            "trachea_top_height": _r(self.trachea_top_height, 3),
+            "carina_offset_mm": _r(self.carina_offset_mm),
             "heart_offset_mm": _r(self.heart_offset_mm),
             "spine_offset_mm": _r(self.spine_offset_mm),
         }
@@ -103,18 +136,43 @@ def find_landmarks(hu: np.ndarray, grid: Grid, s: LandmarkSettings) -> ThoraxLan
     volume = float(lungs.sum()) * voxel_ml
     lo = hi = None
     cut_inf = cut_sup = False
-    if lungs.any():
-        k, j, i = np.nonzero(lungs)
-        lo = grid.index_to_lps(np.array([i.min(), j.min(), k.min()]))
-        hi = grid.index_to_lps(np.array([i.max(), j.max(), k.max()]))
-        per_slice = lungs.sum(axis=(1, 2))
-        cut_inf = bool(per_slice[0] * sx * sy > 500.0)
-        cut_sup = bool(per_slice[-1] * sx * sy > 500.0)
-    heart = spine = None
+    per_slice = lungs.sum(axis=(1, 2)) * sx * sy
+    rows = np.flatnonzero(per_slice >= s.lung_min_slice_area_mm2)  # ignore thin wisps at the ends
+    if rows.size:
+        k, j, i = np.nonzero(lungs[rows.min():rows.max() + 1])
+        lo = grid.index_to_lps(np.array([i.min(), j.min(), rows.min()]))
+        hi = grid.index_to_lps(np.array([i.max(), j.max(), rows.max()]))
+        cut_inf = bool(per_slice[0] >= s.lung_min_slice_area_mm2)
+        cut_sup = bool(per_slice[-1] >= s.lung_min_slice_area_mm2)
+    heart = spine = top = None
+    if trachea.any():
+        top = float(grid.index_to_lps(np.array([0.0, 0.0, float(np.flatnonzero(trachea.any(axis=(1, 2))).max())]))[2])
     if carina is not None:
         heart = _heart_offset(hu, lungs, body, grid, carina, s)
         spine = _spine_offset(hu, body, grid, carina, s)
-    return ThoraxLandmarks(grid, body, lungs, volume, lo, hi, cut_inf, cut_sup, carina, length, heart, spine)
+    return ThoraxLandmarks(grid, body, lungs, trachea, volume, lo, hi, cut_inf, cut_sup, carina, top, length, heart, spine)
+
+
+def thorax_mask(lm: ThoraxLandmarks, margin_mm: float, neck_radius_mm: float) -> np.ndarray:
+    """Where the registration should look: the lungs' slice hulls grown by `margin_mm`, plus the
+    neck around the trachea above the lungs (station 1), inside the body.
+
+    Leaves out arms, shoulders, breasts and the fat of the body wall, which differ between
+    people far more than the thorax does.
+    """
+    hull = np.zeros_like(lm.lungs)
+    for k in np.flatnonzero(lm.lungs.any(axis=(1, 2))):
+        hull[k] = _row_hull(lm.lungs[k]) | _row_hull(lm.lungs[k].T).T
+    sx, sy, sz = lm.grid.spacing
+    inside = ndimage.distance_transform_edt(~hull, sampling=(sz, sy, sx)) <= margin_mm
+    if lm.trachea_top_z is not None and lm.lung_hi is not None:
+        _, _, zs = lm.grid.axis_coordinates()
+        neck = np.zeros_like(hull)
+        for k in np.flatnonzero((zs > lm.lung_hi[2] - margin_mm) & lm.trachea.any(axis=(1, 2))):
+            neck[k] = lm.trachea[k]
+        if neck.any():
+            inside |= ndimage.distance_transform_edt(~neck, sampling=(sz, sy, sx)) <= neck_radius_mm
+    return inside & lm.body
 
 
 def _disk_2d() -> np.ndarray:

@@ -2,18 +2,16 @@
 
 - :func:`write_phantom_study`: a tiny CT + PET (milliseconds to write) with known geometry;
 - :func:`edit_series`: rewrite the headers of every file of a written series;
-- :func:`rendered_case`: one `small` synthetic case (about 10 s), rendered once per test process;
+- :func:`case_truth_suv`, :func:`case_study_and_acquisition`: facts of a case of the shared
+  ``small_cohort`` fixture (conftest.py), to compare against and to re-write its PET;
 - :func:`pet_header`: one in-memory PET slice header for the SUV rules.
 """
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
+import json
 from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +21,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from nstage.geometry import Grid
-from nstage.progress import StageTimer
+from nstage.geometry import Grid, load_nifti
 from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
-from nstage.synth.case import RenderedCase, render_case
+from nstage.synth.case import presets_config
 from nstage.synth.dicom_writer import write_ct_series, write_pet_series
 
 STUDY = PatientStudy(
@@ -111,19 +108,17 @@ def isotope(ds: Dataset) -> Dataset:
     return ds.RadiopharmaceuticalInformationSequence[0]
 
 
-@lru_cache(maxsize=1)
-def rendered_case() -> tuple[Path, RenderedCase]:
-    """One `small` synthetic case with its DICOM (CT + default-vendor PET), rendered once."""
-    out = Path(tempfile.mkdtemp(prefix="nstage-case-"))
-    atexit.register(shutil.rmtree, out, True)
-    case = render_case("case_0000", 20260, 0, "small", "default", out / "dicom", StageTimer())
-    return out, case
+def case_truth_suv(case_dir: Path) -> tuple[np.ndarray, Grid]:
+    """The generator's true SUVbw of a synthetic case (truth_suv.nii.gz) and its PET grid."""
+    suv, grid = load_nifti(case_dir / "truth_suv.nii.gz")
+    return np.asarray(suv, dtype=np.float64), grid
 
 
-def case_study_and_acquisition(case: RenderedCase) -> tuple[PatientStudy, PetAcquisition]:
-    """PatientStudy and PetAcquisition that re-create the case's PET header facts (for re-writing its PET)."""
-    h = case.truth["pet"]["header"]
-    ct0 = pydicom.dcmread(next((rendered_case()[0] / "dicom" / "ct").iterdir()), stop_before_pixels=True)
+def case_study_and_acquisition(case_dir: Path) -> tuple[PatientStudy, PetAcquisition]:
+    """PatientStudy and PetAcquisition that re-create a synthetic case's PET header facts
+    (truth.json ``pet.header``, UIDs of its CT) so that its PET can be written again in another style."""
+    h = json.loads((case_dir / "truth.json").read_text())["pet"]["header"]
+    ct0 = pydicom.dcmread(next((case_dir / "dicom" / "ct").iterdir()), stop_before_pixels=True)
     study = PatientStudy(
         patient_name="SYNTHETIC^REWRITE", patient_id="SYNREWRITE", birth_date="19600101", sex=h["sex"], age_years=64,
         weight_kg=h["weight_kg"], height_m=h["height_m"], study_uid=ct0.StudyInstanceUID,
@@ -132,7 +127,8 @@ def case_study_and_acquisition(case: RenderedCase) -> tuple[PatientStudy, PetAcq
     )
     acq = PetAcquisition(
         injected_dose_bq=h["dose_bq"], injection_datetime=datetime.fromisoformat(h["injection_datetime"]),
-        scan_start=datetime.fromisoformat(h["scan_start"]), bed_duration_s=h["frame_duration_s"], bed_length_mm=160.0,
+        scan_start=datetime.fromisoformat(h["scan_start"]), bed_duration_s=h["frame_duration_s"],
+        bed_length_mm=float(presets_config()["pet_bed_length_mm"]),
         half_life_s=h["half_life_s"],
     )
     return study, acq

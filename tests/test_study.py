@@ -17,7 +17,7 @@ import pytest
 
 from nstage.dicom_index import index_folder
 from nstage.errors import InputError
-from nstage.geometry import Grid
+from nstage.geometry import Grid, load_nifti
 from nstage.series_selection import load_rules, matches, select_ct_pet
 from nstage.study import Study, load_ct_volume, load_study
 from nstage.synth.dicom_writer import write_ct_series, write_pet_series
@@ -28,11 +28,10 @@ from tests.study_factory import (
     HOT_LPS,
     PET_GRID,
     STUDY,
-    ct_hu,
     edit_series,
     isotope,
+    case_truth_suv,
     pet_activity,
-    rendered_case,
     suv_factor,
     write_phantom_study,
 )
@@ -53,19 +52,22 @@ def study_copy(phantom: Path, tmp_path: Path) -> Path:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def test_rendered_case_loads_with_its_true_ct_and_suv() -> None:
-    root, case = rendered_case()
-    study = load_study(root / "dicom")
-    np.testing.assert_allclose(study.ct.grid.affine, case.ct_grid.affine, atol=1e-4)
-    np.testing.assert_allclose(study.pet.grid.affine, case.pet_grid.affine, atol=1e-4)
-    assert np.abs(study.ct.array - np.clip(case.hu, -1024, 3071)).max() <= 0.5
-    hot = case.suv > 0.01 * case.suv.max()
-    assert np.abs(study.pet.array[hot] / case.suv[hot] - 1).max() < 1e-3
+def test_synthetic_case_loads_on_its_true_grids_with_its_true_suv(small_cohort: Path) -> None:
+    case = small_cohort / "case_0000"
+    study = load_study(case / "dicom")
+    _, station_grid = load_nifti(case / "truth_stations.nii.gz")  # written on the CT grid
+    np.testing.assert_allclose(study.ct.grid.affine, station_grid.affine, atol=1e-4)
+    assert study.ct.grid.shape == station_grid.shape
+    assert -1024.0 <= study.ct.array.min() and study.ct.array.max() <= 3071.0 and np.median(study.ct.array) < -500  # air around the body
+    suv, pet_grid = case_truth_suv(case)
+    np.testing.assert_allclose(study.pet.grid.affine, pet_grid.affine, atol=1e-4)
+    hot = suv > 0.01 * suv.max()
+    assert np.abs(study.pet.array[hot] / suv[hot] - 1).max() < 1e-3
     assert study.ct.study_uid == study.pet.study_uid and study.ct.frame_of_reference_uid == study.pet.frame_of_reference_uid
     assert study.pet.suv.suv_type == "bw" and study.ct.array.dtype == study.pet.array.dtype == np.float32
-    ct = load_ct_volume(root / "dicom")
+    ct = load_ct_volume(case / "dicom")
     assert ct.series_uid == study.ct.series_uid and np.array_equal(ct.array, study.ct.array)
-    assert load_ct_volume(root / "dicom" / "ct").series_uid == study.ct.series_uid
+    assert load_ct_volume(case / "dicom" / "ct").series_uid == study.ct.series_uid
 
 
 def test_hot_point_lands_on_its_ct_voxel(phantom: Path) -> None:
@@ -193,7 +195,7 @@ def _no_injection(root: Path) -> None:
 BAD_STUDIES = [
     ("no-pet", _only("ct"), r"no PET series in .*Give the folder with the study's PET"),
     ("no-ct", _only("pet"), r"no CT series in .*axial CT"),
-    ("nac-only", _pet_nac, r"no attenuation-corrected PET .*series 3 .*CorrectedImage \(0028,0051\)"),
+    ("nac-only", _pet_nac, r"no attenuation-corrected PET .*CorrectedImage \(0028,0051\) has no ATTN in series 3 "),
     ("other-study", _other_study, r"do not share a study and frame of reference .*study 1\.2\.826\.0\.1\.3680043\.8\.498\.777"),
     ("other-frame", _other_frame, r"do not share a study and frame of reference .*frame of reference 1\.2\.826\.0\.1\.3680043\.8\.498\.778"),
     ("not-dicom", _no_dicom, r"no DICOM image files in .*\(1 other file\(s\)\)"),

@@ -1,5 +1,5 @@
 """SUV rules of the SUV manual, one by one on in-memory headers, then every generator vendor style
-on a rendered case, then `nstage suv` end to end."""
+on a synthetic case, then `nstage suv` end to end."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
@@ -25,18 +23,18 @@ from nstage.study import load_pet_series
 from nstage.suv import SUV_TYPES, body_mass_kg, body_surface_m2, normaliser, suv_factors
 from nstage.synth import pet_vendors
 from nstage.synth.acquisition import suv_bw_factor
-from nstage.synth.dicom_writer import vendor_names, write_pet_series
+from nstage.synth.dicom_writer import PetHeaderTruth, vendor_names, write_pet_series
 from tests.study_factory import (
     DOSE,
     F18,
     PET_GRID,
     W,
     case_study_and_acquisition,
+    case_truth_suv,
     edit_series,
     isotope,
     pet_activity,
     pet_header,
-    rendered_case,
     suv_factor,
     write_phantom_study,
 )
@@ -128,6 +126,13 @@ def test_datetime_only_and_time_only_agree() -> None:
     assert factor(pet_header(iso_RadiopharmaceuticalStartDateTime=None)) == pytest.approx(BASE_FACTOR, rel=1e-12)
 
 
+def test_start_datetime_on_another_day_falls_back_to_the_start_time() -> None:
+    info = suv_factors([pet_header(iso_RadiopharmaceuticalStartDateTime="19000101100000")])
+    assert info.scale_factors[0] == pytest.approx(BASE_FACTOR, rel=1e-12) and any("anonymiser" in n for n in info.notes)
+    with pytest.raises(InputError, match="implausible"):
+        suv_factors([pet_header(iso_RadiopharmaceuticalStartDateTime="19000101100000", iso_RadiopharmaceuticalStartTime=None)])
+
+
 def test_half_life_from_the_header_or_the_radionuclide_code() -> None:
     ga = Dataset()
     ga.CodeValue, ga.CodingSchemeDesignator, ga.CodeMeaning = "C-131A3", "SRT", "^68^Gallium"
@@ -214,8 +219,8 @@ def test_philips_counts() -> None:
         ({"Units": None}, r"Units \(0054,1001\) is missing"),
         ({"DecayCorrection": None}, r"DecayCorrection \(0054,1102\) is missing"),
         ({"RescaleIntercept": "5"}, r"RescaleIntercept \(0028,1052\) is 5"),
-        ({"iso_RadiopharmaceuticalStartDateTime": "20250101120000"}, r"injection .* is after the scan"),
-        ({"SeriesDate": "20250301", "AcquisitionDate": "20250301", "StudyDate": "20250301"}, r"h between injection and scan is implausible"),
+        ({"iso_RadiopharmaceuticalStartDateTime": "20250101120000", "iso_RadiopharmaceuticalStartTime": None}, r"injection .* is after the scan"),
+        ({"SeriesDate": "20250301", "AcquisitionDate": "20250301", "iso_RadiopharmaceuticalStartTime": None}, r"h between injection and scan is implausible"),
         ({"iso_RadionuclideHalfLife": None, "iso_RadionuclideCodeSequence": None}, r"RadionuclideHalfLife \(0018,1075\) is missing"),
         ({"PatientWeight": b"seventy"}, r"PatientWeight \(0010,1030\) is 'seventy', not a number"),
         ({"SeriesTime": b"25h", "AcquisitionTime": b"11h"}, r"SeriesTime \(0008,0031\) is '25h', not a DICOM time"),
@@ -235,28 +240,31 @@ def test_height_is_needed_only_where_used() -> None:
         suv_factors([pet_header()], "suvpeak")
 
 
-# --- every vendor style of the generator, on a rendered case -------------------------------------
+# --- every vendor style of the generator, on a synthetic case ------------------------------------
 
 
 @pytest.fixture(scope="module")
-def vendor_series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The rendered case's true SUV written as a PET series in every vendor style."""
-    _, case = rendered_case()
-    study, acq = case_study_and_acquisition(case)
-    activity = case.suv.astype(np.float64) / suv_bw_factor(study, acq)
+def vendor_series(small_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, PetHeaderTruth]]:
+    """The true SUV of a synthetic case (shared small_cohort) written as a PET series in every vendor style."""
+    case_dir = small_cohort / "case_0000"
+    suv, grid = case_truth_suv(case_dir)
+    study, acq = case_study_and_acquisition(case_dir)
     root = tmp_path_factory.mktemp("vendors")
-    for vendor in vendor_names():
-        write_pet_series(activity, case.pet_grid, study, acq, root / vendor, vendor=vendor)
-    return {v: root / v for v in vendor_names()}
+    return {v: (root / v, write_pet_series(suv / suv_bw_factor(study, acq), grid, study, acq, root / v, vendor=v)) for v in vendor_names()}
 
 
 @pytest.mark.parametrize("vendor", vendor_names())
-def test_every_vendor_style_gives_the_true_suv(vendor_series: dict[str, Path], vendor: str) -> None:
-    _, case = rendered_case()
-    pet = load_pet_series(vendor_series[vendor])
-    np.testing.assert_allclose(pet.grid.affine, case.pet_grid.affine, atol=1e-4)
-    hot = case.suv > 0.01 * case.suv.max()
-    worst = float(np.abs(pet.array[hot] / case.suv[hot] - 1.0).max())
+def test_every_vendor_style_gives_the_true_suv(small_cohort: Path, vendor_series: dict, vendor: str) -> None:
+    folder, truth = vendor_series[vendor]
+    suv, grid = case_truth_suv(small_cohort / "case_0000")
+    pet = load_pet_series(folder)
+    np.testing.assert_allclose(pet.grid.affine, grid.affine, atol=1e-4)
+    # the per-slice factor is exact (to the header's decimal precision) ...
+    per_stored = np.asarray(pet.suv.scale_factors) * np.asarray(truth.rescale_slopes)
+    np.testing.assert_allclose(per_stored, truth.stored_to_suv_bw, rtol=1e-6)
+    # ... so what remains against the true SUV is the 16-bit quantisation of the written series
+    hot = suv > 0.01 * suv.max()
+    worst = float(np.abs(pet.array[hot] / suv[hot] - 1.0).max())
     assert worst < 1e-3, f"{vendor}: max relative error {worst:.2e}"
 
 

@@ -1,0 +1,55 @@
+"""The station classifier slot of the pipeline.
+
+Until a trained PET/CT model is present in the models folder (the weakly supervised classifier
+issue), the slot is filled by the SUVmax baseline: the probability is SUVmax mapped through a
+logistic curve centred on the baseline threshold. It is named as such in result.json `model`,
+so nobody mistakes it for a trained network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nstage import __version__
+from nstage.analysis_config import analysis_config
+from nstage.measure import StationUptake
+
+
+@dataclass(frozen=True)
+class StationCall:
+    probability: float
+    malignant: bool
+
+
+@dataclass(frozen=True)
+class SuvmaxSlotClassifier:
+    """SUVmax -> logistic pseudo-probability; positive at probability >= 0.5 (SUVmax >= threshold)."""
+
+    threshold: float
+    width: float
+
+    @property
+    def description(self) -> dict[str, object]:
+        return {
+            "name": "suvmax-baseline",
+            "version": __version__,
+            "kind": "SUVmax baseline in the classifier slot (no trained model in the models folder)",
+            "training_data": "none (rule, not trained)",
+            "probability": f"1 / (1 + exp(-(SUVmax - {self.threshold:g}) / {self.width:g})): a monotone score, not a calibrated probability",
+        }
+
+    def classify(self, uptake: Mapping[str, StationUptake]) -> dict[str, StationCall]:
+        out = {}
+        for station, u in uptake.items():
+            p = 1.0 / (1.0 + math.exp(-(u.suv_max - self.threshold) / self.width))
+            out[station] = StationCall(round(p, 4), p >= 0.5)
+        return out
+
+
+def load_classifier(models_dir: Path) -> SuvmaxSlotClassifier:
+    """The classifier for a models folder (the SUVmax slot until trained models are supported)."""
+    cfg = analysis_config()["baselines"]["suvmax"]
+    return SuvmaxSlotClassifier(float(cfg["threshold"]), float(cfg.get("probability_width", 0.5)))
