@@ -40,6 +40,7 @@ class BuildSettings:
     box_lo: np.ndarray
     box_hi: np.ndarray
     ct_noise_hu: float
+    ct_quantum_hu: float
     texture_seed: int
     label_spacing_mm: float
     label_margin_mm: float
@@ -52,7 +53,7 @@ def load_build_settings(path: Path | None = None) -> BuildSettings:
     return BuildSettings(
         name=str(c["name"]), ct_spacing_mm=float(c["ct_spacing_mm"]),
         box_lo=np.asarray(c["ct_box_lps_mm"]["lo"], float), box_hi=np.asarray(c["ct_box_lps_mm"]["hi"], float),
-        ct_noise_hu=float(c["ct_noise_hu"]), texture_seed=int(c["texture_seed"]),
+        ct_noise_hu=float(c["ct_noise_hu"]), ct_quantum_hu=float(c["ct_quantum_hu"]), texture_seed=int(c["texture_seed"]),
         label_spacing_mm=float(c["label_spacing_mm"]), label_margin_mm=float(c["label_margin_mm"]),
     )
 
@@ -97,7 +98,8 @@ def render_atlas(settings: BuildSettings, timer: StageTimer | None = None) -> Re
         fine = Canvas.create(label_grid, frame)
         paint_anatomy(fine, anatomy)
         labels = build_stations(fine, anatomy)
-    return RenderedAtlas(np.round(hu).astype(np.int16), ct_grid, labels, label_grid)
+    q = max(settings.ct_quantum_hu, 1.0)
+    return RenderedAtlas((np.round(hu / q) * q).astype(np.int16), ct_grid, labels, label_grid)
 
 
 def build_default_atlas(out: Path, settings: BuildSettings | None = None, timer: StageTimer | None = None) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 x and y are scaled about the carina by the ratio of the lungs' width and depth. z is mapped
 through anchors (lung base, carina, lung apex, each used only where neither CT cuts it):
-piecewise linear between anchors, linear beyond, then smoothed, so that a patient whose upper
-thorax is shorter or taller than the atlas's (relative to the lower thorax) still starts close.
+one scale below the carina and one above (linear beyond the anchors), the change of scale
+smoothed over a few centimetres, so that a patient whose upper thorax is shorter or taller than
+the atlas's (relative to the lower thorax) still starts close. The carina maps exactly; base and
+apex within a few millimetres.
 The map is monotone in every axis, hence invertible.
 """
 
@@ -80,10 +82,10 @@ def prealign(patient: ThoraxLandmarks, atlas: ThoraxLandmarks, limits: tuple[flo
     s_above = float(np.clip(raw_above, *limits)) if raw_above is not None else default
     lo, hi = min(z_range[0], zc_p) - 100.0, max(z_range[1], zc_p) + 100.0
     z = np.arange(lo, hi + TABLE_STEP_MM, TABLE_STEP_MM)
-    za = zc_a + np.where(z < zc_p, s_below, s_above) * (z - zc_p)
-    if smoothing_mm > 0:
-        za = ndimage.gaussian_filter1d(za, smoothing_mm / TABLE_STEP_MM, mode="nearest")
-        pad = int(np.ceil(3 * smoothing_mm / TABLE_STEP_MM))  # the ends feel the padding: keep the straight part
-        z, za = z[pad:-pad], za[pad:-pad]
+    slope = np.where(z < zc_p, s_below, s_above)
+    if smoothing_mm > 0:  # smooth the slope, not the heights: the carina stays exactly on the carina
+        slope = ndimage.gaussian_filter1d(slope, smoothing_mm / TABLE_STEP_MM, mode="nearest")
+    za = np.concatenate([[0.0], np.cumsum(0.5 * (slope[1:] + slope[:-1]) * TABLE_STEP_MM)])
+    za += zc_a - np.interp(zc_p, z, za)
     raw = np.array([*raw_xy, *(v for v in (raw_below, raw_above) if v is not None)])
     return PreAlignment(patient.carina.copy(), atlas.carina.copy(), scale_xy, z, za, raw)

@@ -7,11 +7,11 @@ Per atlas (fixed image = patient, moving = atlas CT):
    width and depth, z mapped through lung base, carina and apex (robust to field of view, table
    position and proportions), and a thorax crop of the patient around the lungs;
 3. Elastix: affine, then B-spline, multi-resolution (parameter files in atlas/elastix/), metric
-   sampled inside the patient's body where the atlas has data;
+   sampled in the patient's thorax (lung hulls and neck; no arms, shoulders or table) where the
+   atlas has data;
 4. the displacement field (patient working grid) composed with the pre-alignment gives, for every
-   patient point, its atlas point; station labels are read there on the patient's CT grid with
-   per-label linear interpolation and argmax near label borders, nearest label elsewhere, and kept
-   only in tissue (not air or lung);
+   patient point, its atlas point; station labels are read there on the patient's CT grid
+   (nstage/label_transfer.py) and kept only in tissue (not air or lung);
 5. quality figures and the status (nstage/registration_quality.py).
 With several atlases the per-atlas maps that did not fail are fused by majority vote. A failed
 result carries no station map.
@@ -19,8 +19,6 @@ result carries no station map.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import tempfile
 import time
@@ -31,74 +29,25 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from nstage import paths
 from nstage.atlas import AtlasImage
+from nstage.errors import InputError
 from nstage.geometry import Grid
 from nstage.itk_bridge import from_itk, itk_module, read_parameter_files, to_itk
 from nstage.label_fusion import majority_vote
-from nstage.prealignment import prealign
+from nstage.label_transfer import LabelSource, sample_at, transfer_labels
+from nstage.prealignment import PreAlignment, prealign
 from nstage.progress import StageTimer
 from nstage.registration_quality import Grade, dice, dilate_mm, grade, jacobian_determinant, ncc, order_violations
+from nstage.registration_settings import RegistrationSettings, elastix_folder, load_settings
 from nstage.stations import load_stations
 from nstage.thorax_landmarks import LandmarkSettings, ThoraxLandmarks, find_landmarks, thorax_mask
 from nstage.working_grid import crop, working_copy
 
-log = logging.getLogger("nstage")
-
 LANDMARK_FIGURES = {"lung_volume_ml", "trachea_length_mm", "carina_height", "trachea_top_height", "carina_offset_mm",
                     "heart_offset_mm", "spine_offset_mm"}
+
+
 STATION_FIGURES = {"stations_missing", "order_violations", "station_air_fraction"}
-
-
-@dataclass(frozen=True)
-class RegistrationSettings:
-    """What `config/registration.json` holds."""
-
-    working_spacing_mm: float
-    window_hu: tuple[float, float]
-    threads: int
-    parameter_files: tuple[str, ...]
-    margins: dict[str, float]
-    mask_margin_mm: float
-    neck_radius_mm: float
-    scale_limits: tuple[float, float]
-    z_smoothing_mm: float
-    landmarks: LandmarkSettings
-    min_tissue_hu: float
-    region_margin_mm: float
-    order_above: list[list[str]]
-    order_right_of: list[list[str]]
-    rules: dict[str, dict[str, Any]]
-
-
-def load_settings(path: Path | None = None) -> RegistrationSettings:
-    """Read the registration settings (default: `config/registration.json`)."""
-    p = path or paths.config_dir() / "registration.json"
-    c = json.loads(Path(p).read_text(encoding="utf-8"))
-    return RegistrationSettings(
-        working_spacing_mm=float(c["working_spacing_mm"]),
-        window_hu=(float(c["intensity_window_hu"][0]), float(c["intensity_window_hu"][1])),
-        threads=int(c["threads"]),
-        parameter_files=tuple(c["elastix_parameter_files"]),
-        margins={k: float(v) for k, v in c["crop_margin_mm"].items()},
-        mask_margin_mm=float(c["metric_mask"]["lung_hull_margin_mm"]),
-        neck_radius_mm=float(c["metric_mask"]["neck_radius_mm"]),
-        scale_limits=(float(c["prealignment"]["scale_limits"][0]), float(c["prealignment"]["scale_limits"][1])),
-        z_smoothing_mm=float(c["prealignment"]["z_smoothing_mm"]),
-        landmarks=LandmarkSettings.from_config(c["landmarks"]),
-        min_tissue_hu=float(c["label_transfer"]["min_tissue_hu"]),
-        region_margin_mm=float(c["label_transfer"]["region_margin_mm"]),
-        order_above=[list(p) for p in c["anatomical_order"]["above"]],
-        order_right_of=[list(p) for p in c["anatomical_order"]["right_of"]],
-        rules={k: v for k, v in c["quality"].items() if isinstance(v, dict)},
-    )
-
-
-def elastix_folder(atlas_folder: Path | None = None) -> Path:
-    """Elastix parameter files: the atlas folder's `elastix/` if it has one, else the default atlas's."""
-    if atlas_folder is not None and (Path(atlas_folder) / "elastix").is_dir():
-        return Path(atlas_folder) / "elastix"
-    return paths.atlas_dir() / "elastix"
 
 
 @dataclass
@@ -131,6 +80,14 @@ class StationResult:
     def status(self) -> str:
         return self.grade.status
 
+    def figures(self) -> dict[str, Any]:
+        """Landmark figures and those of the best-scoring atlas (the first one in the fusion)."""
+        out = dict(self.landmarks)
+        usable = [a for a in self.atlases if a.labels is not None] or self.atlases
+        if usable:
+            out.update(max(usable, key=lambda a: a.figures.get("ncc_mediastinum") or 0.0).figures)
+        return out
+
     def report(self) -> dict[str, Any]:
         """The JSON of `registration.json`."""
         present = sorted(int(v) for v in np.unique(self.labels) if v) if self.labels is not None else []
@@ -138,6 +95,7 @@ class StationResult:
         return {
             "status": self.grade.status,
             "reasons": list(self.grade.reasons),
+            "figures": self.figures(),
             "stations_found": [names.get(v, str(v)) for v in present],
             "stations_missing": [s for v, s in names.items() if v not in present] if self.labels is not None else list(names.values()),
             "fusion": "majority vote" if len([a for a in self.atlases if a.labels is not None]) > 1 else "single atlas",
@@ -149,12 +107,11 @@ class StationResult:
 
 @dataclass(frozen=True)
 class PreparedAtlas:
-    """An atlas with its working-resolution copy, landmarks and label borders (computed once)."""
+    """An atlas with its landmarks and its labels ready for transfer (computed once per process)."""
 
     atlas: AtlasImage
     landmarks: ThoraxLandmarks
-    label_border: np.ndarray  # bool on the label grid: voxels next to another label
-    indicators: dict[int, tuple[np.ndarray, np.ndarray]]  # label -> (k, j, i offset, float32 indicator over its box)
+    labels: LabelSource
 
 
 _PREPARED: dict[tuple[int, float, LandmarkSettings], tuple[AtlasImage, PreparedAtlas]] = {}
@@ -177,22 +134,8 @@ def _prepare(atlas: AtlasImage, settings: RegistrationSettings) -> PreparedAtlas
     work, work_grid = working_copy(atlas.ct, atlas.ct_grid, settings.working_spacing_mm)
     lm = find_landmarks(work, work_grid, settings.landmarks)
     if lm.carina is None or lm.lung_lo is None:
-        raise ValueError(f"atlas {atlas.name}: no carina or lungs found in its CT; is it a chest CT in HU?")
-    border = ndimage.maximum_filter(atlas.labels, size=3) != ndimage.minimum_filter(atlas.labels, size=3)
-    return PreparedAtlas(atlas, lm, border, _indicators(atlas.labels))
-
-
-def _indicators(labels: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per label, its indicator (float32) over its bounding box plus one voxel, and the box's offset."""
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for value, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        lo = np.array([max(0, x.start - 1) for x in sl])
-        hi = np.array([min(n, x.stop + 1) for x, n in zip(sl, labels.shape)])
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        out[value] = (lo.astype(float), (labels[box] == value).astype(np.float32))
-    return out
+        raise InputError(f"atlas {atlas.name} ({atlas.source}): no carina or lungs found in its CT; give a chest CT in HU")
+    return PreparedAtlas(atlas, lm, LabelSource.from_labels(atlas.labels, atlas.label_grid))
 
 
 def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings: RegistrationSettings | None = None,
@@ -212,8 +155,9 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
         return result
     results: list[AtlasResult] = []
     for atlas in atlases:
-        with timer.stage(f"register atlas {atlas.name}"):
-            results.append(register_one(hu, grid, work, work_grid, lm, prepare_atlas(atlas, settings), settings, elastix_dir))
+        with timer.stage(f"atlas {atlas.name}: landmarks"):
+            prepared = prepare_atlas(atlas, settings)
+        results.append(register_one(hu, grid, work, work_grid, lm, prepared, settings, elastix_dir, timer))
     result.atlases = results
     usable = sorted((r for r in results if r.labels is not None), key=lambda r: -(r.figures.get("ncc_mediastinum") or 0.0))
     if not usable:
@@ -232,11 +176,38 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
 
 
 def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, lm: ThoraxLandmarks, atlas: PreparedAtlas,
-                 settings: RegistrationSettings, elastix_dir: Path | None) -> AtlasResult:
+                 settings: RegistrationSettings, elastix_dir: Path | None = None, timer: StageTimer | None = None) -> AtlasResult:
     """Register one prepared atlas to the patient; grade it; carry its labels over unless it failed."""
     t0 = time.perf_counter()
+    timer = timer or StageTimer()
+    name = atlas.atlas.name
+    with timer.stage(f"atlas {name}: pre-alignment"):
+        fixed, fixed_grid, mask, lungs, pre, moving = _prepare_pair(work, work_grid, lm, atlas, settings)
+    lo, hi = settings.window_hu
+    folder = elastix_dir or elastix_folder(Path(atlas.atlas.source))
+    with timer.stage(f"atlas {name}: elastix"):
+        displacement = run_elastix(np.clip(fixed, lo, hi), np.clip(moving, lo, hi), fixed_grid, mask, folder, settings)
+    with timer.stage(f"atlas {name}: quality"):
+        mapping = pre.apply(_points(fixed_grid) + displacement)  # patient point -> atlas point (LPS)
+        figures: dict[str, Any] = {"init_scale_min": round(float(pre.raw_scales.min()), 3), "init_scale_max": round(float(pre.raw_scales.max()), 3)}
+        figures.update(_quality_figures(fixed, fixed_grid, mask, lungs, mapping, atlas, settings))
+    labels: np.ndarray | None = None
+    g = grade(figures, settings.rules, only=set(figures) - LANDMARK_FIGURES)
+    if g.status != "failed":
+        with timer.stage(f"atlas {name}: label transfer"):
+            labels, air_fraction = transfer_labels(hu, grid, mapping, fixed_grid, atlas.labels, settings.transfer)
+            figures.update(_station_figures(labels, grid, atlas.atlas.labels, air_fraction, settings))
+        g.merge(grade(figures, settings.rules, only=STATION_FIGURES))
+        if g.status == "failed":
+            labels = None
+    return AtlasResult(name, g, figures, labels, time.perf_counter() - t0)
+
+
+def _prepare_pair(work: np.ndarray, work_grid: Grid, lm: ThoraxLandmarks, atlas: PreparedAtlas, settings: RegistrationSettings
+                  ) -> tuple[np.ndarray, Grid, np.ndarray, np.ndarray, PreAlignment, np.ndarray]:
+    """Patient thorax crop, metric mask, lungs, pre-alignment and the pre-aligned atlas CT on the crop's grid."""
     fixed, fixed_grid = thorax_crop(work, work_grid, lm, settings.margins)
-    body, _ = thorax_crop(thorax_mask(lm, settings.mask_margin_mm, settings.neck_radius_mm), work_grid, lm, settings.margins)
+    mask, _ = thorax_crop(thorax_mask(lm, settings.mask_margin_mm, settings.neck_radius_mm), work_grid, lm, settings.margins)
     lungs, _ = thorax_crop(lm.lungs, work_grid, lm, settings.margins)
     _, _, zs = fixed_grid.axis_coordinates()
     pre = prealign(lm, atlas.landmarks, settings.scale_limits, settings.z_smoothing_mm, (float(zs[0]), float(zs[-1])))
@@ -245,22 +216,7 @@ def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, 
     moving = ndimage.map_coordinates(a.ct, idx, order=1, mode="constant", cval=-1000.0, output=np.float32)
     n = np.array(a.ct.shape, float)[:, None, None, None]
     valid = np.all((idx >= 0) & (idx <= n - 1), axis=0)
-    mask = body & valid
-    lo, hi = settings.window_hu
-    folder = elastix_dir or elastix_folder(Path(a.source))
-    displacement = run_elastix(np.clip(fixed, lo, hi), np.clip(moving, lo, hi), fixed_grid, mask, folder, settings)
-    mapping = pre.apply(_points(fixed_grid) + displacement)  # patient point -> atlas point (LPS)
-    figures: dict[str, Any] = {"init_scale_min": round(float(pre.raw_scales.min()), 3), "init_scale_max": round(float(pre.raw_scales.max()), 3)}
-    figures.update(_quality_figures(fixed, fixed_grid, mask, lungs, mapping, atlas, settings))
-    labels: np.ndarray | None = None
-    g = grade(figures, settings.rules, only=set(figures) - LANDMARK_FIGURES)
-    if g.status != "failed":
-        labels, air_fraction = transfer_labels(hu, grid, mapping, fixed_grid, atlas, settings)
-        figures.update(_station_figures(labels, grid, a.labels, air_fraction, settings))
-        g.merge(grade(figures, settings.rules, only=STATION_FIGURES))
-        if g.status == "failed":
-            labels = None
-    return AtlasResult(a.name, g, figures, labels, time.perf_counter() - t0)
+    return fixed, fixed_grid, mask & valid, lungs, pre, moving
 
 
 def _station_figures(labels: np.ndarray, grid: Grid, atlas_labels: np.ndarray, air_fraction: float | None,
@@ -325,11 +281,11 @@ def _quality_figures(fixed: np.ndarray, fixed_grid: Grid, mask: np.ndarray, lung
     """Similarity, lung overlap, folding and station region of one registration, on the working grid."""
     a = atlas.atlas
     lo, hi = settings.window_hu
-    warped = np.clip(_sample(a.ct, a.ct_grid, mapping, order=1, fill=-1000.0), lo, hi)
+    warped = np.clip(sample_at(a.ct, a.ct_grid, mapping, order=1, fill=-1000.0), lo, hi)
     lm = atlas.landmarks
-    atlas_lungs = _sample(lm.lungs.astype(np.uint8), lm.grid, mapping, order=0, fill=0) > 0
-    stations = _sample(a.labels, a.label_grid, mapping, order=0, fill=0) > 0
-    region = dilate_mm(stations, fixed_grid.spacing, settings.region_margin_mm) & mask
+    atlas_lungs = sample_at(lm.lungs.astype(np.uint8), lm.grid, mapping, order=0, fill=0) > 0
+    stations = sample_at(a.labels, a.label_grid, mapping, order=0, fill=0) > 0
+    region = dilate_mm(stations, fixed_grid.spacing, settings.transfer.region_margin_mm) & mask
     det = jacobian_determinant(mapping, fixed_grid.spacing)[mask]
     clipped = np.clip(fixed, lo, hi)
     return {
@@ -343,77 +299,3 @@ def _quality_figures(fixed: np.ndarray, fixed_grid: Grid, mask: np.ndarray, lung
 
 def _round(v: float | None, nd: int = 3) -> float | None:
     return None if v is None else round(float(v), nd)
-
-
-def _sample(array: np.ndarray, grid: Grid, points: np.ndarray, order: int, fill: float) -> np.ndarray:
-    """Values of a ``[k, j, i]`` array at LPS points ``[..., 3]``."""
-    idx = grid.lps_to_index(points.reshape(-1, 3))
-    out = ndimage.map_coordinates(array, [idx[:, 2], idx[:, 1], idx[:, 0]], order=order, mode="constant", cval=fill)
-    return out.reshape(points.shape[:-1])
-
-
-def transfer_labels(hu: np.ndarray, grid: Grid, mapping: np.ndarray, work_grid: Grid, atlas: PreparedAtlas,
-                    settings: RegistrationSettings, chunk_points: int = 1_500_000) -> tuple[np.ndarray, float | None]:
-    """The atlas's station labels on the patient CT grid (uint8), through `mapping` (working grid -> atlas LPS).
-
-    Only a box around the stations is computed. Near label borders each label's indicator is
-    interpolated linearly and the largest wins (no holes, no label bleeding); elsewhere the
-    nearest label is taken. Voxels whose CT value is below `min_tissue_hu` (air, lung) get none;
-    the fraction of station voxels that this removed is returned with the map (None if none).
-    """
-    a = atlas.atlas
-    out = np.zeros(grid.shape, np.uint8)
-    near = _sample(a.labels, a.label_grid, mapping, order=0, fill=0) > 0
-    if not near.any():
-        return out, None
-    labelled = removed = 0
-    k, j, i = np.nonzero(dilate_mm(near, work_grid.spacing, settings.region_margin_mm))
-    box = work_grid.index_to_lps(np.array([[i.min(), j.min(), k.min()], [i.max(), j.max(), k.max()]], float))
-    corners = np.array([[x, y, z] for x in box[:, 0] for y in box[:, 1] for z in box[:, 2]])
-    idx = grid.lps_to_index(corners)
-    n = np.array(grid.shape[::-1])
-    lo = np.clip(np.floor(idx.min(axis=0)).astype(int), 0, n - 1)
-    hi = np.clip(np.ceil(idx.max(axis=0)).astype(int), 0, n - 1)
-    ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="xy")
-    per_chunk = max(1, chunk_points // ii.size)
-    for k0 in range(lo[2], hi[2] + 1, per_chunk):
-        ks = np.arange(k0, min(k0 + per_chunk, hi[2] + 1))
-        ijk = np.stack([np.tile(ii.ravel(), ks.size), np.tile(jj.ravel(), ks.size), np.repeat(ks, ii.size)], axis=1).astype(float)
-        lab = _labels_at(_map_points(grid.index_to_lps(ijk), mapping, work_grid), atlas)
-        block = (slice(ks[0], ks[-1] + 1), slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))
-        lab = lab.reshape((ks.size,) + ii.shape)
-        air = (hu[block] < settings.min_tissue_hu) & (lab > 0)
-        labelled += int(np.count_nonzero(lab))
-        removed += int(np.count_nonzero(air))
-        lab[air] = 0
-        out[block] = lab
-    return out, (removed / labelled if labelled else None)
-
-
-def _map_points(points: np.ndarray, mapping: np.ndarray, work_grid: Grid) -> np.ndarray:
-    """Atlas LPS points of patient LPS points: the mapping interpolated (linear; constant beyond its grid)."""
-    idx = work_grid.lps_to_index(points)
-    coords = [idx[:, 2], idx[:, 1], idx[:, 0]]
-    return np.stack([ndimage.map_coordinates(mapping[..., c], coords, order=1, mode="nearest") for c in range(3)], axis=1)
-
-
-def _labels_at(points: np.ndarray, atlas: PreparedAtlas) -> np.ndarray:
-    """Station labels at atlas LPS points: nearest label, per-label linear interpolation + argmax at borders."""
-    a = atlas.atlas
-    idx = a.label_grid.lps_to_index(points)
-    coords = np.array([idx[:, 2], idx[:, 1], idx[:, 0]])
-    lab = ndimage.map_coordinates(a.labels, coords, order=0, mode="constant", cval=0).astype(np.uint8)
-    border = ndimage.map_coordinates(atlas.label_border.view(np.uint8), coords, order=0, mode="constant", cval=0) > 0
-    if border.any():
-        c = coords[:, border]
-        total = np.zeros(c.shape[1], np.float32)
-        best = np.zeros(c.shape[1], np.float32)
-        choice = np.zeros(c.shape[1], np.uint8)
-        for value, (offset, indicator) in atlas.indicators.items():
-            w = ndimage.map_coordinates(indicator, c - offset[:, None], order=1, mode="constant", cval=0.0, output=np.float32)
-            total += w
-            better = w > best
-            best[better], choice[better] = w[better], value
-        choice[best < 1.0 - total] = 0  # background (its indicator is what the labels leave) wins
-        lab[border] = choice
-    return lab

@@ -17,7 +17,8 @@ MARGIN_MM = 35.0
 SPACING_MM = 1.0
 
 
-def write_station_preview(path: Path, hu: np.ndarray, grid: Grid, labels: np.ndarray, title: str = "", n_axial: int = 6) -> None:
+def write_station_preview(path: Path, hu: np.ndarray, grid: Grid, labels: np.ndarray, title: str = "", n_axial: int = 6,
+                          dpi: int = 80) -> None:
     """Write `path` (PNG): `n_axial` axial slices through the stations plus coronal and sagittal cuts."""
     import matplotlib
 
@@ -61,7 +62,7 @@ def write_station_preview(path: Path, hu: np.ndarray, grid: Grid, labels: np.nda
     fig.suptitle(title or "stations", fontsize=11)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=int(__import__("os").environ.get("DPI", "80")))
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 

@@ -6,8 +6,8 @@ working-resolution copy the registration makes. Thresholds come from `config/reg
 agree by construction.
 
 Orientation cues, all measured relative to the carina:
-- heart_offset_mm: x of the soft tissue between the lungs below the carina (the heart lies to
-  the patient's left, +x);
+- heart_offset_mm: x of the soft tissue between the lungs, below and in front of the carina (the
+  heart lies to the patient's left, +x);
 - spine_offset_mm: y of the bone near the midline at carina level (the spine is posterior, +y);
 - the trachea itself: it is searched from the head end down, so an image upside down has none,
   or a false one low in the lungs (carina_height) or off the midline (carina_offset_mm).
@@ -48,18 +48,12 @@ class LandmarkSettings:
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> "LandmarkSettings":
-        return cls(
-            air_hu=float(c["air_hu"]), trachea_air_hu=float(c["trachea_air_hu"]), body_hu=float(c["body_hu"]), table_opening_mm=float(c["table_opening_mm"]),
-            lung_min_component_ml=float(c["lung_min_component_ml"]), lung_min_slice_area_mm2=float(c["lung_min_slice_area_mm2"]),
-            lung_component_fraction=float(c["lung_component_fraction"]),
-            trachea_area_mm2=(float(c["trachea_area_mm2"][0]), float(c["trachea_area_mm2"][1])),
-            trachea_max_offset_mm=float(c["trachea_max_offset_mm"]), trachea_min_length_mm=float(c["trachea_min_length_mm"]),
-            trachea_merge_factor=float(c["trachea_merge_factor"]), trachea_max_merge_mm=float(c["trachea_max_merge_mm"]),
-            bone_hu=float(c["bone_hu"]),
-            soft_tissue_hu=float(c["soft_tissue_hu"]),
-            heart_window_mm=(float(c["heart_window_mm"][0]), float(c["heart_window_mm"][1])),
-            spine_window_mm=float(c["spine_window_mm"]), midline_halfwidth_mm=float(c["midline_halfwidth_mm"]),
-        )
+        """From the "landmarks" object of config/registration.json (pairs given as 2-lists)."""
+        values = {}
+        for name, kind in cls.__annotations__.items():
+            v = c[name]
+            values[name] = (float(v[0]), float(v[1])) if "tuple" in str(kind) else float(v)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
