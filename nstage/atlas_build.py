@@ -23,7 +23,7 @@ from nstage.atomic_output import staged_output
 from nstage.geometry import Grid, save_nifti
 from nstage.progress import StageTimer
 from nstage.synth.anatomy import Anatomy, AnatomyParams, build_anatomy
-from nstage.synth.case import _with_lung_vessels  # the generator's own way of adding lung vessels
+from nstage.synth.case import with_lung_vessels  # the generator's own way of adding lung vessels
 from nstage.synth.frame import identity_frame
 from nstage.synth.rasterize import Canvas, paint_anatomy
 from nstage.synth.render import CtSettings, render_ct
@@ -70,7 +70,7 @@ class RenderedAtlas:
 
 def reference_anatomy(seed: int) -> Anatomy:
     """The generator's reference anatomy with its lung vessel tree (fixed seed)."""
-    return _with_lung_vessels(build_anatomy(AnatomyParams()), np.random.default_rng(seed))
+    return with_lung_vessels(build_anatomy(AnatomyParams()), np.random.default_rng(seed))
 
 
 def render_atlas(settings: BuildSettings, timer: StageTimer | None = None) -> RenderedAtlas:

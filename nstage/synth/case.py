@@ -89,7 +89,7 @@ def make_uid_root(entropy: str, what: str) -> str:
     return generate_uid(entropy_srcs=[entropy, what])
 
 
-def _with_lung_vessels(anatomy: Anatomy, rng: np.random.Generator) -> Anatomy:
+def with_lung_vessels(anatomy: Anatomy, rng: np.random.Generator) -> Anatomy:
     from nstage.synth.shapes import Union
 
     tubes = lung_vessel_tree(anatomy, rng)
@@ -160,7 +160,7 @@ def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: s
     with timer.stage("anatomy and disease"):
         study, bmi = _patient(rngs[0], case_id, seed, index)
         params = sample_params(rngs[1], study.sex, bmi, study.height_m)
-        anatomy = _with_lung_vessels(build_anatomy(params), rngs[1])
+        anatomy = with_lung_vessels(build_anatomy(params), rngs[1])
         disease = sample_disease(rngs[2])
         translation = np.array([rngs[3].normal(0, 4), rngs[3].normal(-20, 6), rngs[3].normal(-350, 30)])
         frame = sample_frame(rngs[3], params.size, params.width, params.depth, translation)
