@@ -25,7 +25,7 @@ from nstage.nrules import load_rules, normalise_side, stage
 from nstage.paths import atlas_dir
 from nstage.progress import StageTimer
 from nstage.registration import map_stations
-from nstage.station_classifier import load_classifier
+from nstage.station_classifier import StationCase, load_classifier
 from nstage.stations import load_stations
 from nstage.study import load_study
 from nstage.tumour_side import TumourSide, find_tumour_side
@@ -63,7 +63,7 @@ def analyse_study(study_dir: Path, models_dir: Path, options: RunOptions, timer:
         else:
             side = find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, reg.labels)
     with timer.stage("station classifier"):
-        calls = classifier.classify(uptake)
+        calls = classifier.classify(StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, reg.labels, uptake))
     with timer.stage("N rules"):
         n = stage([s for s, c in calls.items() if c.malignant], side.side, options.rules)
         baselines = [suvmax_baseline(uptake, side.side, options.rules)]

@@ -12,9 +12,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from nstage import __version__
 from nstage.analysis_config import analysis_config
+from nstage.geometry import Grid
 from nstage.measure import StationUptake
 
 
@@ -22,6 +26,27 @@ from nstage.measure import StationUptake
 class StationCall:
     probability: float
     malignant: bool
+
+
+@dataclass(frozen=True)
+class StationCase:
+    """Everything a station classifier may look at for one study (arrays ``[k, j, i]``, grids LPS)."""
+
+    hu: np.ndarray  # CT in HU on `ct_grid`
+    ct_grid: Grid
+    suv: np.ndarray  # SUVbw on `pet_grid`
+    pet_grid: Grid
+    stations: np.ndarray  # uint8 station labels (atlas/stations.json) on `ct_grid`
+    uptake: Mapping[str, StationUptake]  # station name -> measurements
+
+
+class StationClassifier(Protocol):
+    """The classifier slot: a description for result.json `model` and per-station calls."""
+
+    @property
+    def description(self) -> dict[str, object]: ...
+
+    def classify(self, case: StationCase) -> dict[str, StationCall]: ...
 
 
 @dataclass(frozen=True)
@@ -41,15 +66,15 @@ class SuvmaxSlotClassifier:
             "probability": f"1 / (1 + exp(-(SUVmax - {self.threshold:g}) / {self.width:g})): a monotone score, not a calibrated probability",
         }
 
-    def classify(self, uptake: Mapping[str, StationUptake]) -> dict[str, StationCall]:
+    def classify(self, case: StationCase) -> dict[str, StationCall]:
         out = {}
-        for station, u in uptake.items():
+        for station, u in case.uptake.items():
             p = 1.0 / (1.0 + math.exp(-(u.suv_max - self.threshold) / self.width))
             out[station] = StationCall(round(p, 4), p >= 0.5)
         return out
 
 
-def load_classifier(models_dir: Path) -> SuvmaxSlotClassifier:
+def load_classifier(models_dir: Path) -> StationClassifier:
     """The classifier for a models folder (the SUVmax slot until trained models are supported)."""
     cfg = analysis_config()["baselines"]["suvmax"]
     return SuvmaxSlotClassifier(float(cfg["threshold"]), float(cfg.get("probability_width", 0.5)))
