@@ -1,0 +1,274 @@
+"""The one-page report (nstage.report): a valid one-page A4 PDF and PNG with the N stage, station
+table and notices; station outlines coloured by call; radiological orientation of the images.
+
+All cases are small arrays built here (no study, no registration)."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nstage.errors import InputError
+from nstage.geometry import Grid
+from nstage.report import ReportHeader, header_from_dataset, load_style, model_notice, render_report
+from nstage.report import images
+from nstage.stations import load_stations
+
+LABEL = {s.station: s.label for s in load_stations()}
+NAMES = {s.label: s.station for s in load_stations()}
+HOT = (-60.0, 0.0, 0.0)  # LPS: x < 0 is the patient's right
+SYNTHETIC_PHRASE = "TRAINED ON SYNTHETIC DATA"
+RULE_PHRASE = "NO TRAINED MODEL"
+PATIENT_MODEL = {"name": "station-cnn", "version": "1.0", "kind": "3D CNN", "training_data": "patients, hospital A (n=300)"}
+SYNTHETIC_MODEL = {"name": "station-cnn", "version": "0.2", "kind": "3D CNN", "training_data": "synthetic cohort (nstage synth)"}
+RULE_MODEL = {"name": "suvmax-baseline", "version": "0.1.0", "kind": "SUVmax baseline in the classifier slot",
+              "training_data": "none (rule, not trained)", "probability": "a monotone score, not a calibrated probability"}
+
+needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None or shutil.which("pdfinfo") is None,
+                                   reason="poppler-utils (pdftotext, pdfinfo) not installed")
+
+
+def field_on(grid: Grid, f) -> np.ndarray:
+    """Evaluate f(x, y, z) (LPS mm) at every voxel centre of `grid`: a [k, j, i] array."""
+    k, j, i = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
+    p = grid.index_to_lps(np.stack([i, j, k], axis=-1).astype(float))
+    return f(p[..., 0], p[..., 1], p[..., 2])
+
+
+def make_case(hot=HOT, flip_x: bool = False):
+    """CT (body ellipse), SUV (background 1, hot sphere of SUV 12 at `hot`), stations 4R around the
+    hot spot, 4L mirrored on the left, 7 in the midline below. `flip_x`: grids whose i axis runs
+    towards the patient's right (arrays then hold the mirrored content)."""
+    d = np.diag([-1.0, 1.0, 1.0]) if flip_x else np.eye(3)
+    ct_grid = Grid((40, 64, 64), (4.0, 4.0, 4.0), (126.0 if flip_x else -126.0, -126.0, -80.0), d)
+    pet_grid = Grid((34, 52, 52), (5.0, 5.0, 5.0), (130.0 if flip_x else -130.0, -130.0, -85.0), d)
+    body = lambda x, y, z: (x / 110.0) ** 2 + (y / 80.0) ** 2 <= 1.0
+    hu = np.where(field_on(ct_grid, body), 0.0, -1000.0).astype(np.float32)
+    hx, hy, hz = hot
+    suv = field_on(pet_grid, lambda x, y, z: np.where(body(x, y, z), 1.0, 0.0)
+                   + 11.0 * (((x - hx) ** 2 + (y - hy) ** 2 + (z - hz) ** 2) <= 10.0**2))
+    box = lambda x0, x1, y0, y1, z0, z1: lambda x, y, z: (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
+    stations = np.zeros(ct_grid.shape, np.uint8)
+    for name, f in (("4R", box(-80, -40, -20, 20, -20, 20)), ("4L", box(40, 80, -20, 20, -20, 20)),
+                    ("7", box(-15, 15, 0, 30, -60, -30))):
+        stations[field_on(ct_grid, f)] = LABEL[name]
+    return hu, ct_grid, suv.astype(np.float32), pet_grid, stations
+
+
+def make_result(model=RULE_MODEL, side="R", registration="ok", malignant=("4R",)) -> dict:
+    pts = {"4R": [-60.0, 0.0, 0.0], "4L": [60.0, 0.0, 0.0], "7": [0.0, 15.0, -45.0]}
+    stations = {s: {"malignant": s in malignant, "probability": 0.97 if s in malignant else 0.08,
+                    "suv_max": 12.0 if s == "4R" else 1.2, "suv_mean": 1.0, "suv_peak": 1.0, "volume_ml": 20.0,
+                    "hottest_point_lps": p} for s, p in pts.items()}
+    n = {"tnm8": "N2", "tnm9": "N2a"} if side else {"tnm8": "N+", "tnm9": "N+"}
+    return {"app": {"name": "nstage", "version": "0.1.0"}, "tumour_side": side,
+            "tumour_side_source": "auto" if side else "not found", "n_stage": n, "n_stage_reasons": [],
+            "rule_set": "tnm", "stations": stations, "stations_missing": [],
+            "registration": {"status": registration, "reasons": ["test reason"] if registration != "ok" else []},
+            "model": model, "baseline": {}}
+
+
+HEADER = ReportHeader(patient_name="DOE, Jane", patient_id="PID-42", birth_date="1950-02-03", sex="F",
+                      study_date="2026-01-02", accession_number="ACC7", study_description="PET-CT thorax")
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_case()
+
+
+def pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    p = tmp_path / "report.pdf"
+    p.write_bytes(pdf)
+    return subprocess.run(["pdftotext", str(p), "-"], check=True, capture_output=True, text=True).stdout
+
+
+@needs_poppler
+def test_pdf_is_one_a4_page_with_stage_stations_and_patient(case, tmp_path):
+    files = render_report(HEADER, make_result(), *case)
+    assert files.pdf.startswith(b"%PDF-")
+    p = tmp_path / "r.pdf"
+    p.write_bytes(files.pdf)
+    info = subprocess.run(["pdfinfo", str(p)], check=True, capture_output=True, text=True).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.M)
+    assert "(A4)" in info
+    text = pdf_text(files.pdf, tmp_path)
+    for needle in ("TNM 8", "TNM 9", "N2", "N2a", "DOE, Jane", "PID-42", "ACC7", "4R", "4L", "11L", "right lung",
+                   "found on the images", "malignant", "benign"):
+        assert needle in text, needle
+
+
+def test_png_is_a4_portrait_page(case):
+    from PIL import Image
+
+    files = render_report(HEADER, make_result(), *case)
+    img = Image.open(io.BytesIO(files.png))
+    style = load_style()
+    w_in, h_in = style.page_size_in
+    dpi = style.page["png_dpi"]
+    assert abs(img.size[0] - w_in * dpi) <= 1 and abs(img.size[1] - h_in * dpi) <= 1
+    assert img.size[1] > img.size[0]
+
+
+def test_rendering_is_deterministic(case):
+    a = render_report(HEADER, make_result(), *case)
+    b = render_report(HEADER, make_result(), *case)
+    assert a.pdf == b.pdf
+    assert a.png == b.png
+
+
+@pytest.mark.parametrize("model, synthetic, rule", [(SYNTHETIC_MODEL, True, False), (RULE_MODEL, False, True),
+                                                    (PATIENT_MODEL, False, False)])
+def test_model_notice_exactly_when_synthetic_or_rule(model, synthetic, rule):
+    notice = model_notice(model) or ""
+    assert (SYNTHETIC_PHRASE in notice) is synthetic
+    assert (RULE_PHRASE in notice) is rule
+    if synthetic or rule:
+        assert "NOT FOR CLINICAL USE" in notice
+    if synthetic:
+        assert model["training_data"] in notice  # states what the training data was
+
+
+@needs_poppler
+@pytest.mark.parametrize("model, expected", [(SYNTHETIC_MODEL, SYNTHETIC_PHRASE), (PATIENT_MODEL, None)])
+def test_synthetic_notice_on_the_page_only_when_it_applies(case, tmp_path, model, expected):
+    text = " ".join(pdf_text(render_report(HEADER, make_result(model=model), *case).pdf, tmp_path).split())
+    assert (SYNTHETIC_PHRASE in text) is (expected is not None)
+    assert (RULE_PHRASE in text) is False
+
+
+@needs_poppler
+def test_caveats_for_suspect_registration_and_unknown_side(case, tmp_path):
+    text = " ".join(pdf_text(render_report(HEADER, make_result(side=None, registration="suspect"), *case).pdf, tmp_path).split())
+    assert "registration SUSPECT" in text
+    assert "Tumour side unknown" in text and "N0 / N+" in text
+    assert "N+" in text
+    ok = " ".join(pdf_text(render_report(HEADER, make_result(), *case).pdf, tmp_path).split())
+    assert "registration SUSPECT" not in ok and "Tumour side unknown" not in ok
+
+
+def draw_alone(draw) -> np.ndarray:
+    """Run `draw(ax)` on an axes filling a square figure; return the RGB pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    draw(ax)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].astype(int), ax
+
+
+def pixel_box(ax, x0, x1, y0, y1, rgb_shape) -> tuple[slice, slice]:
+    """Rows and columns of the rendered image covering the data box (with a few pixels margin)."""
+    pts = ax.transData.transform([[x0, y0], [x1, y1]])
+    h = rgb_shape[0]
+    c0, c1 = sorted(pts[:, 0])
+    r0, r1 = sorted(h - pts[:, 1])
+    return slice(max(0, int(r0) - 4), int(r1) + 5), slice(max(0, int(c0) - 4), int(c1) + 5)
+
+
+def test_mip_station_outlines_follow_the_calls(case):
+    hu, ct_grid, suv, pet_grid, stations = case
+    style = load_style()
+    smap = images.station_map(stations, ct_grid, 2.0)
+    mip = images.coronal_mip(suv, pet_grid)
+    calls = {LABEL["4R"]: True, LABEL["4L"]: False, LABEL["7"]: False}
+    rgb, ax = draw_alone(lambda ax: images.draw_mip(ax, mip, smap, calls, NAMES, style))
+    red = (rgb[..., 0] > rgb[..., 1] + 80) & (rgb[..., 0] > rgb[..., 2] + 80)
+    blue = (rgb[..., 2] > rgb[..., 0] + 50) & (rgb[..., 2] > rgb[..., 1] + 10)
+    r_rows, r_cols = pixel_box(ax, -80, -40, -20, 20, rgb.shape)  # 4R, projected: x and z
+    l_rows, l_cols = pixel_box(ax, 40, 80, -20, 20, rgb.shape)  # 4L
+    assert red[r_rows, r_cols].sum() > 40 and blue[r_rows, r_cols].sum() == 0
+    assert blue[l_rows, l_cols].sum() > 40 and red[l_rows, l_cols].sum() == 0
+    # the image lies under its outlines: the hot spot (in 4R) is the darkest part, inside the 4R box
+    grey = rgb.sum(axis=-1)
+    rows, cols = np.nonzero(grey <= grey.min() + 30)
+    assert r_rows.start <= rows.mean() <= r_rows.stop and r_cols.start <= cols.mean() <= r_cols.stop
+    # flip the calls: the colours follow
+    calls = {LABEL["4R"]: False, LABEL["4L"]: True, LABEL["7"]: False}
+    rgb, ax = draw_alone(lambda ax: images.draw_mip(ax, mip, smap, calls, NAMES, style))
+    red = (rgb[..., 0] > rgb[..., 1] + 80) & (rgb[..., 0] > rgb[..., 2] + 80)
+    assert red[l_rows, l_cols].sum() > 40 and red[r_rows, r_cols].sum() == 0
+
+
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_mip_shows_patient_right_on_image_left_and_head_up(flip_x):
+    hu, ct_grid, suv, pet_grid, stations = make_case(hot=(-60.0, 0.0, 40.0), flip_x=flip_x)
+    mip = images.coronal_mip(suv, pet_grid)
+    rgb, _ = draw_alone(lambda ax: images.draw_mip(ax, mip, None, {}, NAMES, load_style()))
+    grey = rgb.sum(axis=-1)
+    rows, cols = np.nonzero(grey <= grey.min() + 30)  # inverted grey: the hot spot is the darkest
+    h, w = grey.shape
+    assert cols.mean() < 0.4 * w  # patient's right on the image's left
+    assert rows.mean() < 0.5 * h  # superior (z = +40 of -80..+80) in the upper half
+
+
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_axial_fusion_is_seen_from_the_feet(flip_x):
+    hot = (-60.0, -40.0, 0.0)  # patient's right and anterior
+    hu, ct_grid, suv, pet_grid, stations = make_case(hot=hot, flip_x=flip_x)
+    style = load_style()
+    sl = images.axial_slice(hu, ct_grid, suv, pet_grid, stations, images.snap_to_ct_slice(hot, ct_grid),
+                            (-120.0, -120.0), (120.0, 120.0), 1.0)
+    assert sl.suv.image.max() > 8.0  # the PET was resampled onto the plane through the hot spot
+    rgb, _ = draw_alone(lambda ax: images.draw_axial(ax, sl, {}, NAMES, style))
+    hot_px = (rgb[..., 0] > 180) & (rgb[..., 2] < 90) & (rgb[..., 1] > 40)  # hot colour map over grey CT
+    rows, cols = np.nonzero(hot_px)
+    h, w = hot_px.shape
+    assert rows.size > 20
+    assert cols.mean() < 0.45 * w  # patient's right on the image's left
+    assert rows.mean() < 0.45 * h  # anterior up
+    # marks drawn in mm land on the image: the arrow to the hottest point ends at the hot spot
+    rgb, ax = draw_alone(lambda ax: images.draw_axial(ax, sl, {}, NAMES, style, mark_lps=[hot]))
+    tip = ax.transData.transform([hot[:2]])[0]
+    assert abs(tip[0] - cols.mean()) < 0.05 * w and abs((h - tip[1]) - rows.mean()) < 0.05 * h
+    cyan = (rgb[..., 0] < 80) & (rgb[..., 1] > 180) & (rgb[..., 2] > 180)
+    c_rows, c_cols = np.nonzero(cyan)
+    assert c_rows.size > 5 and np.hypot(c_rows.mean() - rows.mean(), c_cols.mean() - cols.mean()) < 0.1 * w
+
+
+def test_slices_through_positive_stations_or_station_7(case):
+    hu, ct_grid, suv, pet_grid, stations = case
+    smap = images.station_map(stations, ct_grid, 2.0)
+    res = make_result(malignant=("4R", "4L", "7"))["stations"]
+    res["4L"]["probability"] = 0.99
+    picks = images.pick_slices(res, smap, LABEL, 3, 10.0, "7", ct_grid)
+    # 4R and 4L lie at the same z: one slice shows both, the most probable first; 7 gets its own
+    assert [p.stations for p in picks] == [("4L", "4R"), ("7",)]
+    assert picks[0].point_lps == (60.0, 0.0, 0.0)
+    assert len(images.pick_slices(res, smap, LABEL, 1, 10.0, "7", ct_grid)) == 1
+    none = images.pick_slices(make_result(malignant=())["stations"], smap, LABEL, 3, 10.0, "7", ct_grid)
+    assert len(none) == 1 and none[0].fallback
+    assert -60.0 <= none[0].point_lps[2] <= -30.0 and abs(none[0].point_lps[0]) < 3.0  # inside station 7
+
+
+def test_header_from_dicom_dataset():
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.PatientName = "DOE^JANE^Q"
+    ds.PatientID = "123"
+    ds.PatientBirthDate = "19500203"
+    ds.PatientSex = "F"
+    ds.StudyDate = "20260102"
+    ds.AccessionNumber = "A1"
+    ds.StudyDescription = "PET-CT"
+    h = header_from_dataset(ds)
+    assert h == ReportHeader("DOE, JANE Q", "123", "1950-02-03", "F", "2026-01-02", "A1", "PET-CT")
+    assert header_from_dataset(Dataset()) == ReportHeader()
+
+
+def test_mismatched_arrays_are_input_errors(case):
+    hu, ct_grid, suv, pet_grid, stations = case
+    with pytest.raises(InputError, match="station label map"):
+        render_report(HEADER, make_result(), hu, ct_grid, suv, pet_grid, stations[:-1])
+    with pytest.raises(InputError, match="result lacks"):
+        render_report(HEADER, {"stations": {}}, hu, ct_grid, suv, pet_grid, stations)
