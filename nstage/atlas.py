@@ -4,7 +4,8 @@ An atlas folder holds `atlas.json`:
 
     {"format": "nstage-atlas/1",
      "atlases": [{"name": "reference", "ct": "reference/ct.nii.gz",
-                  "labels": "reference/stations.nii.gz", "names": "stations.json"}]}
+                  "labels": "reference/stations.nii.gz", "names": "stations.json",
+                  "regions": {"blood_pool": "reference/blood_pool.nii.gz"}}]}
 
 Paths are relative to the folder. `ct` is a CT in HU and `labels` its station label map (both
 NIfTI, any grids in the same physical space). `names` is the name table of the label map: a
@@ -12,13 +13,16 @@ JSON list in the form of `stations.json` (objects with `label` and `station`), a
 ``{"3": "2R", ...}`` or a CSV file with the columns `label,station`. Station names are those of
 `atlas/stations.json`; labels are renumbered to its labels on loading, so external atlases
 (e.g. the CT atlases of Lynch et al.) can keep their own numbering. Unlisted labels are dropped.
+`regions` (optional) names binary reference regions carried to the patient with the same
+mapping; `blood_pool` (the descending aorta's lumen, shrunk away from the wall) gives the
+mediastinal blood-pool SUV. Without it the blood-pool figures are reported as unavailable.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ class AtlasImage:
     labels: np.ndarray  # uint8 [k, j, i]
     label_grid: Grid
     source: str  # folder it came from
+    regions: dict[str, tuple[np.ndarray, Grid]] = field(default_factory=dict)  # name -> (bool mask, its grid)
 
 
 def load_atlases(folders: list[Path]) -> list[AtlasImage]:
@@ -90,7 +95,17 @@ def _load_entry(root: Path, index: int, entry: Any) -> AtlasImage:
     _check_overlap(ct_grid, label_grid, at)
     table = read_name_table(root / entry["names"])
     labels = renumber(np.asarray(raw).astype(np.int64), table, at)
-    return AtlasImage(str(entry["name"]), ct.astype(np.float32), ct_grid, labels, label_grid, str(root))
+    regions = entry.get("regions", {})
+    if not isinstance(regions, dict):
+        raise InputError(f"{at}: \"regions\" must be an object {{name: NIfTI path}}")
+    masks: dict[str, tuple[np.ndarray, Grid]] = {}
+    for name, rel in regions.items():
+        mask, mask_grid = _read_nifti(root / rel, at)
+        _check_overlap(ct_grid, mask_grid, at)
+        if not np.any(mask):
+            raise InputError(f"{at}: region {name} ({rel}) is empty")
+        masks[str(name)] = (np.asarray(mask) > 0, mask_grid)
+    return AtlasImage(str(entry["name"]), ct.astype(np.float32), ct_grid, labels, label_grid, str(root), masks)
 
 
 def _read_nifti(path: Path, at: str) -> tuple[np.ndarray, Grid]:

@@ -1,13 +1,17 @@
 """`nstage run`: the holoscan-free pipeline chaining the domain stages for one study.
 
-load study -> stations (atlas registration) -> station measurements -> tumour side ->
-station classifier -> N rules -> baselines -> result.json (written atomically).
+load study -> stations (atlas registration) -> station measurements + blood pool -> tumour side
+-> station classifier -> N rules + baselines -> result.json (written atomically).
+
+Each stage is a plain function here so that the MONAI Deploy operators (operators/) call exactly
+the same code as `nstage run`; :func:`analyse_study` chains them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,23 +19,25 @@ from typing import Any
 import numpy as np
 
 from nstage import __version__
-from nstage.atlas import load_atlases
+from nstage.atlas import AtlasImage, load_atlases
 from nstage.atomic_output import staged_output
-from nstage.baselines import blood_pool_baseline, suvmax_baseline
+from nstage.baselines import BaselineResult, blood_pool_baseline, suvmax_baseline
+from nstage.blood_pool import BloodPool, measure_blood_pool
 from nstage.errors import InputError
 from nstage.geometry import save_nifti
 from nstage.measure import StationUptake, station_uptake
-from nstage.nrules import load_rules, normalise_side, stage
+from nstage.nrules import NStage, load_rules, normalise_side, stage
 from nstage.paths import atlas_dir
 from nstage.progress import StageTimer
-from nstage.registration import map_stations
-from nstage.station_classifier import StationCase, load_classifier
+from nstage.registration import StationResult, map_stations
+from nstage.station_classifier import StationCall, StationCase, StationClassifier, load_classifier
 from nstage.stations import load_stations
-from nstage.study import load_study
+from nstage.study import Study, load_study
 from nstage.tumour_side import TumourSide, find_tumour_side
 
 log = logging.getLogger("nstage")
 RESULT = "result.json"
+STATION_MAP = "stations.nii.gz"
 
 
 @dataclass(frozen=True)
@@ -41,55 +47,135 @@ class RunOptions:
     atlas_dirs: tuple[Path, ...] = field(default_factory=tuple)
 
 
-def analyse_study(study_dir: Path, models_dir: Path, options: RunOptions, timer: StageTimer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run every stage on one study; return result.json's content and the arrays worth saving."""
-    load_rules(options.rules)  # unknown rule set: fail before any work
-    side_given = normalise_side(options.tumour_side) if options.tumour_side else None
-    classifier = load_classifier(models_dir)
-    with timer.stage("load study"):
-        study = load_study(study_dir)
+@dataclass(frozen=True)
+class StationFindings:
+    """Station map and measurements of one study (the input of the classifier and the rules)."""
+
+    registration: StationResult
+    labels: np.ndarray  # uint8 station labels on the CT grid
+    uptake: dict[str, StationUptake]  # station name -> measurements, in atlas/stations.json order
+    blood_pool: BloodPool
+
+
+@dataclass(frozen=True)
+class Staging:
+    """The decisions: tumour side, station calls, N stage and the baselines beside them."""
+
+    side: TumourSide
+    calls: dict[str, StationCall]
+    n_stage: NStage
+    baselines: tuple[BaselineResult, ...]
+    rule_set: str
+
+
+def check_options(options: RunOptions) -> str | None:
+    """Fail on a bad rule set or side before any work; the side given by the user (normalised) or None."""
+    load_rules(options.rules)
+    return normalise_side(options.tumour_side) if options.tumour_side else None
+
+
+def load_default_atlases(options: RunOptions) -> list[AtlasImage]:
+    """The atlases of the options (the shipped atlas when none given); cached per process."""
+    return load_atlases(list(options.atlas_dirs) or [atlas_dir()])
+
+
+def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationFindings:
+    """Register the atlas to the CT, measure every station and the blood pool."""
+    timer = timer or StageTimer()
     with timer.stage("stations (atlas registration)"):
-        atlases = load_atlases(list(options.atlas_dirs) or [atlas_dir()])
         reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "))
     if reg.labels is None or reg.status == "failed":
         raise InputError(f"the atlas could not be registered to the CT series {study.ct.description!r}: {'; '.join(reg.grade.reasons)}")
     names = {s.label: s.station for s in load_stations()}
     with timer.stage("station measurements"):
         by_label = station_uptake(study.pet.array, study.pet.grid, reg.labels, study.ct.grid)
-        uptake: dict[str, StationUptake] = {names[k]: v for k, v in sorted(by_label.items())}
+        uptake = {names[k]: v for k, v in sorted(by_label.items())}
+        pool = measure_blood_pool(reg.regions.get("blood_pool"), study.ct.array, study.ct.grid, study.pet.array, study.pet.grid)
+    if not pool.available:
+        log.warning("blood pool not measured: %s", pool.reason)
+    return StationFindings(reg, reg.labels, uptake, pool)
+
+
+def decide(study: Study, findings: StationFindings, classifier: StationClassifier, rules: str, side_given: str | None,
+           timer: StageTimer | None = None) -> Staging:
+    """Tumour side, station calls, N stage (with reasons) and both SUV baselines."""
+    timer = timer or StageTimer()
+    pool = findings.blood_pool.suv_mean
     with timer.stage("tumour side"):
         if side_given:
             side = TumourSide(side_given, "user", reasons=("given by the user (--tumour-side)",))
         else:
-            side = find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, reg.labels)
+            side = find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, pool)
     with timer.stage("station classifier"):
-        calls = classifier.classify(StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, reg.labels, uptake))
+        case = StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.uptake)
+        calls = classifier.classify(case)
     with timer.stage("N rules"):
-        n = stage([s for s, c in calls.items() if c.malignant], side.side, options.rules)
-        baselines = [suvmax_baseline(uptake, side.side, options.rules)]
-    result = {
+        n = stage([s for s, c in calls.items() if c.malignant], side.side, rules)
+        baselines = [suvmax_baseline(findings.uptake, side.side, rules)]
+        if pool is not None:
+            baselines.append(blood_pool_baseline(findings.uptake, pool, side.side, rules))
+    return Staging(side, calls, n, tuple(baselines), rules)
+
+
+def result_document(study: Study, findings: StationFindings, staging: Staging, model: Mapping[str, object]) -> dict[str, Any]:
+    """result.json's content (contracts.md), without the timings."""
+    names = [s.station for s in load_stations()]
+    calls, side = staging.calls, staging.side
+    baseline: dict[str, Any] = {b.name: b.as_dict() for b in staging.baselines}
+    if "blood_pool" not in baseline:
+        baseline["blood_pool"] = {"name": "blood_pool", "available": False, "reason": findings.blood_pool.reason}
+    return {
         "app": {"name": "nstage", "version": __version__},
         "study": {"study_instance_uid": study.ct.study_uid, "ct_series": study.ct.series_uid, "pet_series": study.pet.series_uid},
         "tumour_side": side.side,
         "tumour_side_source": side.source,
         "tumour_side_detail": side.as_dict(),
-        "n_stage": {"tnm8": n.tnm8, "tnm9": n.tnm9},
-        "n_stage_reasons": list(n.reasons),
-        "rule_set": options.rules,
+        "n_stage": {"tnm8": staging.n_stage.tnm8, "tnm9": staging.n_stage.tnm9},
+        "n_stage_reasons": list(staging.n_stage.reasons),
+        "rule_set": staging.rule_set,
         "stations": {
             s: {"malignant": calls[s].malignant, "probability": calls[s].probability, "suv_max": round(u.suv_max, 3),
                 "suv_mean": round(u.suv_mean, 3), "suv_peak": round(u.suv_peak, 3), "volume_ml": round(u.volume_ml, 2),
                 "hottest_point_lps": [round(v, 1) for v in u.hottest_point_lps]}
-            for s, u in uptake.items()
+            for s, u in findings.uptake.items()
         },
-        "stations_missing": [s for s in names.values() if s not in uptake],
-        "baseline": {b.name: b.as_dict() for b in baselines},
-        "registration": reg.report(),
+        "stations_missing": [s for s in names if s not in findings.uptake],
+        "blood_pool": findings.blood_pool.as_dict(),
+        "baseline": baseline,
+        "registration": findings.registration.report(),
         "pet_suv": {"suv_type": study.pet.suv.suv_type, "units": study.pet.suv.units, "decay_correction": study.pet.suv.decay_correction},
-        "model": classifier.description,
+        "model": dict(model),
         "timings_s": {},
     }
-    return result, {"stations": reg.labels, "ct_grid": study.ct.grid}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one study's outputs are written from."""
+
+    study: Study
+    findings: StationFindings
+    staging: Staging
+    result: dict[str, Any]
+
+
+def analyse_study(study_dir: Path, models_dir: Path, options: RunOptions, timer: StageTimer) -> Analysis:
+    """Run every stage on one study."""
+    side_given = check_options(options)
+    classifier = load_classifier(models_dir)
+    with timer.stage("load study"):
+        study = load_study(study_dir)
+    findings = find_stations(study, load_default_atlases(options), timer)
+    staging = decide(study, findings, classifier, options.rules, side_given, timer)
+    return Analysis(study, findings, staging, result_document(study, findings, staging, classifier.description))
+
+
+def write_outputs(staging_dir: Path, analysis: Analysis, timings: Mapping[str, float]) -> None:
+    """Write result.json and the station map into a (staging) folder."""
+    save_nifti(analysis.findings.labels.astype(np.uint8), analysis.study.ct.grid, staging_dir / STATION_MAP)
+    result = dict(analysis.result)
+    result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    (staging_dir / RESULT).write_text(json.dumps(result, indent=1))
 
 
 def run(study_dir: Path, out_dir: Path, models_dir: Path, options: RunOptions) -> dict[str, Any]:
@@ -99,9 +185,7 @@ def run(study_dir: Path, out_dir: Path, models_dir: Path, options: RunOptions) -
         raise InputError(f"study folder {study_dir} does not exist")
     if not Path(models_dir).is_dir():
         raise InputError(f"models folder {models_dir} does not exist (pass -m with the app's models folder)")
-    result, arrays = analyse_study(Path(study_dir), Path(models_dir), options, timer)
-    with timer.stage("write outputs"), staged_output(Path(out_dir), stale=(RESULT, "stations.nii.gz")) as staging:
-        save_nifti(arrays["stations"].astype(np.uint8), arrays["ct_grid"], staging / "stations.nii.gz")
-        result["timings_s"] = dict(timer.timings)
-        (staging / RESULT).write_text(json.dumps(result, indent=1))
-    return result
+    analysis = analyse_study(Path(study_dir), Path(models_dir), options, timer)
+    with timer.stage("write outputs"), staged_output(Path(out_dir), stale=(RESULT, STATION_MAP)) as staging_dir:
+        write_outputs(staging_dir, analysis, timer.timings)
+    return json.loads((Path(out_dir) / RESULT).read_text())

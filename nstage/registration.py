@@ -59,6 +59,7 @@ class AtlasResult:
     figures: dict[str, Any]
     labels: np.ndarray | None  # uint8 on the patient CT grid; None when failed
     seconds: float
+    regions: dict[str, tuple[np.ndarray, Grid]] = field(default_factory=dict)  # atlas reference regions (bool) on the working grid
 
     def as_dict(self) -> dict[str, Any]:
         return {"atlas": self.name, "status": self.grade.status, "reasons": list(self.grade.reasons),
@@ -75,6 +76,7 @@ class StationResult:
     landmarks: dict[str, Any]
     atlases: list[AtlasResult] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
+    regions: dict[str, tuple[np.ndarray, Grid]] = field(default_factory=dict)  # e.g. "blood_pool", from the best atlas
 
     @property
     def status(self) -> str:
@@ -169,6 +171,7 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
         result.labels = majority_vote([r.labels for r in usable])  # type: ignore[misc]
     for r in usable:
         result.grade.merge(r.grade)
+    result.regions = dict(usable[0].regions)
     dropped = [r.name for r in results if r.labels is None]
     if dropped:
         result.grade.add("suspect", f"atlas(es) {', '.join(dropped)} failed and were left out of the fusion")
@@ -200,7 +203,14 @@ def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, 
         g.merge(grade(figures, settings.rules, only=STATION_FIGURES))
         if g.status == "failed":
             labels = None
-    return AtlasResult(name, g, figures, labels, time.perf_counter() - t0)
+    regions = {} if labels is None else transfer_regions(atlas.atlas, mapping, fixed_grid)
+    return AtlasResult(name, g, figures, labels, time.perf_counter() - t0, regions)
+
+
+def transfer_regions(atlas: AtlasImage, mapping: np.ndarray, grid: Grid) -> dict[str, tuple[np.ndarray, Grid]]:
+    """The atlas's reference regions (e.g. blood pool) on the patient working grid, through the same mapping."""
+    return {name: (sample_at(mask.view(np.uint8), mask_grid, mapping, order=0, fill=0) > 0, grid)
+            for name, (mask, mask_grid) in atlas.regions.items()}
 
 
 def _prepare_pair(work: np.ndarray, work_grid: Grid, lm: ThoraxLandmarks, atlas: PreparedAtlas, settings: RegistrationSettings

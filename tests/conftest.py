@@ -33,3 +33,15 @@ def rendered_cohort():
     from tests.cohort_eval import evaluate_cohort
 
     return evaluate_cohort(jobs=2)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(small_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`nstage run` once on the first small case (no trained model: the SUV slot); (case folder, output folder)."""
+    case = small_cohort / "case_0000"
+    base = tmp_path_factory.mktemp("run")
+    (base / "models").mkdir()
+    cmd = [sys.executable, "-m", "nstage.cli", "run", "-i", str(case / "dicom"), "-o", str(base / "out"), "-m", str(base / "models")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return case, base / "out"
