@@ -70,6 +70,7 @@ def load_pet_volume(series: SeriesEntry, suv_type: str = "bw") -> PetVolume:
         frame_of_reference_uid=series.frame_of_reference_uid or "",
         description=series.description,
         suv=info,
+        files=tuple(i.path for i in stack.instances),
     )
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -57,6 +58,7 @@ class Volume:
     study_uid: str
     frame_of_reference_uid: str
     description: str
+    files: tuple[Path, ...] = field(default=(), kw_only=True)  # the instances' files, in slice order (k)
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,7 @@ def load_volume(series: SeriesEntry) -> Volume:
         study_uid=series.study_uid,
         frame_of_reference_uid=series.frame_of_reference_uid or "",
         description=series.description,
+        files=tuple(i.path for i in stack.instances),
     )
 
 
