@@ -1,15 +1,12 @@
-"""`nstage run`: the holoscan-free pipeline chaining the domain stages for one study.
+"""The analysis of one study, as plain stage functions (`nstage run` and the MONAI Deploy operators call them).
 
 load study -> stations (atlas registration) -> station measurements + blood pool -> tumour side
--> station classifier -> N rules + baselines -> result.json (written atomically).
-
-Each stage is a plain function here so that the MONAI Deploy operators (operators/) call exactly
-the same code as `nstage run`; :func:`analyse_study` chains them.
+-> station classifier -> N rules + baselines -> result document. :func:`analyse_study` chains them;
+nstage/outputs.py writes the outputs and nstage/runner.py is `nstage run`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,11 +17,9 @@ import numpy as np
 
 from nstage import __version__
 from nstage.atlas import AtlasImage, load_atlases
-from nstage.atomic_output import staged_output
 from nstage.baselines import BaselineResult, blood_pool_baseline, suvmax_baseline
 from nstage.blood_pool import BloodPool, measure_blood_pool
 from nstage.errors import InputError
-from nstage.geometry import save_nifti
 from nstage.measure import StationUptake, station_uptake
 from nstage.nrules import NStage, load_rules, normalise_side, stage
 from nstage.paths import atlas_dir
@@ -36,8 +31,6 @@ from nstage.study import Study, load_study
 from nstage.tumour_side import TumourSide, find_tumour_side
 
 log = logging.getLogger("nstage")
-RESULT = "result.json"
-STATION_MAP = "stations.nii.gz"
 
 
 @dataclass(frozen=True)
@@ -168,24 +161,3 @@ def analyse_study(study_dir: Path, models_dir: Path, options: RunOptions, timer:
     findings = find_stations(study, load_default_atlases(options), timer)
     staging = decide(study, findings, classifier, options.rules, side_given, timer)
     return Analysis(study, findings, staging, result_document(study, findings, staging, classifier.description))
-
-
-def write_outputs(staging_dir: Path, analysis: Analysis, timings: Mapping[str, float]) -> None:
-    """Write result.json and the station map into a (staging) folder."""
-    save_nifti(analysis.findings.labels.astype(np.uint8), analysis.study.ct.grid, staging_dir / STATION_MAP)
-    result = dict(analysis.result)
-    result["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-    (staging_dir / RESULT).write_text(json.dumps(result, indent=1))
-
-
-def run(study_dir: Path, out_dir: Path, models_dir: Path, options: RunOptions) -> dict[str, Any]:
-    """Analyse a study and write OUT_DIR/result.json (and stations.nii.gz) atomically."""
-    timer = StageTimer()
-    if not Path(study_dir).is_dir():
-        raise InputError(f"study folder {study_dir} does not exist")
-    if not Path(models_dir).is_dir():
-        raise InputError(f"models folder {models_dir} does not exist (pass -m with the app's models folder)")
-    analysis = analyse_study(Path(study_dir), Path(models_dir), options, timer)
-    with timer.stage("write outputs"), staged_output(Path(out_dir), stale=(RESULT, STATION_MAP)) as staging_dir:
-        write_outputs(staging_dir, analysis, timer.timings)
-    return json.loads((Path(out_dir) / RESULT).read_text())

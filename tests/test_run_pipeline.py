@@ -100,3 +100,22 @@ def test_user_side_and_rule_set_are_used(pipeline_run: tuple[Path, Path], tmp_pa
     ds = pydicom.dcmread(next(p for p in sorted((case / "dicom").rglob("*")) if p.is_file()), stop_before_pixels=True)
     for identifier in (str(ds.PatientName), str(ds.PatientID)):
         assert identifier and identifier not in done.stderr and identifier not in done.stdout, "a patient identifier reached the log"
+
+
+def test_dicom_outputs_are_new_series_of_the_study_and_validate(pipeline_run: tuple[Path, Path]) -> None:
+    """SEG, SR and Encapsulated PDF land in OUT, in the source study, and dciodvfy / dcmdump / dsrdump find no error."""
+    from nstage.validators import validate_file
+
+    case, out = pipeline_run
+    source = pydicom.dcmread(next(p for p in sorted((case / "dicom").rglob("*")) if p.is_file()), stop_before_pixels=True)
+    objects = {pydicom.dcmread(p, stop_before_pixels=True).Modality: p for p in out.glob("*.dcm")}
+    assert set(objects) == {"SEG", "SR", "DOC"}
+    series = set()
+    for modality, path in objects.items():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.StudyInstanceUID == source.StudyInstanceUID and ds.PatientID == source.PatientID, modality
+        series.add(ds.SeriesInstanceUID)
+        for report in validate_file(path, skip=("DicomSRValidator",)):  # pixelmed runs in tests/test_dicom_outputs.py
+            assert report.ok, report.summary()
+    assert len(series) == 3 and source.SeriesInstanceUID not in series
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and (out / "report.png").read_bytes()[:4] == b"\x89PNG"

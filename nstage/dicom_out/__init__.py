@@ -4,6 +4,14 @@ Entry point: :func:`nstage.dicom_out.writer.write_dicom_outputs`. Codes, series 
 names live in `config/dicom_output.json`.
 """
 
-from nstage.dicom_out.writer import output_file_names, write_dicom_outputs
+from nstage.dicom_out.writer import (
+    SegObject,
+    build_pdf_object,
+    build_seg_object,
+    build_sr_object,
+    output_file_names,
+    save_objects,
+    write_dicom_outputs,
+)
 
-__all__ = ["output_file_names", "write_dicom_outputs"]
+__all__ = ["SegObject", "build_pdf_object", "build_seg_object", "build_sr_object", "output_file_names", "save_objects", "write_dicom_outputs"]
