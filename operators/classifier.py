@@ -1,0 +1,58 @@
+"""Station classifier: the PET/CT CNN of the models folder (GPU when there is one), else the SUVmax slot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+
+from nstage.pipeline import StationFindings
+from nstage.progress import StageTimer
+from nstage.station_classifier import StationCall, StationCase, StationClassifier, load_classifier
+from nstage.study import Study
+
+
+def classify_stations(study: Study, findings: StationFindings, classifier: StationClassifier, timer: StageTimer) -> dict[str, StationCall]:
+    """The classifier step of :func:`nstage.pipeline.decide` (same stage name, same calls)."""
+    with timer.stage("station classifier"):
+        case = StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.uptake)
+        return classifier.classify(case)
+
+
+class StationClassifierOperator(Operator):
+    """Call every station malignant or benign, with a probability.
+
+    The classifier is loaded once, when the operator is made, from the app's models folder
+    (MODELS/station_cnn/model.ts: the SDK's multi-model layout, sub-folder name = model name);
+    without a model the SUVmax slot stands in and result.json's ``model`` says so.
+
+    Named inputs:
+        study: nstage.study.Study.
+        findings: nstage.pipeline.StationFindings.
+
+    Named outputs:
+        calls: dict[str, nstage.station_classifier.StationCall], keyed by station name.
+        model: dict describing the classifier (result.json ``model``).
+    """
+
+    IN_STUDY = "study"
+    IN_FINDINGS = "findings"
+    OUT_CALLS = "calls"
+    OUT_MODEL = "model"
+
+    def __init__(self, fragment: Fragment, *args, models_dir: Path, timer: StageTimer, **kwargs) -> None:
+        self.classifier = load_classifier(Path(models_dir))
+        self.timer = timer
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input(self.IN_STUDY)
+        spec.input(self.IN_FINDINGS)
+        spec.output(self.OUT_CALLS)
+        spec.output(self.OUT_MODEL)
+
+    def compute(self, op_input, op_output, context) -> None:
+        study = op_input.receive(self.IN_STUDY)
+        findings = op_input.receive(self.IN_FINDINGS)
+        op_output.emit(classify_stations(study, findings, self.classifier, self.timer), self.OUT_CALLS)
+        op_output.emit(dict(self.classifier.description), self.OUT_MODEL)

@@ -1,0 +1,51 @@
+"""Atlas registration: the atlas CT(s) registered to the patient CT, station labels carried over."""
+
+from __future__ import annotations
+
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+
+from nstage.atlas import AtlasImage
+from nstage.errors import InputError
+from nstage.pipeline import RunOptions, load_default_atlases
+from nstage.progress import StageTimer
+from nstage.registration import StationResult, map_stations
+from nstage.study import Study
+
+
+def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer) -> StationResult:
+    """The registration half of :func:`nstage.pipeline.find_stations` (same stage name, same failure)."""
+    with timer.stage("stations (atlas registration)"):
+        reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "))
+    if reg.labels is None or reg.status == "failed":
+        raise InputError(f"the atlas could not be registered to the CT series {study.ct.description!r}: {'; '.join(reg.grade.reasons)}")
+    return reg
+
+
+class AtlasRegistrationOperator(Operator):
+    """Register the atlas(es) to the CT (Elastix) and map the stations onto the CT grid.
+
+    The atlases are loaded once, when the operator is made.
+
+    Named input:
+        study: nstage.study.Study.
+
+    Named output:
+        registration: nstage.registration.StationResult (station labels on the CT grid, quality grade,
+            regions such as the blood pool).
+    """
+
+    IN_STUDY = "study"
+    OUT_REGISTRATION = "registration"
+
+    def __init__(self, fragment: Fragment, *args, options: RunOptions, timer: StageTimer, **kwargs) -> None:
+        self.atlases = load_default_atlases(options)
+        self.timer = timer
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input(self.IN_STUDY)
+        spec.output(self.OUT_REGISTRATION)
+
+    def compute(self, op_input, op_output, context) -> None:
+        study = op_input.receive(self.IN_STUDY)
+        op_output.emit(register_atlas(study, self.atlases, self.timer), self.OUT_REGISTRATION)

@@ -1,0 +1,185 @@
+"""The MONAI Deploy application (app.py): the Holoscan graph gives `nstage run`'s decisions.
+
+- the app on a small synthetic study (empty models folder: the SUVmax slot), invoked through the
+  HOLOSCAN_* variables only, writes the same decisions and the same output files as `nstage run`;
+- bad input given with -i/-o/-m ends with an `error:` line, a non-zero exit and no output folder;
+- nstage.study_from_series builds, from the SDK loader's and selector's objects, the study that
+  nstage.study.load_study builds from the folder, on a study with competing CT and PET series.
+
+Each app run is a subprocess (`python app.py`): Holoscan wants a 32 MB stack, which app.py sets
+by re-executing itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.conftest import REPO
+from tests.study_factory import edit_series, write_phantom_study
+from tests.test_study import BAD_STUDIES
+
+if importlib.util.find_spec("holoscan") is None:  # checked without importing it into the test process
+    pytest.skip("holoscan / monai-deploy-app-sdk is not installed", allow_module_level=True)
+
+HOLOSCAN_VARIABLES = ("HOLOSCAN_INPUT_PATH", "HOLOSCAN_OUTPUT_PATH", "HOLOSCAN_MODEL_PATH")
+
+
+def _env(**holoscan: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in HOLOSCAN_VARIABLES}
+    return {**env, **holoscan, "PYTHONWARNINGS": "ignore"}
+
+
+def _app(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "app.py", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+
+
+def _decisions(result: dict) -> dict:
+    return {
+        "study": result["study"],
+        "tumour_side": result["tumour_side"],
+        "n_stage": result["n_stage"],
+        "calls": {s: v["malignant"] for s, v in result["stations"].items()},
+        "baseline": {k: v.get("n_stage") for k, v in result["baseline"].items()},
+        "model": result["model"]["name"],
+    }
+
+
+def test_app_decides_as_nstage_run(pipeline_run: tuple[Path, Path], tmp_path: Path) -> None:
+    case, ref_out = pipeline_run
+    models = tmp_path / "models"
+    models.mkdir()
+    out = tmp_path / "out"
+    env = _env(HOLOSCAN_INPUT_PATH=str(case / "dicom"), HOLOSCAN_OUTPUT_PATH=str(out), HOLOSCAN_MODEL_PATH=str(models))
+    res = _app([], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "below the recommended minimum" not in res.stderr  # app.py raised the stack limit itself
+
+    ours, ref = json.loads((out / "result.json").read_text()), json.loads((ref_out / "result.json").read_text())
+    assert _decisions(ours) == _decisions(ref)
+    for station, values in ref["stations"].items():  # same volumes and registration: same measurements
+        assert ours["stations"][station]["suv_max"] == pytest.approx(values["suv_max"], abs=1e-3)
+        assert ours["stations"][station]["volume_ml"] == pytest.approx(values["volume_ml"], rel=1e-3)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref_out.iterdir())
+    assert {"load study", "stations (atlas registration)", "station classifier", "N rules"} <= set(ours["timings_s"])
+    seg = next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SEG")
+    assert pydicom.dcmread(seg, stop_before_pixels=True).FrameOfReferenceUID
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")], "staging folder left behind"
+
+
+BAD_APP_INPUT = [
+    *[(name, breaks, message) for name, breaks, message in BAD_STUDIES if name in ("no-pet", "not-dicom")],
+    ("no-models", None, r"models folder"),
+]
+
+
+@pytest.mark.parametrize(("name", "breaks", "message"), BAD_APP_INPUT, ids=[b[0] for b in BAD_APP_INPUT])
+def test_bad_input_is_one_error_line_and_no_output(tmp_path: Path, name: str, breaks, message: str) -> None:
+    study = write_phantom_study(tmp_path / "study")
+    models = tmp_path / "models"
+    models.mkdir()
+    if breaks is None:
+        shutil.rmtree(models)
+    else:
+        breaks(study)
+    out = tmp_path / "out"
+    res = _app(["-i", str(study), "-o", str(out), "-m", str(models)], _env())
+    assert res.returncode != 0
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), res.stderr[-2000:]
+    if name == "not-dicom":  # the SDK loader finds no study: the app says so in its own words
+        assert "no DICOM files in" in last
+    else:
+        assert re.search(message, last), last
+    assert "Traceback" not in res.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")], "staging folder left behind"
+
+
+# --- the SDK's objects give the study nstage.study.load_study gives ------------------------------
+
+SDK_STUDY_SCRIPT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from monai.deploy.core import Fragment
+from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
+from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
+from nstage.series_selection import load_rules, rules_path, select_ct_pet
+from nstage.dicom_index import index_folder
+from nstage.study import load_study
+from nstage.study_from_series import disagreements, index_from_sdk, select_from_sdk, selected_uids, study_from_sdk
+
+root = Path(sys.argv[1])
+fragment = Fragment()
+studies = DICOMDataLoaderOperator(fragment, name="loader").load_data_to_studies(root)
+selector = DICOMSeriesSelectorOperator(fragment, rules=rules_path().read_text(), all_matched=True, name="selector")
+selection = selector.filter(json.loads(rules_path().read_text()), studies, all_matched=True)
+index = index_from_sdk(root, studies)
+ref_index = index_folder(root)
+chosen, ref = select_from_sdk(root, studies, selection), select_ct_pet(ref_index)
+study, ref_study = study_from_sdk(root, studies, selection), load_study(root)
+print(json.dumps({
+    "sdk_candidates": {k: sorted(v) for k, v in selected_uids(selection).items()},
+    "disagreements": disagreements(index, selected_uids(selection)),
+    "same_series_order": [s.series_uid for s in index.series] == [s.series_uid for s in ref_index.series],
+    "same_first_files": [s.instances[0].path.name for s in index.series] == [s.instances[0].path.name for s in ref_index.series],
+    "chosen": [chosen.ct.series_uid, chosen.pet.series_uid],
+    "expected": [ref.ct.series_uid, ref.pet.series_uid],
+    "same_ct": bool(np.array_equal(study.ct.array, ref_study.ct.array) and np.array_equal(study.ct.grid.affine, ref_study.ct.grid.affine)),
+    "same_suv": bool(np.array_equal(study.pet.array, ref_study.pet.array) and np.array_equal(study.pet.grid.affine, ref_study.pet.grid.affine)),
+    "same_files": study.ct.files == ref_study.ct.files and study.pet.files == ref_study.pet.files,
+}))
+"""
+
+
+def _copy_series(src: Path, dst: Path, number: int, edit=None, keep=lambda k: True) -> str:
+    """A copy of a written series as a new series (new UIDs); returns its Series Instance UID."""
+    shutil.copytree(src, dst)
+    for k, path in enumerate(sorted(dst.iterdir())):
+        if not keep(k):
+            path.unlink()
+    uid = generate_uid()
+
+    def renew(ds: pydicom.Dataset, k: int) -> None:
+        ds.SeriesInstanceUID, ds.SeriesNumber = uid, number
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        if edit:
+            edit(ds)
+
+    edit_series(dst, renew)
+    return uid
+
+
+def test_sdk_objects_give_the_study_load_study_gives(tmp_path: Path) -> None:
+    """Competing series: a NAC PET and a thicker-slice CT (listed first) and a secondary CT that the
+    rules exclude; the SDK's candidates ranked by nstage's preferences pick the CT and AC PET that
+    load_study picks, with identical volumes."""
+    root = write_phantom_study(tmp_path / "study")
+    _copy_series(root / "pet", root / "a_pet_nac", 4, edit=lambda ds: setattr(ds, "CorrectedImage", ["DECY", "NORM"]))
+    _copy_series(root / "ct", root / "a_ct_thick", 5, keep=lambda k: k % 2 == 0)
+    _copy_series(root / "ct", root / "b_ct_secondary", 6, edit=lambda ds: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "AXIAL"]))
+
+    def big_stack() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (32 * 1024 * 1024, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+    res = subprocess.run([sys.executable, "-c", SDK_STUDY_SCRIPT, str(root)], capture_output=True, text=True, cwd=REPO,
+                         preexec_fn=big_stack, env=_env(), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(got["sdk_candidates"]["CT"]) == 2 and len(got["sdk_candidates"]["PET"]) == 2  # the secondary CT is excluded
+    assert got["disagreements"] == []
+    assert got["same_series_order"] and got["same_first_files"]
+    assert got["chosen"] == got["expected"]
+    assert got["same_ct"] and got["same_suv"] and got["same_files"]
