@@ -21,13 +21,29 @@ def staged_output(final: Path, stale: Sequence[str] = ()) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=staging_parent(final)))
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield staging
         publish(staging, final, stale)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def staging_parent(final: Path) -> Path:
+    """Where to stage: beside `final`, or inside it when `final` is a mount point of its own file system.
+
+    Renames only work within one file system; an output folder bind-mounted into a container
+    (the MAP runner's /var/holoscan/output) is on another one than its parent, so staging there
+    keeps every move a rename (atomic). A hidden staging folder inside `final` is removed at the end.
+    """
+    if final.is_dir() and not _same_device(final, final.parent):
+        return final
+    return final.parent
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
 
 
 def publish(staging: Path, final: Path, stale: Sequence[str] = ()) -> None:

@@ -72,13 +72,20 @@ def load_default_atlases(options: RunOptions) -> list[AtlasImage]:
     return load_atlases(list(options.atlas_dirs) or [atlas_dir()])
 
 
-def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationFindings:
-    """Register the atlas to the CT, measure every station and the blood pool."""
+def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationResult:
+    """Register the atlas(es) to the CT and carry the stations over; InputError when it failed."""
     timer = timer or StageTimer()
     with timer.stage("stations (atlas registration)"):
         reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "))
     if reg.labels is None or reg.status == "failed":
         raise InputError(f"the atlas could not be registered to the CT series {study.ct.description!r}: {'; '.join(reg.grade.reasons)}")
+    return reg
+
+
+def measure_stations(study: Study, reg: StationResult, timer: StageTimer | None = None) -> StationFindings:
+    """SUV figures of every mapped station and of the blood pool."""
+    timer = timer or StageTimer()
+    assert reg.labels is not None
     names = {s.label: s.station for s in load_stations()}
     with timer.stage("station measurements"):
         by_label = station_uptake(study.pet.array, study.pet.grid, reg.labels, study.ct.grid)
@@ -89,25 +96,48 @@ def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | N
     return StationFindings(reg, reg.labels, uptake, pool)
 
 
-def decide(study: Study, findings: StationFindings, classifier: StationClassifier, rules: str, side_given: str | None,
-           timer: StageTimer | None = None) -> Staging:
-    """Tumour side, station calls, N stage (with reasons) and both SUV baselines."""
+def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationFindings:
+    """Register the atlas to the CT, measure every station and the blood pool."""
     timer = timer or StageTimer()
-    pool = findings.blood_pool.suv_mean
-    with timer.stage("tumour side"):
-        if side_given:
-            side = TumourSide(side_given, "user", reasons=("given by the user (--tumour-side)",))
-        else:
-            side = find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, pool)
+    return measure_stations(study, register_atlas(study, atlases, timer), timer)
+
+
+def classify_stations(study: Study, findings: StationFindings, classifier: StationClassifier,
+                      timer: StageTimer | None = None) -> dict[str, StationCall]:
+    """The classifier's call for every station."""
+    timer = timer or StageTimer()
     with timer.stage("station classifier"):
         case = StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.uptake)
-        calls = classifier.classify(case)
+        return classifier.classify(case)
+
+
+def tumour_side(study: Study, findings: StationFindings, side_given: str | None, timer: StageTimer | None = None) -> TumourSide:
+    """The side given by the user, else the one found on the images."""
+    timer = timer or StageTimer()
+    with timer.stage("tumour side"):
+        if side_given:
+            return TumourSide(side_given, "user", reasons=("given by the user (--tumour-side)",))
+        return find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.blood_pool.suv_mean)
+
+
+def apply_rules(findings: StationFindings, side: TumourSide, calls: dict[str, StationCall], rules: str,
+                timer: StageTimer | None = None) -> Staging:
+    """N stage of the calls (with reasons) and both SUV baselines."""
+    timer = timer or StageTimer()
+    pool = findings.blood_pool.suv_mean
     with timer.stage("N rules"):
         n = stage([s for s, c in calls.items() if c.malignant], side.side, rules)
         baselines = [suvmax_baseline(findings.uptake, side.side, rules)]
         if pool is not None:
             baselines.append(blood_pool_baseline(findings.uptake, pool, side.side, rules))
     return Staging(side, calls, n, tuple(baselines), rules)
+
+
+def decide(study: Study, findings: StationFindings, classifier: StationClassifier, rules: str, side_given: str | None,
+           timer: StageTimer | None = None) -> Staging:
+    """Tumour side, station calls, N stage (with reasons) and both SUV baselines."""
+    side = tumour_side(study, findings, side_given, timer)
+    return apply_rules(findings, side, classify_stations(study, findings, classifier, timer), rules, timer)
 
 
 def result_document(study: Study, findings: StationFindings, staging: Staging, model: Mapping[str, object]) -> dict[str, Any]:

@@ -6,17 +6,9 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.pipeline import StationFindings
+from nstage.pipeline import classify_stations
 from nstage.progress import StageTimer
-from nstage.station_classifier import StationCall, StationCase, StationClassifier, load_classifier
-from nstage.study import Study
-
-
-def classify_stations(study: Study, findings: StationFindings, classifier: StationClassifier, timer: StageTimer) -> dict[str, StationCall]:
-    """The classifier step of :func:`nstage.pipeline.decide` (same stage name, same calls)."""
-    with timer.stage("station classifier"):
-        case = StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.uptake)
-        return classifier.classify(case)
+from nstage.station_classifier import load_classifier
 
 
 class StationClassifierOperator(Operator):

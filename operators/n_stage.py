@@ -4,30 +4,8 @@ from __future__ import annotations
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.baselines import blood_pool_baseline, suvmax_baseline
-from nstage.nrules import stage
-from nstage.pipeline import Analysis, RunOptions, StationFindings, Staging, check_options, result_document
+from nstage.pipeline import Analysis, RunOptions, apply_rules, check_options, result_document, tumour_side
 from nstage.progress import StageTimer
-from nstage.station_classifier import StationCall
-from nstage.study import Study
-from nstage.tumour_side import TumourSide, find_tumour_side
-
-
-def stage_study(study: Study, findings: StationFindings, calls: dict[str, StationCall], rules: str, side_given: str | None,
-                timer: StageTimer) -> Staging:
-    """The side, rules and baseline steps of :func:`nstage.pipeline.decide` (same stage names, same decisions)."""
-    pool = findings.blood_pool.suv_mean
-    with timer.stage("tumour side"):
-        if side_given:
-            side = TumourSide(side_given, "user", reasons=("given by the user (--tumour-side)",))
-        else:
-            side = find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, pool)
-    with timer.stage("N rules"):
-        n = stage([s for s, c in calls.items() if c.malignant], side.side, rules)
-        baselines = [suvmax_baseline(findings.uptake, side.side, rules)]
-        if pool is not None:
-            baselines.append(blood_pool_baseline(findings.uptake, pool, side.side, rules))
-    return Staging(side, calls, n, tuple(baselines), rules)
 
 
 class NStageOperator(Operator):
@@ -68,5 +46,6 @@ class NStageOperator(Operator):
         findings = op_input.receive(self.IN_FINDINGS)
         calls = op_input.receive(self.IN_CALLS)
         model = op_input.receive(self.IN_MODEL)
-        staging = stage_study(study, findings, calls, self.rules, self.side_given, self.timer)
+        side = tumour_side(study, findings, self.side_given, self.timer)
+        staging = apply_rules(findings, side, calls, self.rules, self.timer)
         op_output.emit(Analysis(study, findings, staging, result_document(study, findings, staging, model)), self.OUT_ANALYSIS)

@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.atlas import AtlasImage
-from nstage.errors import InputError
-from nstage.pipeline import RunOptions, load_default_atlases
+from nstage.pipeline import RunOptions, load_default_atlases, register_atlas
 from nstage.progress import StageTimer
-from nstage.registration import StationResult, map_stations
-from nstage.study import Study
-
-
-def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer) -> StationResult:
-    """The registration half of :func:`nstage.pipeline.find_stations` (same stage name, same failure)."""
-    with timer.stage("stations (atlas registration)"):
-        reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "))
-    if reg.labels is None or reg.status == "failed":
-        raise InputError(f"the atlas could not be registered to the CT series {study.ct.description!r}: {'; '.join(reg.grade.reasons)}")
-    return reg
 
 
 class AtlasRegistrationOperator(Operator):

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.blood_pool import measure_blood_pool
-from nstage.measure import station_uptake
-from nstage.pipeline import StationFindings
+from nstage.pipeline import measure_stations
 from nstage.progress import StageTimer
-from nstage.registration import StationResult
-from nstage.stations import load_stations
-from nstage.study import Study
-
-log = logging.getLogger("nstage")
-
-
-def measure_stations(study: Study, reg: StationResult, timer: StageTimer) -> StationFindings:
-    """The measurement half of :func:`nstage.pipeline.find_stations` (same stage name, same values)."""
-    names = {s.label: s.station for s in load_stations()}
-    with timer.stage("station measurements"):
-        by_label = station_uptake(study.pet.array, study.pet.grid, reg.labels, study.ct.grid)
-        uptake = {names[k]: v for k, v in sorted(by_label.items())}
-        pool = measure_blood_pool(reg.regions.get("blood_pool"), study.ct.array, study.ct.grid, study.pet.array, study.pet.grid)
-    if not pool.available:
-        log.warning("blood pool not measured: %s", pool.reason)
-    return StationFindings(reg, reg.labels, uptake, pool)
 
 
 class StationFeaturesOperator(Operator):
