@@ -62,6 +62,25 @@ def analyse_cohort(cohort: Path, results: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def rescore_baselines(result: dict[str, Any]) -> dict[str, Any]:
+    """Re-apply the current baseline rules (config/analysis.json) to a cached result's measurements."""
+    from nstage.baselines import blood_pool_baseline, suvmax_baseline
+    from nstage.measure import StationUptake
+    from nstage.stations import by_name
+
+    if "error" in result:
+        return result
+    names = by_name()
+    uptake = {s: StationUptake(names[s].label, v["volume_ml"], v["suv_max"], v["suv_mean"], v["suv_peak"], tuple(v["hottest_point_lps"]))
+              for s, v in result["stations"].items()}
+    side, rules = result["tumour_side"], result["rule_set"]
+    baseline = {"suvmax": suvmax_baseline(uptake, side, rules).as_dict()}
+    pool = result["blood_pool"]
+    baseline["blood_pool"] = (blood_pool_baseline(uptake, pool["suv_mean"], side, rules).as_dict() if pool["available"]
+                              else {"available": False})
+    return dict(result, baseline=baseline)
+
+
 def _rates(pairs: list[tuple[bool, bool]]) -> dict[str, float | int]:
     tp = sum(1 for t, c in pairs if t and c)
     fn = sum(1 for t, c in pairs if t and not c)
@@ -113,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/nstage-pipeline-eval"))
     args = ap.parse_args(argv)
     cohort = ensure_cohort(args.work, args.cases, args.seed)
-    results = analyse_cohort(cohort, args.work / f"results-seed{args.seed}")
+    results = {c: rescore_baselines(r) for c, r in analyse_cohort(cohort, args.work / f"results-seed{args.seed}").items()}
     truths = {c: json.loads((cohort / c / "truth.json").read_text()) for c in results}
     report = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "cohort": {"cases": len(truths), "seed": args.seed, "preset": "small"}, **score(truths, results), "literature": LITERATURE}

@@ -12,6 +12,9 @@ from nstage.measure import StationUptake
 from nstage.nrules import NStage, stage
 
 
+MEASURES = {"suv_peak": "SUVpeak", "suv_max": "SUVmax", "suv_mean": "SUVmean"}
+
+
 @dataclass(frozen=True)
 class BaselineResult:
     name: str
@@ -32,9 +35,12 @@ def suvmax_baseline(uptake: Mapping[str, StationUptake], tumour_side: str | None
 
 
 def blood_pool_baseline(uptake: Mapping[str, StationUptake], blood_pool_suv: float, tumour_side: str | None, rules: str = "tnm") -> BaselineResult:
-    """A station is malignant when its SUVmax exceeds the mediastinal blood pool (times a factor)."""
-    f = float(analysis_config()["baselines"]["blood_pool"]["factor"])
+    """A station is malignant when its uptake (SUVpeak by default) exceeds the mediastinal blood pool (times a factor)."""
+    cfg = analysis_config()["baselines"]["blood_pool"]
+    f, measure = float(cfg["factor"]), str(cfg.get("measure", "suv_peak"))
+    if measure not in MEASURES:
+        raise ValueError(f"config/analysis.json baselines.blood_pool.measure must be one of {', '.join(MEASURES)}, not {measure!r}")
     limit = f * blood_pool_suv
-    calls = {s: u.suv_max > limit for s, u in uptake.items()}
-    return BaselineResult("blood_pool", f"SUVmax > {f:g} x blood pool SUVmean ({blood_pool_suv:.2f}) = {limit:.2f}", calls,
+    calls = {s: getattr(u, measure) > limit for s, u in uptake.items()}
+    return BaselineResult("blood_pool", f"{MEASURES[measure]} > {f:g} x blood pool SUVmean ({blood_pool_suv:.2f}) = {limit:.2f}", calls,
                           stage([s for s, c in calls.items() if c], tumour_side, rules))
