@@ -4,8 +4,8 @@
 #
 #   docker build -t nstage-app:0.1.0 .
 #   docker run --rm --gpus all --ulimit stack=33554432 --user "$(id -u):$(id -g)" \
-#       -v "$PWD/study:/var/holoscan/input:ro" -v "$PWD/results:/var/holoscan/results" \
-#       -e HOLOSCAN_OUTPUT_PATH=/var/holoscan/results/out nstage-app:0.1.0
+#       -v "$PWD/study:/var/holoscan/input:ro" -v "$PWD/results:/var/holoscan/output" nstage-app:0.1.0
+# (outputs are staged inside a mounted output folder, so the final renames stay on one file system)
 #
 # Stack size: Holoscan wants 32 MB (`--ulimit stack=33554432`). app.py raises the soft limit
 # itself when the container's hard limit allows it, but say it on the command line anyway.

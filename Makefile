@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 DEMO_SEED ?= 2026
 
-.PHONY: setup system test test-fast demo bench lock clean
+.PHONY: setup system test test-fast demo bench lock clean model
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -35,10 +35,18 @@ test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 demo: setup
-	rm -rf demo/study
+	rm -rf demo/study demo/output
 	$(VENV)/bin/nstage synth demo/study --cases 1 --seed $(DEMO_SEED) --preset clinical --preview
 	$(PY) -m nstage.synth.show demo/study/case_0000
-	@echo "preview: demo/study/case_0000/preview.png  DICOM: demo/study/case_0000/dicom/"
+	$(PY) app.py -i demo/study/case_0000/dicom -o demo/output -m models
+	$(PY) -m nstage.summary demo/output
+	@echo "report: demo/output/report.pdf (and report.png); DICOM SEG, SR and Encapsulated PDF: demo/output/*.dcm"
+
+# The shipped station classifier (models/station_cnn/, card in models/README.md): synthetic training
+# cohort (seed 1000, small preset; config/classifier.json "cohorts"), generator station maps, seeded training.
+model: setup
+	test -f data/model/train_s1000/cohort.csv || $(VENV)/bin/nstage synth data/model/train_s1000 --cases $(or $(MODEL_CASES),60) --seed 1000 --preset small --jobs 2
+	$(VENV)/bin/nstage train --cohort data/model/train_s1000 --stations truth --out data/model/checkpoint --resume --export models
 
 bench: setup
 	$(PY) -m bench.run

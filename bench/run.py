@@ -42,15 +42,77 @@ def bench_baseline() -> dict[str, object]:
                                                       "target": {"sensitivity": [0.60, 0.85], "specificity": [0.85, 0.93]}}}
 
 
+def bench_pipeline(work: Path) -> dict[str, object]:
+    """`nstage run` and the MONAI Deploy app end to end on the `small` and `clinical` cases of bench_synth.
+
+    Targets (issue 7): clinical case on 2 CPU cores <= 90 s, peak memory <= 4 GB.
+    """
+    models = ROOT / "models"
+    out: dict[str, object] = {}
+    for preset, folder in (("small", work / "small" / "case_0000"), ("clinical", work / "clinical" / "case_0000")):
+        for runner, cmd in (("nstage_run", NSTAGE + ["run"]), ("app", [sys.executable, str(ROOT / "app.py")])):
+            res = work / f"out-{runner}-{preset}"
+            measured = run_measured(cmd + ["-i", str(folder / "dicom"), "-o", str(res), "-m", str(models)], cwd=str(ROOT))
+            result = json.loads((res / "result.json").read_text())
+            entry = {**measured, "stage_s": result["timings_s"], "model": result["model"]["name"]}
+            if preset == "clinical":
+                entry.update(target_wall_s=90, target_peak_rss_gb=4.0)
+            out[f"{runner}_{preset}"] = entry
+    return out
+
+
+COLLECTED = ("pipeline_eval.json", "registration.json", "dicom_outputs.json", "classifier.json", "route.json")
+
+
+def collected() -> dict[str, object]:
+    """The long benchmarks' own result files (run separately; each records its machine and date)."""
+    out: dict[str, object] = {}
+    for name in COLLECTED:
+        path = ROOT / "bench" / name
+        if path.exists():
+            out[path.stem] = {"file": f"bench/{name}", **json.loads(path.read_text())}
+    return out
+
+
+def readme_table(results: dict[str, object]) -> str:
+    """Markdown table of the end-to-end runs (per-stage times, peak memory), with the machine."""
+    m = results["machine"]
+    assert isinstance(m, dict)
+    lines = [f"Measured {results['measured_at']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB "
+             f"(load average {m['load_average_1min_at_start']} at start); `make bench` rewrites this table.", "",
+             "| run | wall s | peak GB | load s | registration s | measurements s | classifier s | SEG s | SR s | report s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, v in results.items():
+        if not (isinstance(v, dict) and "stage_s" in v):
+            continue
+        st = v["stage_s"]
+        cells = [st.get(k) for k in ("load study", "stations (atlas registration)", "station measurements", "station classifier", "SEG", "SR", "report")]
+        lines.append(f"| {key} | {v['wall_s']} | {v['peak_rss_gb']} | " + " | ".join("" if c is None else f"{c:.1f}" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_readme_table(table: str) -> None:
+    """Replace the text between the bench markers of README.md."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="nstage-bench-"))
     try:
         results: dict[str, object] = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
         results.update(bench_synth(work))
+        results.update(bench_pipeline(work))
         results.update(bench_baseline())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results["collected"] = collected()
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    write_readme_table(readme_table(results))
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores")
     print(f"{'benchmark':<34} {'wall s':>8} {'cpu s':>8} {'peak GB':>8} {'target s':>9}")
     for k, v in results.items():
