@@ -58,7 +58,7 @@ from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOpe
 from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator  # noqa: E402
 
 from nstage.errors import InputError  # noqa: E402
-from nstage.pipeline import RunOptions  # noqa: E402
+from nstage.pipeline import RunOptions, check_options  # noqa: E402
 from nstage.progress import StageTimer  # noqa: E402
 from nstage.series_selection import rules_path  # noqa: E402
 from operators import (  # noqa: E402
@@ -168,6 +168,15 @@ class AppPaths:
         return paths
 
 
+def options_from_env(env: dict[str, str] | None = None) -> RunOptions:
+    """The options of `nstage run` that a MAP takes from its environment: NSTAGE_RULES (tnm | paper-2026)
+    and NSTAGE_TUMOUR_SIDE (R | L; found on the images when unset); checked before any work."""
+    env = dict(os.environ if env is None else env)
+    options = RunOptions(rules=env.get("NSTAGE_RULES") or "tnm", tumour_side=env.get("NSTAGE_TUMOUR_SIDE") or None)
+    check_options(options)
+    return options
+
+
 def _error(message: str, status: int) -> int:
     print(f"error: {message}", file=sys.stderr)
     return status
@@ -179,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     asks_help = any(a in ("-h", "--help") for a in argv[1:])
     try:
         paths = None if asks_help else AppPaths.resolve(argv[1:])
+        options = options_from_env()
     except InputError as e:
         return _error(str(e), 2)
     made_output = paths is not None and not paths.output.exists()
     status = 1
     try:
         context = Application.init_app_context(argv)  # the SDK's parser: -i/-o/-m/-l/-w, HOLOSCAN_* variables
-        NStageApp([sys.executable, *argv], context=context).run()
+        NStageApp([sys.executable, *argv], context=context, options=options).run()
         status = 0
     except InputError as e:
         status = _error(str(e), 2)

@@ -21,7 +21,7 @@ from nstage.baselines import BaselineResult, blood_pool_baseline, suvmax_baselin
 from nstage.blood_pool import BloodPool, measure_blood_pool
 from nstage.errors import InputError
 from nstage.measure import StationUptake, station_uptake
-from nstage.nrules import NStage, load_rules, normalise_side, stage
+from nstage.nrules import NStage, RulesError, load_rules, normalise_side, stage
 from nstage.paths import atlas_dir
 from nstage.progress import StageTimer
 from nstage.registration import StationResult, map_stations
@@ -62,9 +62,12 @@ class Staging:
 
 
 def check_options(options: RunOptions) -> str | None:
-    """Fail on a bad rule set or side before any work; the side given by the user (normalised) or None."""
-    load_rules(options.rules)
-    return normalise_side(options.tumour_side) if options.tumour_side else None
+    """Fail on a bad rule set or side before any work (InputError); the side given by the user (normalised) or None."""
+    try:
+        load_rules(options.rules)
+        return normalise_side(options.tumour_side) if options.tumour_side else None
+    except (RulesError, ValueError) as exc:
+        raise InputError(str(exc)) from None
 
 
 def load_default_atlases(options: RunOptions) -> list[AtlasImage]:

@@ -183,3 +183,18 @@ def test_sdk_objects_give_the_study_load_study_gives(tmp_path: Path) -> None:
     assert got["same_series_order"] and got["same_first_files"]
     assert got["chosen"] == got["expected"]
     assert got["same_ct"] and got["same_suv"] and got["same_files"]
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"NSTAGE_RULES": "paper-2026", "NSTAGE_TUMOUR_SIDE": "L"}, "paper-2026 L"),
+    ({}, "tnm None"),
+    ({"NSTAGE_RULES": "tnm8-typo"}, "error"),
+    ({"NSTAGE_TUMOUR_SIDE": "Q"}, "error"),
+])
+def test_run_options_come_from_the_environment(env: dict[str, str], expected: str) -> None:
+    """The MAP's way to pass `nstage run`'s --rules / --tumour-side; bad values fail before any work."""
+    code = ("import app\nfrom nstage.errors import InputError\n"
+            "try:\n    o = app.options_from_env()\n    print(o.rules, o.tumour_side)\n"
+            "except InputError as e:\n    print('error')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env={**_env(), **env}, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-1500:]
