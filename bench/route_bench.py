@@ -1,0 +1,91 @@
+"""Routing node throughput: studies per hour through `nstage route serve` on this machine.
+
+N synthetic `small` studies are sent back to back with storescu to a node whose results go to a
+second Orthanc (the PACS); the figure is N over the time from the first job's start to the last
+job's end (one worker: the pipeline runs one study at a time). Also: per-study latency from the
+end of its sending to its results being delivered, and the node's overhead per study (intake,
+persisting, C-STORE) besides the pipeline run.
+
+python -m bench.route_bench [--studies 3] [--stable-age 5]   ->  bench/route.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.machine import machine
+from tests.route_harness import Node, TestPacs, fast_route_config, send_study, study_uid_of, study_variant, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "route.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--studies", type=int, default=3)
+    p.add_argument("--stable-age", type=int, default=5)
+    p.add_argument("--seed", type=int, default=9090)
+    args = p.parse_args(argv)
+    info = machine()
+    work = Path(tempfile.mkdtemp(prefix="nstage-route-bench-"))
+    try:
+        subprocess.run([sys.executable, "-m", "nstage.cli", "synth", str(work / "synth"), "--cases", "1", "--seed", str(args.seed), "--preset", "small"],
+                       check=True, capture_output=True, cwd=ROOT)
+        src = work / "synth" / "case_0000" / "dicom"
+        studies = [study_variant(src, work / "studies" / f"s{i}") for i in range(args.studies)]  # same images, distinct studies
+        pacs = TestPacs(work / "pacs").start()
+        cfg = fast_route_config(work / "route.json", stable_age_s=args.stable_age)
+        node = Node(work / "node", pacs.dest, cfg)
+        try:
+            node.start()
+            sent_at = {}
+            for s in studies:
+                t0 = time.time()
+                assert send_study(s, node.port).returncode == 0
+                sent_at[study_uid_of(s)] = (t0, time.time())
+            uids = set(sent_at)
+            wait_for(lambda: len([j for j in node.jobs() if j.study_uid in uids and j.state in ("done", "failed")]) == len(uids),
+                     1800, "all studies", interval_s=1.0)
+            jobs = [j for j in node.jobs() if j.study_uid in uids]
+            log = node.log_text()
+        finally:
+            node.stop()
+            pacs.stop()
+        run_s = [float(m) for m in re.findall(r"pipeline finished in ([\d.]+) s", log)]
+        span = max(j.finished_at for j in jobs) - min(j.started_at for j in jobs)
+        latency = [j.finished_at - sent_at[j.study_uid][1] for j in jobs]
+        per_study = span / len(jobs)
+        result = {
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
+            "preset": "small", "studies": len(jobs), "states": sorted(j.state for j in jobs),
+            "instances_per_study": jobs[0].n_instances, "results_sent_per_study": [len(node.outputs(j.id)) for j in jobs],
+            "stable_age_s": args.stable_age, "workers": 1,
+            "studies_per_hour": round(3600 / per_study, 1),
+            "seconds_per_study": round(per_study, 1),
+            "pipeline_run_s": {"mean": round(statistics.mean(run_s), 1), "runs": run_s} if run_s else None,
+            "node_overhead_per_study_s": round(per_study - statistics.mean(run_s), 2) if run_s else None,
+            "send_to_results_latency_s": {"min": round(min(latency), 1), "max": round(max(latency), 1)},
+            "storescu_send_s": round(statistics.mean(b - a for a, b in sent_at.values()), 2),
+            "note": "one worker runs one pipeline at a time; scale out with several nodes (docs/routing.md)",
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_average_1min_at_start']}")
+    print(f"{result['studies']} small studies: {result['studies_per_hour']} studies/hour ({result['seconds_per_study']} s each; "
+          f"pipeline {result['pipeline_run_s']['mean'] if run_s else '?'} s, node overhead {result['node_overhead_per_study_s']} s); states {result['states']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The node's worker: stable studies -> queue -> pipeline -> C-STORE of the results.
+
+One process, one loop: read Orthanc's changes (StableStudy events; the last seq handled is kept
+in the queue database), then advance the oldest due job by one step. Every step is persisted
+before the next starts, so the worker can be killed (SIGKILL) at any moment and resumes on
+restart: a run without persisted outputs is re-run; persisted outputs are sent (again, with the
+same SOP Instance UIDs) without re-running. Started by `nstage route serve`, or by hand:
+`python -m nstage.route.worker WORK`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+
+from nstage.route.config import load_or_create_credentials
+from nstage.route.fingerprint import file_sha256
+from nstage.route.intake import clean_incoming, delete_instances, handle_stable_study
+from nstage.route.layout import INSTANCES_FILE, input_dir, move_into_place, output_dir, remove, run_dir
+from nstage.route.logs import configure_node_logging
+from nstage.route.orthanc_api import OrthancClient, OrthancUnavailable
+from nstage.route.pipeline_runner import CRASHED, INPUT_ERROR, OK, STOPPED, PipelineRun, RunOutcome, pipeline_command
+from nstage.route.queue import DONE, FAILED, QUEUED, RUNNING, SENDING, Job, JobQueue, OutputFile
+from nstage.route.sender import SendError, store_file
+from nstage.route.settings import NodeSettings
+
+log = logging.getLogger("nstage.route")
+
+INTAKE_TRIES = 3  # a change whose intake keeps failing (not because Orthanc is down) is recorded failed
+STEP_TRIES = 3  # a job whose step keeps raising (a bug, a full disk) ends failed
+
+Sender = Callable[..., None]
+PipelineCommand = Callable[[Path, Path, Path, str], list[str]]
+
+
+class Worker:
+    """The loop; `request_stop()` (signal-safe) ends it after the current step."""
+
+    def __init__(self, settings: NodeSettings, client: OrthancClient, queue: JobQueue, send: Sender = store_file,
+                 clock: Callable[[], float] = time.time, pipeline: PipelineCommand | None = None) -> None:
+        self.s = settings
+        self.client = client
+        self.queue = queue
+        self.send = send
+        self.pipeline = pipeline or (lambda i, o, m, r: pipeline_command(i, o, m, r, settings.pipeline_command))
+        self.clock = clock
+        self.stop_event = threading.Event()
+        self.current_run: PipelineRun | None = None
+        self._intake_failures: dict[int, int] = {}
+        self._step_failures: dict[int, int] = {}
+        for d in (settings.jobs_dir, settings.work / "inputs"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        run = self.current_run
+        if run is not None:
+            run.terminate()
+
+    # --- start-up --------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Bring jobs left `running` by a dead worker back into the state machine."""
+        clean_incoming(self.s.work)
+        for job in self.queue.jobs([RUNNING]):
+            remove(run_dir(self.s.jobs_dir, job.id))
+            if output_dir(self.s.jobs_dir, job.id).is_dir():
+                log.info("job %d: outputs were persisted before the worker stopped; sending them", job.id)
+                self._record_outputs(job)
+            else:
+                log.info("job %d: the worker stopped during the pipeline run; it runs again", job.id)
+                self.queue.interrupted(job.id, count_attempt=True, now=self.clock())
+        for job in self.queue.jobs([DONE]):
+            if not self.s.keep_input_after_done:
+                remove(input_dir(self.s.work, job.study_key, job.fingerprint))
+        try:
+            last = self.client.last_change()
+            if self.queue.cursor() > last:
+                log.warning("Orthanc's change log restarted (last seq %d < handled %d): reading it from the start", last, self.queue.cursor())
+                self.queue.set_cursor(0)
+        except OrthancUnavailable:
+            pass
+
+    # --- intake ------------------------------------------------------------------------------
+    def poll_changes(self) -> int:
+        """Handle the changes Orthanc logged since the cursor; returns how many were read."""
+        changes, _last, _done = self.client.changes(self.queue.cursor())
+        for ch in changes:
+            if self.stop_event.is_set():
+                break
+            if ch.change_type == "StableStudy":
+                try:
+                    handle_stable_study(self.client, self.queue, self.s, ch.resource_id)
+                except OrthancUnavailable:
+                    raise
+                except Exception as e:  # noqa: BLE001 - recorded, retried, then given up
+                    n = self._intake_failures[ch.seq] = self._intake_failures.get(ch.seq, 0) + 1
+                    log.warning("study %s: intake failed (%s: %s), try %d of %d", ch.resource_id, type(e).__name__, e, n, INTAKE_TRIES)
+                    if n < INTAKE_TRIES:
+                        return 0
+                    self.queue.add(ch.resource_id, "", f"intake-error:{ch.seq}", 0, "", state=FAILED, error=f"intake failed: {type(e).__name__}: {e}")
+            self.queue.set_cursor(ch.seq)
+        return len(changes)
+
+    # --- jobs --------------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Advance the oldest due job by one step; False when none is due."""
+        job = self.queue.next_due(self.clock())
+        if job is None:
+            return False
+        try:
+            if job.state == QUEUED:
+                self._run(job)
+            elif job.state == RUNNING:  # only after a crash within this process's life
+                self.recover()
+            elif job.state == SENDING:
+                self._send(job)
+            self._step_failures.pop(job.id, None)
+        except OrthancUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001
+            n = self._step_failures[job.id] = self._step_failures.get(job.id, 0) + 1
+            log.exception("job %d: step failed (%s), try %d of %d", job.id, type(e).__name__, n, STEP_TRIES)
+            if n >= STEP_TRIES:
+                current = self.queue.get(job.id)
+                if current.state in (QUEUED, RUNNING, SENDING):
+                    self.queue.give_up(job.id, f"internal error: {type(e).__name__}: {e}", now=self.clock())
+            else:
+                time.sleep(1)
+        return True
+
+    def _run(self, job: Job) -> None:
+        if job.attempts >= self.s.max_attempts:
+            self.queue.give_up(job.id, f"the pipeline did not complete in {job.attempts} attempt(s) (the worker died each time)", now=self.clock())
+            log.error("job %d failed: the worker died during each of %d attempts", job.id, job.attempts)
+            return
+        inp = input_dir(self.s.work, job.study_key, job.fingerprint)
+        out = output_dir(self.s.jobs_dir, job.id)
+        if out.is_dir():  # finished and persisted, but the worker died before recording it
+            self._record_outputs(job)
+            return
+        if not inp.is_dir():
+            self.queue.give_up(job.id, f"input folder {inp} is missing; send the study again", now=self.clock())
+            log.error("job %d failed: its input folder is missing", job.id)
+            return
+        tmp = run_dir(self.s.jobs_dir, job.id)
+        remove(tmp)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        job = self.queue.start_run(job.id, now=self.clock())
+        log.info("job %d: pipeline attempt %d of %d", job.id, job.attempts, self.s.max_attempts)
+        t0 = time.monotonic()
+        run = PipelineRun(self.pipeline(inp, tmp, self.s.models, self.s.rules), f"job {job.id} ")
+        self.current_run = run
+        if self.stop_event.is_set():
+            run.terminate()
+        try:
+            outcome = run.run(self.s.pipeline_timeout_s)
+        finally:
+            self.current_run = None
+        if outcome.status == OK and not (tmp / "result.json").is_file():
+            outcome = RunOutcome(CRASHED, 0, "the pipeline exited 0 without writing result.json")
+        if outcome.status == OK:
+            move_into_place(tmp, out)
+            log.info("job %d: pipeline finished in %.1f s; outputs persisted", job.id, time.monotonic() - t0)
+            self._record_outputs(job)
+            return
+        remove(tmp)
+        if outcome.status == STOPPED:
+            self.queue.interrupted(job.id, count_attempt=False, now=self.clock())
+            log.info("job %d: pipeline stopped with the node; it runs again at the next start", job.id)
+            return
+        job = self.queue.run_failed(job.id, outcome.error, permanent=outcome.status == INPUT_ERROR, backoff=self.s.pipeline_backoff,
+                                    max_attempts=self.s.max_attempts, now=self.clock())
+        if job.state == FAILED:
+            log.error("job %d failed: %s", job.id, job.error)
+        else:
+            log.warning("job %d: %s; retry in %.0f s", job.id, outcome.error, job.not_before - self.clock())
+
+    def _record_outputs(self, job: Job) -> None:
+        """Read the persisted outputs' UIDs and enter `sending` (idempotent)."""
+        out = output_dir(self.s.jobs_dir, job.id)
+        files = []
+        for p in sorted(out.glob("*.dcm")):
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            files.append(OutputFile(p.name, str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.get("Modality", "")), file_sha256(p)))
+        if not files:
+            log.warning("job %d: the pipeline wrote no DICOM result (*.dcm); nothing to send", job.id)
+        self.queue.run_succeeded(job.id, files, now=self.clock())
+
+    def _send(self, job: Job) -> None:
+        out = output_dir(self.s.jobs_dir, job.id)
+        for o in self.queue.unsent(job.id):
+            if self.stop_event.is_set():
+                return
+            path = out / o.name
+            if not path.is_file() or file_sha256(path) != o.sha256:
+                self.queue.give_up(job.id, f"persisted output {o.name} is missing or altered", now=self.clock())
+                log.error("job %d failed: persisted output %s is missing or altered", job.id, o.name)
+                return
+            try:
+                self.send(path, self.s.dest, self.s.aet, self.s.connect_timeout_s, self.s.dimse_timeout_s)
+            except SendError as e:
+                j = self.queue.send_failed(job.id, str(e), self.s.send_backoff, self.s.send_give_up_after_s, now=self.clock())
+                if j.state == FAILED:
+                    log.error("job %d failed: %s", job.id, j.error)
+                else:
+                    log.warning("job %d: %s; send attempt %d in %.0f s", job.id, e, j.send_failures + 1, j.not_before - self.clock())
+                return
+            self.queue.mark_sent(job.id, o.name, now=self.clock())
+            log.info("job %d: sent %s (%s) to %s", job.id, o.name, o.modality, self.s.dest)
+        job = self.queue.finish(job.id, now=self.clock())
+        log.info("job %d done: %d result(s) at %s, %.1f s after it was queued", job.id, len(self.queue.outputs(job.id)), self.s.dest,
+                 (job.finished_at or 0) - job.created_at)
+        self._clean_after_done(job)
+
+    def _clean_after_done(self, job: Job) -> None:
+        inp = input_dir(self.s.work, job.study_key, job.fingerprint)
+        if self.s.delete_study_after_done and (inp / INSTANCES_FILE).is_file():
+            ids = [i["orthanc_id"] for i in json.loads((inp / INSTANCES_FILE).read_text())]
+            try:
+                delete_instances(self.client, ids)
+            except OrthancUnavailable as e:
+                log.warning("job %d: could not delete the study from Orthanc (%s)", job.id, e)
+        if not self.s.keep_input_after_done:
+            remove(inp)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run_forever(self) -> None:
+        self.recover()
+        unavailable_logged = False
+        while not self.stop_event.is_set():
+            try:
+                n = self.poll_changes()
+                did = self.step()
+                unavailable_logged = False
+            except OrthancUnavailable as e:
+                if not unavailable_logged:
+                    log.warning("%s; waiting for it", e)
+                    unavailable_logged = True
+                n, did = 0, False
+            if not did and not n:
+                self.stop_event.wait(self.s.poll_interval_s)
+        log.info("worker stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nstage.route.worker", description="the worker of a node started by `nstage route serve`")
+    p.add_argument("work", type=Path, help="the node's work folder")
+    args = p.parse_args(argv)
+    settings = NodeSettings.load(args.work)
+    configure_node_logging(settings.logs_dir, "worker")
+    user, password = load_or_create_credentials(settings.credentials_path, settings.http_user)
+    worker = Worker(settings, OrthancClient(settings.http_url, user, password), JobQueue(settings.queue_path))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    log.info("worker started (node %s, destination %s)", settings.aet, settings.dest)
+    worker.run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
