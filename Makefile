@@ -45,7 +45,7 @@ demo: setup
 # The shipped station classifier (models/station_cnn/, card in models/README.md): synthetic training
 # cohort (seed 1000, small preset; config/classifier.json "cohorts"), generator station maps, seeded training.
 model: setup
-	test -f data/model/train_s1000/cohort.csv || $(VENV)/bin/nstage synth data/model/train_s1000 --cases $(or $(MODEL_CASES),60) --seed 1000 --preset small --jobs 2
+	test -f data/model/train_s1000/cohort.csv || $(VENV)/bin/nstage synth data/model/train_s1000 --cases $(or $(MODEL_CASES),40) --seed 1000 --preset small --jobs 2
 	$(VENV)/bin/nstage train --cohort data/model/train_s1000 --stations truth --out data/model/checkpoint --resume --export models
 
 bench: setup

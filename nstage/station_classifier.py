@@ -1,9 +1,11 @@
 """The station classifier slot of the pipeline.
 
-Until a trained PET/CT model is present in the models folder (the weakly supervised classifier
-issue), the slot is filled by the SUVmax baseline: the probability is SUVmax mapped through a
-logistic curve centred on the baseline threshold. It is named as such in result.json `model`,
-so nobody mistakes it for a trained network.
+When the models folder holds the trained PET/CT network (MODELS/station_cnn/model.ts, written by
+`nstage train --export`, see nstage/classifier/), the slot is that CNN (nstage.classifier.inference).
+Otherwise the slot is filled by the SUVmax baseline: the probability is SUVmax mapped through a
+logistic curve centred on the baseline threshold. Each is named as such in result.json `model`,
+so nobody mistakes the baseline for a trained network. The CNN is loaded once per process
+(cached by file path and modification time).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -74,7 +77,20 @@ class SuvmaxSlotClassifier:
         return out
 
 
+@lru_cache(maxsize=4)
+def _load_cnn(path: str, mtime_ns: int) -> StationClassifier:
+    """One loaded network per model file version (path + modification time) and process."""
+    from nstage.classifier.inference import CnnStationClassifier
+
+    return CnnStationClassifier.load(Path(path))
+
+
 def load_classifier(models_dir: Path) -> StationClassifier:
-    """The classifier for a models folder (the SUVmax slot until trained models are supported)."""
+    """The CNN when the models folder holds it, the SUVmax slot otherwise (e.g. an empty folder)."""
+    from nstage.classifier.layout import find_model
+
+    model = find_model(Path(models_dir))
+    if model is not None:
+        return _load_cnn(str(model.resolve()), model.stat().st_mtime_ns)
     cfg = analysis_config()["baselines"]["suvmax"]
     return SuvmaxSlotClassifier(float(cfg["threshold"]), float(cfg.get("probability_width", 0.5)))

@@ -1,0 +1,94 @@
+"""Station classifier benchmark: figures of the held-out evaluation and classifier time per study.
+
+  python -m bench.classifier_bench --model models --held-out DIR [--report DIR] [--cases N]
+
+Times `classifier.classify(StationCase)` (patch extraction + network, as the pipeline calls it) on
+studies of the held-out cohort with torch limited to 2 threads (the "2 CPU cores" of the target),
+reusing their cached registered station maps. Writes bench/classifier.json and bench/classifier.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def time_classifier(models: Path, held_out: Path, cases: int) -> dict[str, object]:
+    import torch
+
+    from nstage.classifier.cohort import read_cohort
+    from nstage.measure import station_uptake
+    from nstage.station_classifier import StationCase, load_classifier
+    from nstage.stations import load_stations
+    from nstage.study import load_study
+
+    torch.set_num_threads(2)
+    clf = load_classifier(models)
+    names = {s.label: s.station for s in load_stations()}
+    times = []
+    for c in read_cohort(held_out):
+        reg = held_out / ".nstage_cache" / "stations-registration" / f"{c.case}.npz"
+        if not reg.is_file():
+            continue
+        study = load_study(c.study_dir)
+        labels = np.load(reg)["labels"]
+        uptake = {names[k]: v for k, v in station_uptake(study.pet.array, study.pet.grid, labels, study.ct.grid).items()}
+        case = StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, labels, uptake)
+        t0 = time.perf_counter()
+        clf.classify(case)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= cases:
+            break
+    return {"studies": len(times), "torch_threads": 2, "device": "cpu", "median_s": round(float(np.median(times)), 3),
+            "max_s": round(float(np.max(times)), 3), "target_s": 5.0, "model": clf.description}
+
+
+def markdown(out: dict[str, object]) -> str:
+    """bench/classifier.md: every evaluation's station / N-stage table, McNemar tests and the timing."""
+    t = out["timing"]
+    lines = ["# Station classifier benchmark", "", f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores "
+             f"(load average at start {out['machine']['load_average_1min_at_start']}).", "",
+             f"Classifier time per study (patch extraction + network, torch 2 threads, CPU): median {t['median_s']} s, "
+             f"max {t['max_s']} s over {t['studies']} studies (target <= 5 s).", ""]
+    for name, e in out["evaluations"].items():
+        lines += [f"## {name}", "", f"{e['cases']} cases, {e['stations']} stations ({e['positive_stations']} malignant).", "",
+                  "| method | station acc | sens | spec | AUROC [95 % CI] | N-stage acc | macro sens | macro spec |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for m, v in e["methods"].items():
+            s, n = v["station"], v["n_stage"]
+            lines.append(f"| {m} | {s['accuracy']['value']:.3f} | {s['sensitivity']['value']:.3f} | {s['specificity']['value']:.3f} | "
+                         f"{s['auroc']['value']:.3f} [{s['auroc']['ci95'][0]:.3f}, {s['auroc']['ci95'][1]:.3f}] | "
+                         f"{n['accuracy']:.3f} | {n['macro_sensitivity']:.3f} | {n['macro_specificity']:.3f} |")
+        for k, v in e["mcnemar"].items():
+            lines.append("" if False else f"\nMcNemar {k}: " + (v if isinstance(v, str) else
+                         f"station p = {v['station']['p_value']:.3g}, N stage p = {v['n_stage']['p_value']:.3g}"))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", type=Path, default=ROOT / "models")
+    p.add_argument("--held-out", type=Path, required=True)
+    p.add_argument("--report", type=Path, action="append", default=[], help="evaluation folder(s) (evaluation.json) to include")
+    p.add_argument("--cases", type=int, default=10)
+    a = p.parse_args()
+    out: dict[str, object] = {"machine": machine(), "timing": time_classifier(a.model, a.held_out, a.cases), "evaluations": {}}
+    for r in a.report:
+        out["evaluations"][r.name] = json.loads((r / "evaluation.json").read_text())
+    (ROOT / "bench" / "classifier.json").write_text(json.dumps(out, indent=1))
+    (ROOT / "bench" / "classifier.md").write_text(markdown(out))
+    t = out["timing"]
+    print(f"classifier: median {t['median_s']} s per study (max {t['max_s']} s, {t['studies']} studies, 2 threads); target <= 5 s")
+
+
+if __name__ == "__main__":
+    main()

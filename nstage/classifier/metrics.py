@@ -1,0 +1,81 @@
+"""Station and N-stage metrics: accuracy, sensitivity, specificity, AUROC (with case-level bootstrap
+95 % intervals), macro one-vs-rest N-stage sensitivity/specificity, and exact McNemar tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import binomtest, rankdata
+
+
+def auroc(scores: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
+    scores, y = np.asarray(scores, float), np.asarray(y, int)
+    pos, neg = int(y.sum()), int(y.size - y.sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[y == 1].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def roc_curve(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
+    scores, y = np.asarray(scores, float), np.asarray(y, int)
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tp, fp = np.cumsum(t)[last], np.cumsum(1 - t)[last]
+    return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
+
+
+def binary_figures(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    pred, y = np.asarray(pred, bool), np.asarray(y, bool)
+    nan = float("nan")
+    return {"accuracy": float((pred == y).mean()) if y.size else nan,
+            "sensitivity": float(pred[y].mean()) if y.any() else nan,
+            "specificity": float((~pred[~y]).mean()) if (~y).any() else nan}
+
+
+def station_metrics(scores: list[np.ndarray], preds: list[np.ndarray], truth: list[np.ndarray], n_boot: int = 1000,
+                    seed: int = 0) -> dict[str, dict[str, float]]:
+    """Station figures pooled over cases, each with a 95 % interval from resampling cases."""
+    def figures(idx: np.ndarray) -> dict[str, float]:
+        s = np.concatenate([scores[i] for i in idx])
+        p = np.concatenate([preds[i] for i in idx])
+        t = np.concatenate([truth[i] for i in idx])
+        return {**binary_figures(p, t), "auroc": auroc(s, t)}
+
+    point = figures(np.arange(len(truth)))
+    rng = np.random.default_rng(seed)
+    boots = [figures(rng.integers(0, len(truth), len(truth))) for _ in range(n_boot)]
+    out = {}
+    for k, v in point.items():
+        b = np.array([x[k] for x in boots], float)
+        b = b[np.isfinite(b)]
+        lo, hi = (np.percentile(b, [2.5, 97.5]) if b.size else (float("nan"), float("nan")))
+        out[k] = {"value": v, "ci95": [float(lo), float(hi)]}
+    return out
+
+
+def nstage_metrics(pred: Sequence[str], truth: Sequence[str], classes: Sequence[str] = ("N0", "N1", "N2", "N3")) -> dict[str, object]:
+    """Accuracy and macro one-vs-rest sensitivity / specificity (classes present in the truth)."""
+    p, t = np.asarray(pred), np.asarray(truth)
+    sens, spec = [], []
+    for c in classes:
+        if (t == c).any():
+            sens.append(float((p[t == c] == c).mean()))
+        if (t != c).any() and (t == c).any():
+            spec.append(float((p[t != c] != c).mean()))
+    confusion = {a: {b: int(((t == a) & (p == b)).sum()) for b in classes} for a in classes}
+    return {"accuracy": float((p == t).mean()) if t.size else float("nan"),
+            "macro_sensitivity": float(np.mean(sens)) if sens else float("nan"),
+            "macro_specificity": float(np.mean(spec)) if spec else float("nan"), "confusion": confusion}
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+    """Exact McNemar test on paired right/wrong calls: b = A right & B wrong, c = A wrong & B right."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if n01 + n10 == 0 else float(binomtest(n01, n01 + n10, 0.5).pvalue)
+    return {"a_right_b_wrong": n01, "a_wrong_b_right": n10, "p_value": p}

@@ -1,0 +1,34 @@
+"""`nstage train`: train the station classifier on a cohort (weak N-stage labels, or station labels)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("train", help="train the PET/CT station classifier on cohort(s) (runs under torchrun too)")
+    s.add_argument("--cohort", action="append", type=Path, required=True, help="cohort folder with cohort.csv (repeatable)")
+    s.add_argument("--stations", default="registration", choices=["registration", "truth"],
+                   help="station maps for the patches: atlas registration as at inference (default), or the generator's truth (synthetic only)")
+    s.add_argument("--cache", type=Path, help="patch cache folder (default COHORT/.nstage_cache)")
+    s.add_argument("--jobs", type=int, default=1, help="studies cached in parallel")
+    s.add_argument("--config", type=Path, help="classifier config (default config/classifier.json)")
+    s.add_argument("--out", type=Path, help="checkpoint folder (checkpoint.pt every epoch, training.json)")
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    s.add_argument("--epochs", type=int, help="override the config's epochs")
+    s.add_argument("--supervised", action="store_true", help="fully supervised with station labels (upper bound only)")
+    s.add_argument("--export", type=Path, help="models folder to write the TorchScript model into (MODELS/station_cnn/)")
+    s.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nstage.classifier.workflow import train_command
+
+    s = train_command(args.cohort, args.stations, args.out, args.export, args.config, args.epochs, args.supervised,
+                      args.resume, args.jobs, args.cache)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print(json.dumps({k: v for k, v in s.items() if k != "history"}, indent=1))
+    return 0
