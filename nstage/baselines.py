@@ -42,5 +42,5 @@ def blood_pool_baseline(uptake: Mapping[str, StationUptake], blood_pool_suv: flo
         raise ValueError(f"config/analysis.json baselines.blood_pool.measure must be one of {', '.join(MEASURES)}, not {measure!r}")
     limit = f * blood_pool_suv
     calls = {s: getattr(u, measure) > limit for s, u in uptake.items()}
-    return BaselineResult("blood_pool", f"{MEASURES[measure]} > {f:g} x blood pool SUVmean ({blood_pool_suv:.2f}) = {limit:.2f}", calls,
+    return BaselineResult("blood_pool", f"{MEASURES[measure]} > {f:g} x blood pool ({blood_pool_suv:.2f})", calls,
                           stage([s for s, c in calls.items() if c], tumour_side, rules))
