@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nstage.classifier.cache import CachedCase
+from nstage.classifier.cache import CachedCase, load_cached
 from nstage.classifier.cohort import CohortCase
 from nstage.classifier.settings import PatchSettings
 from nstage.classifier.train import train
@@ -103,8 +103,24 @@ def write_fake_cohort(root: Path, cases: list[CachedCase]) -> None:
         (root / c.case.case / "dicom").mkdir(parents=True)
         (root / c.case.case / "truth.json").write_text(json.dumps({"stations": {s: {"malignant": v} for s, v in c.case.station_truth.items()}}))
         rows.append(f"{c.case.case},{c.case.tumour_side},{c.case.n_tnm8},{c.case.n_tnm9}")
-        np.savez(cache / f"{c.case.case}.npz", labels=c.labels, patches=c.patches, suv_max=c.suv_max, blood_pool_suv=np.array(1.5))
+        uptake = {str(int(lab)): {"label": int(lab), "volume_ml": 10.0, "suv_max": float(m), "suv_mean": 0.6 * float(m),
+                                  "suv_peak": 0.8 * float(m), "hottest_point_lps": [0.0, 0.0, 0.0]} for lab, m in zip(c.labels, c.suv_max)}
+        np.savez(cache / f"{c.case.case}.npz", labels=c.labels, patches=c.patches, suv_max=c.suv_max, blood_pool_suv=np.array(1.5),
+                 uptake=np.array(json.dumps(uptake)))
     (root / "cohort.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_cache_files_of_an_older_format_count_as_not_cached(tmp_path):
+    """A patch file without the station uptake figures (older version) is skipped, not loaded half-empty."""
+    root = tmp_path / "tiny"
+    cases = fake_cases(3, root=root)
+    write_fake_cohort(root, cases)
+    cache = root / ".nstage_cache" / f"patches-truth-{TINY_SETTINGS.key()}"
+    old = cases[1]
+    np.savez(cache / f"{old.case.case}.npz", labels=old.labels, patches=old.patches, suv_max=old.suv_max, blood_pool_suv=np.array(1.5))
+    loaded = load_cached([c.case for c in cases], "truth", TINY_SETTINGS)
+    assert [c.case.case for c in loaded] == [cases[0].case.case, cases[2].case.case]
+    assert set(loaded[0].uptake) == set(NAMES) and loaded[0].uptake["4R"].suv_max == pytest.approx(float(cases[0].suv_max[NAMES.index("4R")]))
 
 
 @pytest.mark.slow

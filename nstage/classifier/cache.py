@@ -158,9 +158,12 @@ def load_cached(cases: list[CohortCase], source: str, settings: PatchSettings, c
         if not path.is_file():
             continue
         z = np.load(path)
+        if "uptake" not in z.files:  # written by an older version: build_cache rewrites it, until then it is not cached
+            log.warning("cache file %s predates the station uptake figures; run without --cached-only to rebuild it", path)
+            continue
         pool = float(z["blood_pool_suv"])
         names = {s.label: s.station for s in load_stations()}
-        raw = json.loads(str(z["uptake"])) if "uptake" in z.files else {}
+        raw = json.loads(str(z["uptake"]))
         uptake = {names[int(k)]: StationUptake(**{**v, "hottest_point_lps": tuple(v["hottest_point_lps"])})
                   for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
         out.append(CachedCase(c, z["labels"], z["patches"], z["suv_max"], None if np.isnan(pool) else pool, uptake))
