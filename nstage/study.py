@@ -17,7 +17,7 @@ import numpy as np
 from nstage.dicom_index import DicomIndex, SeriesEntry, index_folder
 from nstage.errors import InputError
 from nstage.geometry import resample
-from nstage.series_selection import select_ct, select_ct_pet, select_pet
+from nstage.series_selection import Selection, select_ct, select_ct_pet, select_pet
 from nstage.suv import SuvInfo, suv_factors
 from nstage.volumes import Volume, load_volume, read_rescaled, stack_series
 
@@ -76,7 +76,11 @@ def load_pet_volume(series: SeriesEntry, suv_type: str = "bw") -> PetVolume:
 
 def load_study(path: str | Path, suv_type: str = "bw") -> Study:
     """CT and SUV PET of the study under ``path``; InputError naming what is missing or wrong."""
-    selection = select_ct_pet(index_study(path))
+    return study_from_selection(select_ct_pet(index_study(path)), suv_type)
+
+
+def study_from_selection(selection: Selection, suv_type: str = "bw") -> Study:
+    """CT (HU) and SUV PET of the chosen series; InputError when they are not of one study and frame of reference."""
     ct = load_volume(selection.ct)
     pet = load_pet_volume(selection.pet, suv_type)
     if (ct.study_uid, ct.frame_of_reference_uid) != (pet.study_uid, pet.frame_of_reference_uid):

@@ -36,8 +36,7 @@ from nstage.dicom_index import DicomIndex, Instance, SeriesEntry
 from nstage.dicom_values import text
 from nstage.errors import InputError
 from nstage.series_selection import Selection, load_rules, matching, select_ct_pet
-from nstage.study import Study, load_pet_volume
-from nstage.volumes import load_volume
+from nstage.study import Study, study_from_selection
 
 log = logging.getLogger("nstage.study_from_series")
 
@@ -144,15 +143,6 @@ def select_from_sdk(root: str | Path, studies: Sequence[SdkStudy], selections: S
     if not all(chosen.get(name) for name in SELECTIONS):
         select_ct_pet(index, rules)  # raises the message that names what the folder holds
     return select_ct_pet(candidates, rules)
-
-
-def study_from_selection(selection: Selection, suv_type: str = "bw") -> Study:
-    """CT (HU) and SUV PET of the chosen series, read as :func:`nstage.study.load_study` reads them."""
-    ct = load_volume(selection.ct)
-    pet = load_pet_volume(selection.pet, suv_type)
-    if (ct.study_uid, ct.frame_of_reference_uid) != (pet.study_uid, pet.frame_of_reference_uid):
-        raise InputError(f"{selection.ct.label} and {selection.pet.label} do not share study and frame of reference")
-    return Study(ct=ct, pet=pet)
 
 
 def study_from_sdk(root: str | Path, studies: Sequence[SdkStudy], selections: Sequence[SdkStudySelection],

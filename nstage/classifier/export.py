@@ -18,7 +18,7 @@ import torch
 from nstage.classifier.model import StationNet
 from nstage.errors import InputError
 
-from nstage.classifier.layout import METADATA, MODEL_DIR, MODEL_FILE, find_model  # noqa: F401 (re-exported)
+from nstage.classifier.layout import METADATA, MODEL_DIR, MODEL_FILE
 
 
 def export_torchscript(model: StationNet, metadata: dict[str, Any], models_dir: Path, patch_size: int) -> Path:

@@ -10,7 +10,6 @@ All wording, colours and windows come from `config/report.json` (:mod:`nstage.re
 from __future__ import annotations
 
 import io
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -16,22 +12,20 @@ from typing import Any
 import numpy as np
 
 from nstage import __version__
-from nstage.geometry import Grid, save_nifti
+from nstage.geometry import Grid
 from nstage.nrules import stage
 from nstage.paths import config_dir
 from nstage.progress import StageTimer
-from nstage.stations import by_label, load_stations
+from nstage.stations import load_stations
 from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
 from nstage.synth.anatomy import Anatomy, AnatomyParams, Structure, build_anatomy, lung_vessel_tree, sample_params
-from nstage.synth.dicom_common import make_uid
-from nstage.synth.dicom_writer import vendor_names, write_ct_series, write_pet_series
+from nstage.synth.dicom_writer import write_ct_series, write_pet_series
 from nstage.synth.disease import DiseaseSpec, sample_disease
 from nstage.synth.frame import CanonicalFrame, sample_frame
 from nstage.synth.lesions import PlacedNode, PlacedTumour, place_lesions
 from nstage.synth.rasterize import Canvas, paint_anatomy
 from nstage.synth.render import CtSettings, paint_lesions, render_ct, render_pet, sample_pet_settings, uptake_map
 from nstage.synth.station_builder import build_stations
-from nstage.synth.tissues import label, lookup_table
 
 GENERATOR = "nstage-synth"
 
