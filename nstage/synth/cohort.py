@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nstage.atomic_output import staged_output
 from nstage.geometry import save_nifti
 from nstage.progress import StageTimer
 from nstage.synth.case import render_case
@@ -19,17 +18,16 @@ from nstage.synth.preview import write_preview
 log = logging.getLogger("nstage")
 COHORT_COLUMNS = ("case", "tumour_side", "n_tnm8", "n_tnm9")
 
+CASE_ENTRIES = ("dicom", "truth.json", "truth_stations.nii.gz", "truth_suv.nii.gz", "preview.png")  # what a case folder holds
 
 def case_name(index: int) -> str:
     return f"case_{index:04d}"
 
-
 def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, preview: bool) -> dict[str, Any]:
-    """Render one case into OUT/<case>/ (via a temporary folder moved into place at the end)."""
+    """Render one case into OUT/<case>/ (staged, moved into place at the end; an earlier run's case is replaced)."""
     name = case_name(index)
     timer = StageTimer(prefix=f"{name}: ")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-    try:
+    with staged_output(out / name, stale=CASE_ENTRIES) as tmp:
         rc = render_case(name, seed, index, preset, vendor, tmp / "dicom", timer)
         with timer.stage("truth files"):
             save_nifti(rc.stations, rc.ct_grid, tmp / "truth_stations.nii.gz")
@@ -39,15 +37,7 @@ def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, previ
         if preview:
             with timer.stage("preview"):
                 write_preview(tmp / "preview.png", rc.ct_grid, rc.hu, rc.stations, rc.pet_grid, rc.suv, rc.truth)
-        final = out / name
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return rc.truth
-
 
 def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, preview: bool = False, jobs: int = 1, first: int = 0) -> list[dict[str, Any]]:
     """Render `cases` cases (indices first..first+cases-1) and write OUT/cohort.csv."""
@@ -60,7 +50,6 @@ def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, pre
         truths = [write_case(out, seed, i, preset, vendor, preview) for i in indices]
     _write_cohort_csv(out / "cohort.csv", truths)
     return truths
-
 
 def _write_cohort_csv(path: Path, truths: list[dict[str, Any]]) -> None:
     """cohort.csv: one row per case present in the folder (merging with earlier rows)."""
