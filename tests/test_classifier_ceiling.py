@@ -1,0 +1,41 @@
+"""The ceiling benchmark's building blocks: station features follow the disease model, N-stage scoring follows the rules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.classifier_ceiling import flat_stations, sample_cohort
+from nstage.stations import station_names
+
+
+def test_sampled_features_match_the_disease_truth():
+    feats, cats, truth, sides = sample_cohort(60, seed=5)
+    assert feats.shape == (60, len(station_names()), 7) and truth.shape == (60, len(station_names()))
+    assert set(sides) <= {"L", "R"} and truth.sum() > 0
+    assert np.all(cats.sum(axis=2) == 1)  # one N category per station and patient
+    # every malignant station holds a node (its hottest node's uptake is positive), and a malignant node's
+    # uptake is at least the disease model's floor of 2.2
+    assert np.all(feats[truth == 1, 0] >= 2.2)
+
+
+def test_n_stage_accuracy_counts_patients_whose_stage_changes():
+    names = list(station_names())
+    truth = np.zeros((2, len(names)), int)
+    truth[0, names.index("10R")] = 1  # right tumour, ipsilateral hilar: N1
+    stations = flat_stations(truth, ["R", "R"])
+    assert stations.n_stage_accuracy(stations.truth.astype(bool)) == 1.0
+    calls = stations.truth.astype(bool).copy()
+    calls[names.index("4R")] = True  # patient 0: an ipsilateral mediastinal false positive makes N2
+    assert stations.n_stage_accuracy(calls) == 0.5
+    calls = stations.truth.astype(bool).copy()
+    calls[len(names) + names.index("11R")] = True  # patient 1 (N0): a hilar false positive makes N1
+    assert stations.n_stage_accuracy(calls) == 0.5
+
+
+def test_figures_rank_perfect_scores_at_auroc_one():
+    names = list(station_names())
+    truth = np.zeros((3, len(names)), int)
+    truth[1, names.index("7")] = 1
+    stations = flat_stations(truth, ["L", "R", "L"])
+    fig = stations.figures(stations.truth + np.linspace(0, 0.1, stations.truth.size))
+    assert fig["auroc"] == 1.0 and fig["n_stage_accuracy_best_threshold"] == 1.0
