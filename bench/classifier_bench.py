@@ -71,7 +71,37 @@ def markdown(out: dict[str, object]) -> str:
             lines.append("" if False else f"\nMcNemar {k}: " + (v if isinstance(v, str) else
                          f"station p = {v['station']['p_value']:.3g}, N stage p = {v['n_stage']['p_value']:.3g}"))
         lines.append("")
+    ceiling = ROOT / "bench" / "classifier_ceiling.json"
+    if ceiling.is_file():
+        lines += ceiling_section(json.loads(ceiling.read_text()))
     return "\n".join(lines) + "\n"
+
+
+CEILING_ROWS = {
+    "oracle_suv": "true uptake of the hottest node (no scanner blur)",
+    "oracle_local": "network on the station's true nodes (uptake, size, calcification) + station identity",
+    "oracle_local_side": "... + the station's N category for the tumour side",
+    "oracle_patient": "... + every station's hottest true uptake and size (patient context)",
+    "measured_suvmax": "measured station SUVmax (the baseline)",
+    "measured_uptake_and_perfect_ct": "network on measured SUVmax/SUVpeak/SUVmean + true node size and calcification (5-fold CV by case)",
+    "measured_node_uptake_and_perfect_ct": "... + rendered SUV at the true centre of the station's hottest-reading node and its size (a perfect node detector)",
+}
+
+
+def ceiling_section(c: dict[str, object]) -> list[str]:
+    """What the synthetic data allow at all (bench/classifier_ceiling.py): oracle AUROC and N-stage accuracy."""
+    lines = ["## What the synthetic data allow (bench/classifier_ceiling.json)", "",
+             "Oracle classifiers, not methods: they read the generator's truth. The N-stage accuracy is the best any "
+             "threshold reaches on the same patients (tuned on the test patients: a bound).", "",
+             "| data | method | AUROC | best N-stage acc |", "|---|---|---|---|"]
+    parts = [("disease_model", f"disease model, {c['disease_model']['test_patients']} sampled patients")]  # type: ignore[index]
+    if "rendered" in c:
+        r = c["rendered"]
+        parts.append(("rendered", f"rendered cohort, {r['cases']} cases"))  # type: ignore[index]
+    for key, label in parts:
+        for m, v in c[key]["methods"].items():  # type: ignore[index]
+            lines.append(f"| {label} | {CEILING_ROWS.get(m, m)} | {v['auroc']:.3f} | {v['n_stage_accuracy_best_threshold']:.3f} |")
+    return lines + [""]
 
 
 def main() -> None:

@@ -14,7 +14,10 @@ for fitting:
 With --cohort (a rendered synthetic cohort whose "truth" patch cache is built), the same network,
 cross-validated by case, on what the images can show at best: the pipeline's station SUVmax, SUVpeak
 and SUVmean as measured on the rendered PET, plus a perfect CT reading of the station's nodes (the
-largest true short axis, any calcification) - the partial-volume loss of small nodes stays in.
+largest true short axis, any calcification) - the partial-volume loss of small nodes stays in; and
+then also the rendered SUV at the true centre of the station's hottest-reading node with that node's
+size (a perfect node detector: spill-in from neighbouring organs no longer counts). These are
+bounds from summary features, not proofs: a CNN sees more than they hold, but not the true uptake.
 Each method also gets the best N-stage accuracy any threshold reaches on the same patients (a bound
 tuned on the test patients, not a method).
 Run: python -m bench.classifier_ceiling [--cohort DIR] (writes bench/classifier_ceiling.json).
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from bench.machine import machine
@@ -39,6 +43,7 @@ from nstage.classifier.metrics import auroc
 from nstage.classifier.settings import patch_settings
 from nstage.nrules import load_rules, stage, station_category
 from nstage.stations import station_names
+from nstage.study import load_study
 from nstage.synth.disease import DiseaseSpec, sample_disease
 
 CATEGORIES = ("N1", "N2", "N3")
@@ -133,18 +138,35 @@ def fit_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, epoc
         return net((torch.from_numpy(x_test) - mu) / sd).squeeze(1).numpy()
 
 
+STATION_COLUMNS = 5  # measured SUVmax, SUVpeak, SUVmean; largest true node short axis, any calcified node
+
+
+def node_centre_suv(study_dir: Path, nodes: list[dict[str, object]]) -> np.ndarray:
+    """The rendered PET SUV (trilinear) at each true node centre: a perfect node detector's reading."""
+    pet = load_study(study_dir).pet
+    ijk = pet.grid.lps_to_index(np.array([n["centre_lps"] for n in nodes], float))
+    return ndimage.map_coordinates(pet.array, ijk[:, ::-1].T, order=1, mode="nearest")
+
+
 def rendered_features(root: Path) -> tuple[np.ndarray, np.ndarray, Stations]:
-    """(N, F) measured-image features, (N,) measured SUVmax and the stations of a rendered cohort."""
+    """(N, F) measured-image features, (N,) measured SUVmax and the stations of a rendered cohort.
+
+    Columns: STATION_COLUMNS station-level ones, then the SUV at the centre of the station's node that
+    reads hottest there and that node's true short axis."""
     cases = load_cached(read_cohort(root), "truth", patch_settings())
     rows, truth, suvmax, names, patient = [], [], [], [], []
     for k, c in enumerate(cases):
         t = json.loads((c.case.study_dir.parent / "truth.json").read_text())
+        centre_suv = node_centre_suv(c.case.study_dir, t["nodes"])
         for st in c.stations:
             u = c.uptake[st]
-            nodes = [n for n in t["nodes"] if n["station"] == st]
+            idx = [i for i, n in enumerate(t["nodes"]) if n["station"] == st]
+            nodes = [t["nodes"][i] for i in idx]
             largest = max((n["short_axis_mm"] for n in nodes), default=0.0) / 10.0
             calcified = float(any(n["calcified"] for n in nodes))
-            rows.append(np.float32([u.suv_max, u.suv_peak, u.suv_mean, largest, calcified]))
+            hot = max(idx, key=lambda i: centre_suv[i]) if idx else None
+            node_suv, node_size = (float(centre_suv[hot]), t["nodes"][hot]["short_axis_mm"] / 10.0) if hot is not None else (0.0, 0.0)
+            rows.append(np.float32([u.suv_max, u.suv_peak, u.suv_mean, largest, calcified, node_suv, node_size]))
             truth.append(int(t["stations"][st]["malignant"]))
             suvmax.append(u.suv_max)
             names.append(st)
@@ -189,7 +211,10 @@ def main() -> None:
         result["rendered"] = {"cohort": str(args.cohort), "cases": len(stations.sides), "stations": int(stations.truth.size),
                               "malignant_stations": int(stations.truth.sum()), "methods": {
                                   "measured_suvmax": stations.figures(suvmax),
-                                  "measured_uptake_and_perfect_ct": stations.figures(cross_validated(x, stations.truth, stations.patient))}}
+                                  "measured_uptake_and_perfect_ct": stations.figures(
+                                      cross_validated(x[:, :STATION_COLUMNS], stations.truth, stations.patient)),
+                                  "measured_node_uptake_and_perfect_ct": stations.figures(
+                                      cross_validated(x, stations.truth, stations.patient))}}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
