@@ -29,6 +29,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +87,21 @@ class Stations:
     patient: np.ndarray  # (N,)
     sides: list[str]  # (P,)
 
+    @cached_property
+    def rows_of_patient(self) -> list[np.ndarray]:
+        return [np.flatnonzero(self.patient == p) for p in range(len(self.sides))]
+
+    def n_stages(self, flags: np.ndarray) -> list[str]:
+        """Each patient's N stage (TNM 8) from per-station positive flags."""
+        return [stage([self.names[i] for i in rows if flags[i]], side).tnm8 for rows, side in zip(self.rows_of_patient, self.sides)]
+
+    @cached_property
+    def true_n_stages(self) -> list[str]:
+        return self.n_stages(self.truth)
+
     def n_stage_accuracy(self, calls: np.ndarray) -> float:
-        """Share of patients whose N stage (TNM 8) from the station calls equals the one from the truth."""
-        def n_of(flags: np.ndarray, rows: np.ndarray, side: str) -> str:
-            return stage([self.names[i] for i in rows if flags[i]], side).tnm8
-        groups = [np.flatnonzero(self.patient == p) for p in range(len(self.sides))]
-        return float(np.mean([n_of(calls, g, side) == n_of(self.truth, g, side) for g, side in zip(groups, self.sides)]))
+        """Share of patients whose N stage from the station calls equals the one from the truth."""
+        return float(np.mean([a == b for a, b in zip(self.n_stages(calls), self.true_n_stages)]))
 
     def figures(self, scores: np.ndarray) -> dict[str, float]:
         """AUROC, and the best N-stage accuracy over score thresholds (chosen on these patients: a bound)."""
