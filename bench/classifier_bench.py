@@ -68,7 +68,7 @@ def markdown(out: dict[str, object]) -> str:
                          f"{s['auroc']['value']:.3f} [{s['auroc']['ci95'][0]:.3f}, {s['auroc']['ci95'][1]:.3f}] | "
                          f"{n['accuracy']:.3f} | {n['macro_sensitivity']:.3f} | {n['macro_specificity']:.3f} |")
         for k, v in e["mcnemar"].items():
-            lines.append("" if False else f"\nMcNemar {k}: " + (v if isinstance(v, str) else
+            lines.append(f"\nMcNemar {k}: " + (v if isinstance(v, str) else
                          f"station p = {v['station']['p_value']:.3g}, N stage p = {v['n_stage']['p_value']:.3g}"))
         lines.append("")
     ceiling = ROOT / "bench" / "classifier_ceiling.json"

@@ -153,6 +153,7 @@ def build_cache(cases: list[CohortCase], source: str, settings: PatchSettings, c
 def load_cached(cases: list[CohortCase], source: str, settings: PatchSettings, cache: Path | None = None) -> list[CachedCase]:
     """The cached cases (those with a cache file; build_cache first)."""
     out = []
+    names = {s.label: s.station for s in load_stations()}
     for c in cases:
         path = _patch_file(Path(cache) if cache else default_cache_dir(c), c, source, settings)
         if not path.is_file():
@@ -162,7 +163,6 @@ def load_cached(cases: list[CohortCase], source: str, settings: PatchSettings, c
             log.warning("cache file %s predates the station uptake figures; run without --cached-only to rebuild it", path)
             continue
         pool = float(z["blood_pool_suv"])
-        names = {s.label: s.station for s in load_stations()}
         raw = json.loads(str(z["uptake"]))
         uptake = {names[int(k)]: StationUptake(**{**v, "hottest_point_lps": tuple(v["hottest_point_lps"])})
                   for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}

@@ -20,8 +20,10 @@ COHORT_COLUMNS = ("case", "tumour_side", "n_tnm8", "n_tnm9")
 
 CASE_ENTRIES = ("dicom", "truth.json", "truth_stations.nii.gz", "truth_suv.nii.gz", "preview.png")  # what a case folder holds
 
+
 def case_name(index: int) -> str:
     return f"case_{index:04d}"
+
 
 def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, preview: bool) -> dict[str, Any]:
     """Render one case into OUT/<case>/ (staged, moved into place at the end; an earlier run's case is replaced)."""
@@ -39,6 +41,7 @@ def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, previ
                 write_preview(tmp / "preview.png", rc.ct_grid, rc.hu, rc.stations, rc.pet_grid, rc.suv, rc.truth)
     return rc.truth
 
+
 def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, preview: bool = False, jobs: int = 1, first: int = 0) -> list[dict[str, Any]]:
     """Render `cases` cases (indices first..first+cases-1) and write OUT/cohort.csv."""
     out.mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,7 @@ def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, pre
         truths = [write_case(out, seed, i, preset, vendor, preview) for i in indices]
     _write_cohort_csv(out / "cohort.csv", truths)
     return truths
+
 
 def _write_cohort_csv(path: Path, truths: list[dict[str, Any]]) -> None:
     """cohort.csv: one row per case present in the folder (merging with earlier rows)."""
