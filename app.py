@@ -60,7 +60,7 @@ from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSel
 from nstage.errors import InputError  # noqa: E402
 from nstage.pipeline import RunOptions, check_options  # noqa: E402
 from nstage.progress import StageTimer  # noqa: E402
-from nstage.series_selection import rules_path  # noqa: E402
+from nstage.ingest.series_selection import rules_path  # noqa: E402
 from operators import (  # noqa: E402
     AtlasRegistrationOperator,
     FindingsSrOperator,

@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def time_classifier(models: Path, held_out: Path, cases: int) -> dict[str, object]:
     import torch
 
-    from nstage.classifier.cohort import read_cohort
-    from nstage.measure import station_uptake
-    from nstage.station_classifier import StationCase, load_classifier
+    from nstage.training.cohort import read_cohort
+    from nstage.analysis.measure import station_uptake
+    from nstage.analysis.classifier.slot import StationCase, load_classifier
     from nstage.stations import load_stations
-    from nstage.study import load_study
+    from nstage.ingest.study import load_study
 
     torch.set_num_threads(2)
     clf = load_classifier(models)

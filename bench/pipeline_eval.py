@@ -64,8 +64,8 @@ def analyse_cohort(cohort: Path, results: Path) -> dict[str, dict[str, Any]]:
 
 def rescore_baselines(result: dict[str, Any]) -> dict[str, Any]:
     """Re-apply the current baseline rules (config/analysis.json) to a cached result's measurements."""
-    from nstage.baselines import blood_pool_baseline, suvmax_baseline
-    from nstage.measure import StationUptake
+    from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
+    from nstage.analysis.measure import StationUptake
     from nstage.stations import by_name
 
     if "error" in result:

@@ -3,7 +3,7 @@
 Usage: python -m bench.registration_bench [--cases N] [--first-seed S] [--out bench/registration.json]
 
 Cases are rendered in memory from seeds not used in development (900001 and up), one case per
-seed; the default atlas is registered to each CT with `nstage.registration.map_stations`, and the
+seed; the default atlas is registered to each CT with `nstage.stationmap.registration.map_stations`, and the
 station map is compared with the generator's truth on the CT grid. The time is that of
 `map_stations` (landmarks, pre-alignment, Elastix, label transfer, quality), on this machine, with
 the thread count of config/registration.json. Targets (issue 4): mean per-station Dice >= 0.70,
@@ -47,7 +47,7 @@ def station_scores(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, fl
 def run_case(seed: int, atlases: list[Any]) -> dict[str, Any]:
     """Render one clinical case, register the atlas, score the stations."""
     from nstage.progress import StageTimer
-    from nstage.registration import map_stations
+    from nstage.stationmap.registration import map_stations
     from nstage.stations import load_stations
     from nstage.synth.case import render_case
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from bench.machine import machine
     from nstage import paths
-    from nstage.atlas import load_atlases
+    from nstage.stationmap.atlas import load_atlases
 
     atlases = load_atlases([paths.atlas_dir()])
     cases = []

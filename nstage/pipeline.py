@@ -2,7 +2,7 @@
 
 load study -> stations (atlas registration) -> station measurements + blood pool -> tumour side
 -> station classifier -> N rules + baselines -> result document. :func:`analyse_study` chains them;
-nstage/outputs.py writes the outputs and nstage/runner.py is `nstage run`.
+nstage/outputs/folder.py writes the outputs and nstage/runner.py is `nstage run`.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from typing import Any
 import numpy as np
 
 from nstage import __version__
-from nstage.atlas import AtlasImage, load_atlases
-from nstage.baselines import BaselineResult, blood_pool_baseline, suvmax_baseline
-from nstage.blood_pool import BloodPool, measure_blood_pool
+from nstage.stationmap.atlas import AtlasImage, load_atlases
+from nstage.analysis.baselines import BaselineResult, blood_pool_baseline, suvmax_baseline
+from nstage.analysis.blood_pool import BloodPool, measure_blood_pool
 from nstage.errors import InputError
-from nstage.measure import StationUptake, station_uptake
-from nstage.nrules import NStage, RulesError, load_rules, normalise_side, stage
+from nstage.analysis.measure import StationUptake, station_uptake
+from nstage.analysis.nrules import NStage, RulesError, load_rules, normalise_side, stage
 from nstage.paths import atlas_dir
 from nstage.progress import StageTimer
-from nstage.registration import StationResult, map_stations
-from nstage.station_classifier import StationCall, StationCase, StationClassifier, load_classifier
+from nstage.stationmap.registration import StationResult, map_stations
+from nstage.analysis.classifier.slot import StationCall, StationCase, StationClassifier, load_classifier
 from nstage.stations import load_stations
-from nstage.study import Study, load_study
-from nstage.tumour_side import TumourSide, find_tumour_side
+from nstage.ingest.study import Study, load_study
+from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 
 log = logging.getLogger("nstage")
 

@@ -8,7 +8,7 @@ from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from nstage.pipeline import classify_stations
 from nstage.progress import StageTimer
-from nstage.station_classifier import load_classifier
+from nstage.analysis.classifier.slot import load_classifier
 
 
 class StationClassifierOperator(Operator):
@@ -19,11 +19,11 @@ class StationClassifierOperator(Operator):
     without a model the SUVmax slot stands in and result.json's ``model`` says so.
 
     Named inputs:
-        study: nstage.study.Study.
+        study: nstage.ingest.study.Study.
         findings: nstage.pipeline.StationFindings.
 
     Named outputs:
-        calls: dict[str, nstage.station_classifier.StationCall], keyed by station name.
+        calls: dict[str, nstage.analysis.classifier.slot.StationCall], keyed by station name.
         model: dict describing the classifier (result.json ``model``).
     """
 

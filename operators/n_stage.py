@@ -14,7 +14,7 @@ class NStageOperator(Operator):
     The rule set and a user-given side are checked when the operator is made (before any work).
 
     Named inputs:
-        study: nstage.study.Study.
+        study: nstage.ingest.study.Study.
         findings: nstage.pipeline.StationFindings.
         calls: dict[str, StationCall] from the classifier.
         model: dict describing the classifier.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.outputs import build_report
+from nstage.outputs.folder import build_report
 from nstage.progress import StageTimer
 
 
@@ -14,11 +14,11 @@ class ReportPdfOperator(Operator):
 
     Named inputs:
         analysis: nstage.pipeline.Analysis.
-        seg: nstage.dicom_out.SegObject.
+        seg: nstage.outputs.dicom.SegObject.
         sr: tuple (pydicom.Dataset of the SR, its OutputSeries).
 
     Named output:
-        report: nstage.outputs.ReportObject (PDF and PNG bytes, the Encapsulated PDF dataset and its
+        report: nstage.outputs.folder.ReportObject (PDF and PNG bytes, the Encapsulated PDF dataset and its
             series), in memory; SaveOutputsOperator writes it.
     """
 

@@ -14,10 +14,10 @@ class AtlasRegistrationOperator(Operator):
     The atlases are loaded once, when the operator is made.
 
     Named input:
-        study: nstage.study.Study.
+        study: nstage.ingest.study.Study.
 
     Named output:
-        registration: nstage.registration.StationResult (station labels on the CT grid, quality grade,
+        registration: nstage.stationmap.registration.StationResult (station labels on the CT grid, quality grade,
             regions such as the blood pool).
     """
 

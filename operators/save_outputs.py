@@ -7,7 +7,7 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.outputs import save_outputs
+from nstage.outputs.folder import save_outputs
 from nstage.progress import StageTimer
 
 log = logging.getLogger("nstage")
@@ -19,9 +19,9 @@ class SaveOutputsOperator(Operator):
 
     Named inputs:
         analysis: nstage.pipeline.Analysis.
-        seg: nstage.dicom_out.SegObject (DICOM SEG).
+        seg: nstage.outputs.dicom.SegObject (DICOM SEG).
         sr: tuple (pydicom.Dataset of the DICOM SR, TID 1500; its OutputSeries).
-        report: nstage.outputs.ReportObject (PDF, PNG, Encapsulated PDF).
+        report: nstage.outputs.folder.ReportObject (PDF, PNG, Encapsulated PDF).
 
     No output port: the files in ``output_folder`` are the app's result.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.outputs import build_seg
+from nstage.outputs.folder import build_seg
 from nstage.progress import StageTimer
 
 
@@ -15,7 +15,7 @@ class StationSegOperator(Operator):
         analysis: nstage.pipeline.Analysis.
 
     Named output:
-        seg: nstage.dicom_out.SegObject (the SEG dataset, its series and the CT headers it
+        seg: nstage.outputs.dicom.SegObject (the SEG dataset, its series and the CT headers it
             references), in memory; SaveOutputsOperator writes it.
     """
 

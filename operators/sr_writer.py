@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.outputs import build_sr
+from nstage.outputs.folder import build_sr
 from nstage.progress import StageTimer
 
 
@@ -14,10 +14,10 @@ class FindingsSrOperator(Operator):
 
     Named inputs:
         analysis: nstage.pipeline.Analysis.
-        seg: nstage.dicom_out.SegObject, the SEG the report's measurements refer to.
+        seg: nstage.outputs.dicom.SegObject, the SEG the report's measurements refer to.
 
     Named output:
-        sr: tuple (pydicom.Dataset of the SR, its nstage.dicom_out.series.OutputSeries), in memory;
+        sr: tuple (pydicom.Dataset of the SR, its nstage.outputs.dicom.series.OutputSeries), in memory;
             SaveOutputsOperator writes it.
     """
 

@@ -12,8 +12,8 @@ class StationFeaturesOperator(Operator):
     """Measure the PET uptake in every mapped station and in the blood pool.
 
     Named inputs:
-        study: nstage.study.Study.
-        registration: nstage.registration.StationResult.
+        study: nstage.ingest.study.Study.
+        registration: nstage.stationmap.registration.StationResult.
 
     Named output:
         findings: nstage.pipeline.StationFindings (labels, per-station uptake, blood pool).

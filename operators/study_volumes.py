@@ -7,13 +7,13 @@ from pathlib import Path
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from nstage.progress import StageTimer
-from nstage.study_from_series import study_from_sdk
+from nstage.ingest.study_from_series import study_from_sdk
 
 
 class StudyVolumesOperator(Operator):
     """Choose the CT and the attenuation-corrected PET among the selector's matches and read them.
 
-    The series preferences and the volume reading are nstage's (nstage.study_from_series): the SDK's
+    The series preferences and the volume reading are nstage's (nstage.ingest.study_from_series): the SDK's
     DICOMSeriesToVolumeOperator is not used (it would wrap PET values, see architecture.md).
 
     Named inputs:
@@ -23,7 +23,7 @@ class StudyVolumesOperator(Operator):
             (selections "CT" and "PET" of config/series_selection.json, all matches).
 
     Named output:
-        study: nstage.study.Study (CT and SUV PET volumes on their own LPS grids).
+        study: nstage.ingest.study.Study (CT and SUV PET volumes on their own LPS grids).
     """
 
     IN_STUDIES = "dicom_study_list"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from nstage.measure import station_uptake
+from nstage.analysis.measure import station_uptake
 from nstage.progress import StageTimer
 from nstage.stations import load_stations
 from nstage.synth.calibration import StationRow
 from nstage.synth.case import render_case
-from nstage.tumour_side import TumourSide, find_tumour_side
+from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 
 COHORT_SEED = 20261126
 COHORT_CASES = 50

@@ -3,8 +3,8 @@
 - the app on a small synthetic study (empty models folder: the SUVmax slot), invoked through the
   HOLOSCAN_* variables only, writes the same decisions and the same output files as `nstage run`;
 - bad input given with -i/-o/-m ends with an `error:` line, a non-zero exit and no output folder;
-- nstage.study_from_series builds, from the SDK loader's and selector's objects, the study that
-  nstage.study.load_study builds from the folder, on a study with competing CT and PET series.
+- nstage.ingest.study_from_series builds, from the SDK loader's and selector's objects, the study that
+  nstage.ingest.study.load_study builds from the folder, on a study with competing CT and PET series.
 
 Each app run is a subprocess (`python app.py`): Holoscan wants a 32 MB stack, which app.py sets
 by re-executing itself.
@@ -107,7 +107,7 @@ def test_bad_input_is_one_error_line_and_no_output(tmp_path: Path, name: str, br
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")], "staging folder left behind"
 
 
-# --- the SDK's objects give the study nstage.study.load_study gives ------------------------------
+# --- the SDK's objects give the study nstage.ingest.study.load_study gives ------------------------------
 
 SDK_STUDY_SCRIPT = """
 import json, sys
@@ -116,10 +116,10 @@ import numpy as np
 from monai.deploy.core import Fragment
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
-from nstage.series_selection import load_rules, rules_path, select_ct_pet
-from nstage.dicom_index import index_folder
-from nstage.study import load_study
-from nstage.study_from_series import disagreements, index_from_sdk, select_from_sdk, selected_uids, study_from_sdk
+from nstage.ingest.series_selection import load_rules, rules_path, select_ct_pet
+from nstage.ingest.dicom_index import index_folder
+from nstage.ingest.study import load_study
+from nstage.ingest.study_from_series import disagreements, index_from_sdk, select_from_sdk, selected_uids, study_from_sdk
 
 root = Path(sys.argv[1])
 fragment = Fragment()

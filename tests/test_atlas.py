@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from nstage import paths
-from nstage.atlas import load_atlases, read_name_table, renumber
-from nstage.atlas_build import build_default_atlas, load_build_settings, render_atlas
+from nstage.stationmap.atlas import load_atlases, read_name_table, renumber
+from nstage.synth.reference_atlas import build_default_atlas, load_build_settings, render_atlas
 from nstage.errors import InputError
 from nstage.geometry import Grid, load_nifti, resample, save_nifti
-from nstage.label_fusion import majority_vote
+from nstage.stationmap.label_fusion import majority_vote
 from nstage.stations import by_name, load_stations
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nstage.baselines import blood_pool_baseline, suvmax_baseline
-from nstage.measure import StationUptake
+from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
+from nstage.analysis.measure import StationUptake
 
 
 def _u(suv_max: float, suv_peak: float) -> StationUptake:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nstage.classifier.export import export_torchscript, load_torchscript
-from nstage.classifier.model import build_model
+from nstage.analysis.classifier.export import export_torchscript, load_torchscript
+from nstage.analysis.classifier.model import build_model
 from nstage.geometry import Grid
-from nstage.measure import station_uptake
-from nstage.station_classifier import StationCase, SuvmaxSlotClassifier, load_classifier
+from nstage.analysis.measure import station_uptake
+from nstage.analysis.classifier.slot import StationCase, SuvmaxSlotClassifier, load_classifier
 from nstage.stations import load_stations
 from tests.test_classifier_training import TINY
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nstage.classifier.patches import crop, extract_station_patches, patch_grid, station_centres
-from nstage.classifier.settings import PatchSettings
+from nstage.analysis.classifier.patches import crop, extract_station_patches, patch_grid, station_centres
+from nstage.analysis.classifier.settings import PatchSettings
 from nstage.geometry import Grid
 
 SETTINGS = PatchSettings(spacing_mm=2.0, cache_size=20, size=16, ct_window=(-200.0, 400.0), suv_range=(0.0, 10.0))

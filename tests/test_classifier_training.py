@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from nstage.classifier.cache import CachedCase, load_cached
-from nstage.classifier.cohort import CohortCase
-from nstage.classifier.settings import PatchSettings
-from nstage.classifier.train import train
-from nstage.nrules import stage
+from nstage.training.cache import CachedCase, load_cached
+from nstage.training.cohort import CohortCase
+from nstage.analysis.classifier.settings import PatchSettings
+from nstage.training.train import train
+from nstage.analysis.nrules import stage
 from nstage.stations import load_stations
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nstage.classifier.weak_labels import supervised_loss, weak_loss, weak_targets
-from nstage.nrules import weak_label_groups
+from nstage.training.weak_labels import supervised_loss, weak_loss, weak_targets
+from nstage.analysis.nrules import weak_label_groups
 from nstage.stations import load_stations
 
 STATIONS = [s.station for s in load_stations()]

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from nstage.dicom_index import index_folder
+from nstage.ingest.dicom_index import index_folder
 from nstage.errors import InputError
 from tests.study_factory import CT_GRID, PET_GRID, STUDY, write_phantom_study
 

@@ -4,7 +4,7 @@ One `small` case of the session cohort (tests/conftest.py) is loaded once; its t
 (truth_stations.nii.gz) and a result dict built from truth.json, the station measurements and
 the N rules stand in for the pipeline's output. The writer gets the CT files in reversed slice
 order, so frame placement must come from geometry, not from list order. Every object written is
-run through the validators (nstage.validators); any error fails, and only the warnings listed in
+run through the validators (nstage.outputs.validators); any error fails, and only the warnings listed in
 EXPLAINED_WARNINGS are tolerated.
 """
 
@@ -24,15 +24,15 @@ import pytest
 from pydicom.dataset import Dataset
 
 from nstage import __version__
-from nstage.dicom_out import output_file_names, write_dicom_outputs
-from nstage.dicom_out.series import output_config
+from nstage.outputs.dicom import output_file_names, write_dicom_outputs
+from nstage.outputs.dicom.series import output_config
 from nstage.errors import InputError
 from nstage.geometry import load_nifti
-from nstage.measure import station_uptake
-from nstage.nrules import stage
+from nstage.analysis.measure import station_uptake
+from nstage.analysis.nrules import stage
 from nstage.stations import by_label, by_name
-from nstage.study import Study, load_study
-from nstage.validators import ToolReport, ValidatorMissing, validate_file
+from nstage.ingest.study import Study, load_study
+from nstage.outputs.validators import ToolReport, ValidatorMissing, validate_file
 
 CASE = "case_0001"  # seed 424242: right tumour, N2 / N2a, malignant 4R and 11R (both codes exercised)
 SEG_BINARY = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -138,7 +138,7 @@ def labels_from_seg(path: Path, ct_in_slice_order: list[Dataset]) -> np.ndarray:
 
 
 def ct_sorted_by_position(headers: list[Dataset]) -> list[Dataset]:
-    """CT headers sorted along the slice normal, independently of nstage.volumes."""
+    """CT headers sorted along the slice normal, independently of nstage.ingest.volumes."""
     iop = np.asarray(headers[0].ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     return sorted(headers, key=lambda h: float(np.dot(np.asarray(h.ImagePositionPatient, float), normal)))
@@ -147,7 +147,7 @@ def ct_sorted_by_position(headers: list[Dataset]) -> list[Dataset]:
 # --- SEG ---------------------------------------------------------------------------------------
 
 def test_volumes_carry_their_files_in_slice_order(written: Written) -> None:
-    """nstage.volumes.Volume.files: the writer's source of CT / PET instances, k = 0 first."""
+    """nstage.ingest.volumes.Volume.files: the writer's source of CT / PET instances, k = 0 first."""
     for vol, headers in ((written.study.ct, written.ct), (written.study.pet, written.pet)):
         assert len(vol.files) == vol.grid.shape[0]
         positions = np.asarray([h.ImagePositionPatient for h in headers], float)

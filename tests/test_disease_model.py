@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from nstage.nrules import load_rules, stage
+from nstage.analysis.nrules import load_rules, stage
 from nstage.synth.disease import sample_disease
 
 N_SEEDS = 600

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nstage import nrules
+from nstage.analysis import nrules
 from nstage.paths import config_dir
 
 ALL = ("1R", "1L", "2R", "2L", "3A", "3P", "4R", "4L", "5", "6", "7", "8", "9",

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from nstage import paths
-from nstage.atlas import AtlasImage, load_atlases
+from nstage.stationmap.atlas import AtlasImage, load_atlases
 from nstage.geometry import Grid, load_nifti
 from nstage.progress import StageTimer
-from nstage.label_transfer import LabelSource, remove_islands, transfer_labels
-from nstage.registration import map_stations
-from nstage.registration_settings import load_settings
-from nstage.registration_quality import grade, order_violations
+from nstage.stationmap.label_transfer import LabelSource, remove_islands, transfer_labels
+from nstage.stationmap.registration import map_stations
+from nstage.stationmap.registration_settings import load_settings
+from nstage.stationmap.registration_quality import grade, order_violations
 from nstage.stations import by_label, by_name
-from nstage.thorax_landmarks import ThoraxLandmarks, find_landmarks
-from nstage.working_grid import working_copy
+from nstage.stationmap.thorax_landmarks import ThoraxLandmarks, find_landmarks
+from nstage.stationmap.working_grid import working_copy
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = REPO.parent / "shared" / "data" / "real-ct" / "Lung_Dx-A0001"
@@ -91,7 +91,7 @@ def test_abdomen_only_ct_fails_without_stations(small_case, atlases) -> None:
 
 def test_a_folding_registration_fails_and_yields_no_stations(small_case, atlases, monkeypatch) -> None:
     """The quality gate after Elastix: a deformation that folds is refused."""
-    import nstage.registration as registration
+    import nstage.stationmap.registration as registration
 
     def folding(fixed, moving, grid, mask, folder, settings):
         _, _, zs = grid.axis_coordinates()
@@ -163,7 +163,7 @@ def test_labels_are_carried_without_holes_or_bleeding() -> None:
 
 def test_several_atlases_are_fused_by_majority_vote(small_case, atlases, monkeypatch) -> None:
     """Three atlases (Elastix replaced by the pre-alignment alone, for speed): two agree, one is off."""
-    import nstage.registration as registration
+    import nstage.stationmap.registration as registration
     from dataclasses import replace
 
     monkeypatch.setattr(registration, "run_elastix", lambda fixed, moving, grid, *a: np.zeros(grid.shape + (3,)))
@@ -206,7 +206,7 @@ def _run_stations(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_stations_command_writes_the_map_on_the_ct_grid(small_cohort: Path, tmp_path: Path) -> None:
-    from nstage.study import load_ct_volume
+    from nstage.ingest.study import load_ct_volume
 
     study = small_cohort / "case_0000" / "dicom"
     run = _run_stations([str(study), "--out", str(tmp_path / "out"), "--preview"])
@@ -240,7 +240,7 @@ def test_stations_command_refuses_an_abdomen_ct(small_cohort: Path, tmp_path: Pa
 
 @pytest.mark.skipif(not REAL_CT.is_dir(), reason="the shared real CT is not on this machine")
 def test_real_ct_gets_ordered_stations_in_soft_tissue_or_a_warning(tmp_path: Path) -> None:
-    from nstage.study import load_ct_volume
+    from nstage.ingest.study import load_ct_volume
 
     run = _run_stations([str(REAL_CT), "--out", str(tmp_path / "out")])
     report = json.loads((tmp_path / "out" / "registration.json").read_text())
@@ -268,7 +268,7 @@ def _landmarks(carina_z: float, lo_z: float, hi_z: float, width: float, cut_top:
 
 
 def test_prealignment_maps_base_carina_and_apex_separately() -> None:
-    from nstage.prealignment import prealign
+    from nstage.stationmap.prealignment import prealign
 
     patient = _landmarks(carina_z=-250.0, lo_z=-430.0, hi_z=-165.0, width=250.0)  # short upper thorax
     atlas = _landmarks(carina_z=-7.5, lo_z=-190.0, hi_z=144.0, width=250.0)

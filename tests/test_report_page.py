@@ -1,4 +1,4 @@
-"""The one-page report (nstage.report): a valid one-page A4 PDF and PNG with the N stage, station
+"""The one-page report (nstage.outputs.report): a valid one-page A4 PDF and PNG with the N stage, station
 table and notices; station outlines coloured by call; radiological orientation of the images.
 
 All cases are small arrays built here (no study, no registration)."""
@@ -16,8 +16,8 @@ import pytest
 
 from nstage.errors import InputError
 from nstage.geometry import Grid
-from nstage.report import ReportHeader, header_from_dataset, load_style, model_notice, render_report
-from nstage.report import images
+from nstage.outputs.report import ReportHeader, header_from_dataset, load_style, model_notice, render_report
+from nstage.outputs.report import images
 from nstage.stations import load_stations
 
 LABEL = {s.station: s.label for s in load_stations()}

@@ -104,7 +104,7 @@ def test_user_side_and_rule_set_are_used(pipeline_run: tuple[Path, Path], tmp_pa
 
 def test_dicom_outputs_are_new_series_of_the_study_and_validate(pipeline_run: tuple[Path, Path]) -> None:
     """SEG, SR and Encapsulated PDF land in OUT, in the source study, and dciodvfy / dcmdump / dsrdump find no error."""
-    from nstage.validators import validate_file
+    from nstage.outputs.validators import validate_file
 
     case, out = pipeline_run
     source = pydicom.dcmread(next(p for p in sorted((case / "dicom").rglob("*")) if p.is_file()), stop_before_pixels=True)

@@ -15,11 +15,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from nstage.dicom_index import index_folder
+from nstage.ingest.dicom_index import index_folder
 from nstage.errors import InputError
 from nstage.geometry import Grid, load_nifti
-from nstage.series_selection import load_rules, matches, select_ct_pet
-from nstage.study import Study, load_ct_volume, load_study
+from nstage.ingest.series_selection import load_rules, matches, select_ct_pet
+from nstage.ingest.study import Study, load_ct_volume, load_study
 from nstage.synth.dicom_writer import write_ct_series, write_pet_series
 from tests.study_factory import (
     ACQ,

@@ -12,7 +12,7 @@ import pytest
 
 from nstage.cli import main
 from nstage.geometry import load_nifti, resample
-from nstage.study import load_pet_series
+from nstage.ingest.study import load_pet_series
 
 DRO_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "suv-dro"
 TOLERANCE = 0.01

@@ -12,7 +12,7 @@ from hypothesis import strategies as st  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 
 from nstage.errors import InputError  # noqa: E402
-from nstage.suv import SUV_TYPES, SuvInfo, suv_factors  # noqa: E402
+from nstage.ingest.suv import SUV_TYPES, SuvInfo, suv_factors  # noqa: E402
 from tests.study_factory import pet_header, set_raw  # noqa: E402
 
 FIELDS = (

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from nstage.geometry import Grid, load_nifti
-from nstage.nrules import stage
+from nstage.analysis.nrules import stage
 from nstage.stations import load_stations
 from tests.conftest import REPO, SYNTH_SEED, load_truth
 

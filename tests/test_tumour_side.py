@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nstage.geometry import Grid
-from nstage.tumour_side import find_tumour_side
+from nstage.analysis.tumour_side import find_tumour_side
 
 
 @pytest.mark.slow

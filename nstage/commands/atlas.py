@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from nstage import paths
-    from nstage.atlas_build import build_default_atlas
+    from nstage.synth.reference_atlas import build_default_atlas
 
     out = args.out or paths.atlas_dir()
     manifest = build_default_atlas(out)
@@ -34,7 +34,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nstage.atlas import load_atlases
+    from nstage.stationmap.atlas import load_atlases
     from nstage.stations import by_label
 
     names = by_label()

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nstage.classifier.workflow import evaluate_command
+    from nstage.training.workflow import evaluate_command
 
     s = evaluate_command(args.cohort, args.stations, args.out, args.config, args.epochs, args.jobs, args.cache, args.model,
                          args.train_cohort, args.train_stations, args.work, not args.cached_only)

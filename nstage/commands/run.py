@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nstage.nrules import available_rule_sets
+from nstage.analysis.nrules import available_rule_sets
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from nstage.suv import SUV_TYPES
+from nstage.ingest.suv import SUV_TYPES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nstage.geometry import save_nifti
-    from nstage.study import load_pet_series
+    from nstage.ingest.study import load_pet_series
 
     pet = load_pet_series(Path(args.pet_series_dir), args.suv_type)
     out = Path(args.out)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nstage.classifier.workflow import train_command
+    from nstage.training.workflow import train_command
 
     s = train_command(args.cohort, args.stations, args.out, args.export, args.config, args.epochs, args.supervised,
                       args.resume, args.jobs, args.cache)

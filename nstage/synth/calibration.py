@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nstage.measure import station_uptake
+from nstage.analysis.measure import station_uptake
 from nstage.progress import StageTimer
 from nstage.stations import load_stations
 from nstage.synth.case import render_case

@@ -13,7 +13,7 @@ import numpy as np
 
 from nstage import __version__
 from nstage.geometry import Grid
-from nstage.nrules import stage
+from nstage.analysis.nrules import stage
 from nstage.paths import config_dir
 from nstage.progress import StageTimer
 from nstage.stations import load_stations

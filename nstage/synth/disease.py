@@ -2,7 +2,7 @@
 
 Pure sampling (no geometry): what is where and how avid. Parameters live in
 `config/synth/disease.json`; the N stage of the truth is computed from the involved stations by
-:mod:`nstage.nrules`, the same module the app uses.
+:mod:`nstage.analysis.nrules`, the same module the app uses.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nstage.nrules import load_rules
+from nstage.analysis.nrules import load_rules
 from nstage.paths import config_dir
 from nstage.stations import station_names
 

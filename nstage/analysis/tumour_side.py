@@ -1,0 +1,98 @@
+"""Which lung holds the primary tumour, found on PET/CT: the hottest FDG-avid lesion in the lung
+envelope, away from the lymph node stations (so hilar nodes are not mistaken for it).
+
+Works on the PET grid: the CT is resampled to it to find the lungs. LPS: x grows to the
+patient's left, so the right lung is the one with the smaller x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from nstage.analysis.config import analysis_config
+from nstage.geometry import Grid, resample
+
+
+@dataclass(frozen=True)
+class Lesion:
+    side: str
+    suv_max: float
+    volume_ml: float
+    centre_lps: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class TumourSide:
+    side: str | None  # "R", "L" or None (unknown)
+    source: str  # "user", "auto" or "not found"
+    primary: Lesion | None = None
+    candidates: tuple[Lesion, ...] = ()
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    sx, sy, sz = spacing
+    n = [max(1, int(round(radius_mm / s))) for s in (sz, sy, sx)]
+    k, j, i = np.meshgrid(*(np.arange(-m, m + 1) for m in n), indexing="ij")
+    return ((k * sz) ** 2 + (j * sy) ** 2 + (i * sx) ** 2) <= radius_mm**2
+
+
+def lungs_on(hu: np.ndarray, ct_grid: Grid, target: Grid, hu_max: float) -> np.ndarray:
+    """Lung mask on `target`: the large air regions inside the body (not the outside air)."""
+    ct = resample(hu, ct_grid, target, order=1, fill=-1000.0)
+    air = ct < hu_max
+    lab, n = ndimage.label(air)
+    if n == 0:
+        return air
+    border = np.unique(np.concatenate([lab[:, 0, :].ravel(), lab[:, -1, :].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    sizes = ndimage.sum(air, lab, range(1, n + 1)) * target.voxel_volume_ml
+    keep = [i + 1 for i, s in enumerate(sizes) if s > 100.0 and (i + 1) not in set(border.tolist())]
+    return np.isin(lab, keep)
+
+
+def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarray:
+    """Lungs closed morphologically and filled slice by slice: lesions inside the lungs belong to it."""
+    closed = ndimage.binary_closing(lungs, structure=_ball(closing_mm, grid.spacing), iterations=1, border_value=0)
+    return np.stack([ndimage.binary_fill_holes(s) for s in closed]) | lungs
+
+
+def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
+                     blood_pool_suv: float | None = None) -> TumourSide:
+    """The side of the primary tumour from the images (no user input)."""
+    cfg = analysis_config()["tumour_side"]
+    lungs = lungs_on(hu, ct_grid, pet_grid, float(cfg["lung_hu_max"]))
+    if lungs.sum() * pet_grid.voxel_volume_ml < 500:
+        return TumourSide(None, "not found", reasons=("no lungs found on the CT (less than 500 ml of air inside the body)",))
+    envelope = lung_envelope(lungs, pet_grid, float(cfg["lung_closing_mm"]))
+    near_station = ndimage.binary_dilation(resample(stations, ct_grid, pet_grid, order=0) > 0, structure=_ball(float(cfg["station_margin_mm"]), pet_grid.spacing))
+    threshold = float(cfg["lesion_min_suv"])
+    if blood_pool_suv is not None:
+        threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
+    hot = envelope & ~near_station & (suv >= threshold)
+    lab, n = ndimage.label(hot)
+    x_mid = float(np.median(pet_grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0]))
+    lesions: list[Lesion] = []
+    for idx, box in enumerate(ndimage.find_objects(lab), start=1):
+        m = lab[box] == idx
+        vol = float(m.sum()) * pet_grid.voxel_volume_ml
+        if vol < float(cfg["lesion_min_volume_ml"]):
+            continue
+        start = np.array([b.start for b in box])
+        centre = pet_grid.index_to_lps((np.argwhere(m).mean(axis=0) + start)[::-1])
+        lesions.append(Lesion("R" if centre[0] < x_mid else "L", float(suv[box][m].max()), round(vol, 2), tuple(round(float(v), 1) for v in centre)))
+    lesions.sort(key=lambda l: -l.suv_max)
+    if not lesions:
+        return TumourSide(None, "not found", reasons=(f"no FDG-avid lesion (SUV >= {threshold:.2f}) in either lung outside the node stations",))
+    best = lesions[0]
+    other = next((l for l in lesions if l.side != best.side), None)
+    if other is not None and best.suv_max < float(cfg["min_side_ratio"]) * other.suv_max:
+        return TumourSide(None, "not found", None, tuple(lesions), (
+            f"lesions in both lungs of similar avidity (SUVmax {best.suv_max:.1f} {best.side}, {other.suv_max:.1f} {other.side}): side undecided",))
+    return TumourSide(best.side, "auto", best, tuple(lesions), (
+        f"hottest lung lesion outside the node stations: SUVmax {best.suv_max:.1f}, {best.volume_ml:.1f} ml, {'right' if best.side == 'R' else 'left'} lung",))

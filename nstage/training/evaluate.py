@@ -1,0 +1,216 @@
+"""Evaluation: 5-fold stratified cross-validation and held-out testing, with the SUV baselines beside.
+
+Cross-validation strata: N stage (TNM 8) x number of positive stations (when station labels are
+known). 25 % of each training split is held for validation (best epoch and decision threshold).
+Per method: station accuracy / sensitivity / specificity / AUROC with case-bootstrap 95 % intervals,
+N-stage accuracy and macro one-vs-rest sensitivity / specificity, exact McNemar tests of the weak
+model against both SUV baselines (station calls and N-stage calls).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nstage.analysis.config import analysis_config
+from nstage.training.cache import CachedCase
+from nstage.training.metrics import mcnemar, nstage_metrics, roc_curve, station_metrics
+from nstage.analysis.nrules import stage
+
+log = logging.getLogger("nstage.training")
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """Per case: station scores (higher = more suspicious) and calls of one method."""
+
+    name: str
+    scores: list[np.ndarray]
+    calls: list[np.ndarray]
+
+
+def stratum(c: CachedCase) -> str:
+    n = c.case.n_positive
+    return f"{c.case.n_tnm8}/{'?' if n is None else min(n, 3)}"
+
+
+def stratified_folds(cases: list[CachedCase], k: int, seed: int) -> list[np.ndarray]:
+    """k disjoint index sets, each stratum dealt round-robin (after a seeded shuffle) over the folds."""
+    rng = np.random.default_rng(seed)
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(cases):
+        by[stratum(c)].append(i)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    start = 0
+    for key in sorted(by):
+        idx = list(rng.permutation(by[key]))
+        for n, i in enumerate(idx):
+            folds[(start + n) % k].append(int(i))
+        start = (start + len(idx)) % k
+    return [np.array(sorted(f), np.int64) for f in folds]
+
+
+def split_validation(cases: list[CachedCase], idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) indices: `fraction` of each stratum held for validation."""
+    rng = np.random.default_rng(seed)
+    by: dict[str, list[int]] = defaultdict(list)
+    for i in idx:
+        by[stratum(cases[i])].append(int(i))
+    train, val = [], []
+    carry = 0.0
+    for key in sorted(by):
+        members = list(rng.permutation(by[key]))
+        carry += fraction * len(members)
+        n_val = int(np.floor(carry + 1e-9))
+        carry -= n_val
+        val += members[:n_val]
+        train += members[n_val:]
+    return np.array(sorted(train), np.int64), np.array(sorted(val), np.int64)
+
+
+def baselines(cases: list[CachedCase], rules: str = "tnm") -> list[MethodOutput]:
+    """Both SUV baselines exactly as the pipeline runs them (nstage.analysis.baselines); blood pool only when
+    every case has a blood-pool figure. Scores for the ROC: SUVmax, and the baseline's measure / blood pool."""
+    from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
+
+    def calls(result, c: CachedCase) -> np.ndarray:
+        return np.array([result.calls[s] for s in c.stations], bool)
+
+    out = [MethodOutput("suvmax", [np.array([c.uptake[s].suv_max for s in c.stations]) for c in cases],
+                        [calls(suvmax_baseline(c.uptake, c.case.tumour_side, rules), c) for c in cases])]
+    if all(c.blood_pool_suv is not None for c in cases):
+        measure = str(analysis_config()["baselines"]["blood_pool"].get("measure", "suv_max"))
+        out.append(MethodOutput("blood_pool", [np.array([getattr(c.uptake[s], measure) / c.blood_pool_suv for s in c.stations]) for c in cases],
+                                [calls(blood_pool_baseline(c.uptake, c.blood_pool_suv, c.case.tumour_side, rules), c) for c in cases]))
+    return out
+
+
+def n_stages(cases: list[CachedCase], calls: list[np.ndarray], rules: str = "tnm") -> list[str]:
+    return [stage([s for s, v in zip(c.stations, k) if v], c.case.tumour_side, rules).tnm8 for c, k in zip(cases, calls)]
+
+
+def summarise(cases: list[CachedCase], methods: list[MethodOutput], n_boot: int, seed: int, rules: str = "tnm") -> dict[str, Any]:
+    """All figures of every method, and McNemar tests of the first method ("weak") against the baselines."""
+    truth = [c.truth() for c in cases]
+    nst = [c.case.n_tnm8 for c in cases]
+    out: dict[str, Any] = {"cases": len(cases), "stations": int(sum(len(t) for t in truth)),
+                           "positive_stations": int(sum(int(t.sum()) for t in truth)), "methods": {}, "mcnemar": {}}
+    stages = {}
+    for m in methods:
+        stages[m.name] = n_stages(cases, m.calls, rules)
+        out["methods"][m.name] = {"station": station_metrics(m.scores, [np.asarray(k, bool) for k in m.calls], truth, n_boot, seed),
+                                  "n_stage": nstage_metrics(stages[m.name], nst)}
+    weak = methods[0]
+    right_weak = np.concatenate([np.asarray(k, bool) == t.astype(bool) for k, t in zip(weak.calls, truth)])
+    for m in methods[1:]:
+        if m.name not in ("suvmax", "blood_pool"):
+            continue
+        right = np.concatenate([np.asarray(k, bool) == t.astype(bool) for k, t in zip(m.calls, truth)])
+        out["mcnemar"][f"{weak.name}_vs_{m.name}"] = {
+            "station": mcnemar(right_weak, right),
+            "n_stage": mcnemar(np.array(stages[weak.name]) == np.array(nst), np.array(stages[m.name]) == np.array(nst))}
+    if "blood_pool" not in {m.name for m in methods}:
+        out["mcnemar"]["blood_pool"] = "not tested: the blood-pool SUV is missing for some cases (station source without registration)"
+    return out
+
+
+def cross_validate(cases: list[CachedCase], cfg: dict[str, Any], epochs: int | None = None,
+                   work: Path | None = None) -> tuple[list[MethodOutput], list[dict[str, Any]]]:
+    """Out-of-fold weak and supervised predictions over k stratified folds (baselines need no training)."""
+    from nstage.training.train import predict, prepare, train
+
+    ecfg, tcfg = cfg["evaluation"], cfg["training"]
+    k, seed = int(ecfg["folds"]), int(ecfg["seed"])
+    size = int(cfg["patch"]["size_voxels"])
+    n = len(cases)
+    probs = {"weak": [np.zeros(0)] * n, "supervised": [np.zeros(0)] * n}
+    calls = {"weak": [np.zeros(0, bool)] * n, "supervised": [np.zeros(0, bool)] * n}
+    folds_info = []
+    for f, test in enumerate(stratified_folds(cases, k, seed)):
+        rest = np.setdiff1d(np.arange(n), test)
+        tr, va = split_validation(cases, rest, float(tcfg["validation_fraction"]), seed + f)
+        info: dict[str, Any] = {"fold": f + 1, "train": len(tr), "validation": len(va), "test": len(test)}
+        for variant in ("weak", "supervised"):
+            res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised=variant == "supervised",
+                        out_dir=work / f"fold{f + 1}-{variant}" if work else None, resume=True, epochs=epochs)
+            p = predict(res.model, prepare([cases[i] for i in test], tcfg), size)
+            for i, pi in zip(test, p):
+                probs[variant][i], calls[variant][i] = pi, pi >= res.threshold
+            info[variant] = {"threshold": res.threshold, "best_epoch": res.best_epoch}
+            log.info("fold %d %s: threshold %.3f, best epoch %d", f + 1, variant, res.threshold, res.best_epoch)
+        folds_info.append(info)
+    methods = [MethodOutput(v, probs[v], calls[v]) for v in ("weak", "supervised")]
+    return methods, folds_info
+
+
+def roc_png(cases: list[CachedCase], methods: list[MethodOutput], path: Path, title: str) -> None:
+    """One ROC plot of every method's station scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nstage.training.metrics import auroc
+
+    truth = np.concatenate([c.truth() for c in cases])
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    for m in methods:
+        s = np.concatenate(m.scores)
+        fpr, tpr = roc_curve(s, truth)
+        ax.plot(fpr, tpr, label=f"{m.name} (AUROC {auroc(s, truth):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt(d: dict[str, Any]) -> str:
+    v, (lo, hi) = d["value"], d["ci95"]
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def markdown_report(summary: dict[str, Any], title: str, roc_file: str, notes: list[str]) -> str:
+    """The report: station table, N-stage table, McNemar tests."""
+    lines = [f"# {title}", "", *notes, "",
+             f"{summary['cases']} cases, {summary['stations']} stations ({summary['positive_stations']} malignant). "
+             "Station figures pooled over all stations; 95 % intervals from 1000 case-level bootstrap resamples.", "",
+             "## Stations", "", "| method | accuracy | sensitivity | specificity | AUROC |", "|---|---|---|---|---|"]
+    for name, m in summary["methods"].items():
+        s = m["station"]
+        lines.append(f"| {name} | {_fmt(s['accuracy'])} | {_fmt(s['sensitivity'])} | {_fmt(s['specificity'])} | {_fmt(s['auroc'])} |")
+    lines += ["", f"![ROC]({roc_file})", "", "## N stage (TNM 8)", "",
+              "| method | accuracy | macro sensitivity | macro specificity |", "|---|---|---|---|"]
+    for name, m in summary["methods"].items():
+        n = m["n_stage"]
+        lines.append(f"| {name} | {n['accuracy']:.3f} | {n['macro_sensitivity']:.3f} | {n['macro_specificity']:.3f} |")
+    lines += ["", "## McNemar tests (exact, paired right/wrong calls)", "",
+              "| comparison | level | A right, B wrong | A wrong, B right | p |", "|---|---|---|---|---|"]
+    for name, t in summary["mcnemar"].items():
+        if isinstance(t, str):
+            lines.append(f"| {name} | - | - | - | {t} |")
+            continue
+        for level in ("station", "n_stage"):
+            x = t[level]
+            lines.append(f"| {name} | {level} | {x['a_right_b_wrong']} | {x['a_wrong_b_right']} | {x['p_value']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: Path, cases: list[CachedCase], methods: list[MethodOutput], cfg: dict[str, Any], title: str,
+                 notes: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """evaluation.json, report.md and roc.png in OUT_DIR."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ecfg = cfg["evaluation"]
+    summary = summarise(cases, methods, int(ecfg["bootstrap"]), int(ecfg["seed"]), cfg["training"].get("rules", "tnm"))
+    summary.update(extra or {})
+    roc_png(cases, methods, out_dir / "roc.png", title)
+    (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "report.md").write_text(markdown_report(summary, title, "roc.png", notes))
+    return summary
