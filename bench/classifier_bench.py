@@ -26,7 +26,8 @@ def time_classifier(models: Path, held_out: Path, cases: int) -> dict[str, objec
 
     from nstage.training.cohort import read_cohort
     from nstage.analysis.measure import station_uptake
-    from nstage.analysis.classifier.slot import StationCase, load_classifier
+    from nstage.analysis.classifier.slot import load_classifier
+    from nstage.analysis.classifier.station_case import StationCase
     from nstage.stations import load_stations
     from nstage.ingest.study import load_study
 

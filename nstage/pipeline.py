@@ -13,22 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from nstage import __version__
-from nstage.stationmap.atlas import AtlasImage, load_atlases
-from nstage.analysis.baselines import BaselineResult, blood_pool_baseline, suvmax_baseline
-from nstage.analysis.blood_pool import BloodPool, measure_blood_pool
+from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
+from nstage.analysis.blood_pool import measure_blood_pool
+from nstage.analysis.classifier.slot import load_classifier
+from nstage.analysis.classifier.station_case import StationCall, StationCase, StationClassifier
+from nstage.analysis.findings import Analysis, Staging, StationFindings
+from nstage.analysis.measure import station_uptake
+from nstage.analysis.nrules import RulesError, load_rules, normalise_side, stage
+from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 from nstage.errors import InputError
-from nstage.analysis.measure import StationUptake, station_uptake
-from nstage.analysis.nrules import NStage, RulesError, load_rules, normalise_side, stage
+from nstage.ingest.study import Study, load_study
 from nstage.paths import atlas_dir
 from nstage.progress import StageTimer
+from nstage.stationmap.atlas import AtlasImage, load_atlases
 from nstage.stationmap.registration import StationResult, map_stations
-from nstage.analysis.classifier.slot import StationCall, StationCase, StationClassifier, load_classifier
 from nstage.stations import load_stations
-from nstage.ingest.study import Study, load_study
-from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 
 log = logging.getLogger("nstage")
 
@@ -38,27 +38,6 @@ class RunOptions:
     rules: str = "tnm"
     tumour_side: str | None = None  # given by the user; None = find it on the images
     atlas_dirs: tuple[Path, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class StationFindings:
-    """Station map and measurements of one study (the input of the classifier and the rules)."""
-
-    registration: StationResult
-    labels: np.ndarray  # uint8 station labels on the CT grid
-    uptake: dict[str, StationUptake]  # station name -> measurements, in atlas/stations.json order
-    blood_pool: BloodPool
-
-
-@dataclass(frozen=True)
-class Staging:
-    """The decisions: tumour side, station calls, N stage and the baselines beside them."""
-
-    side: TumourSide
-    calls: dict[str, StationCall]
-    n_stage: NStage
-    baselines: tuple[BaselineResult, ...]
-    rule_set: str
 
 
 def check_options(options: RunOptions) -> str | None:
@@ -173,16 +152,6 @@ def result_document(study: Study, findings: StationFindings, staging: Staging, m
         "model": dict(model),
         "timings_s": {},
     }
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything one study's outputs are written from."""
-
-    study: Study
-    findings: StationFindings
-    staging: Staging
-    result: dict[str, Any]
 
 
 def analyse_study(study_dir: Path, models_dir: Path, options: RunOptions, timer: StageTimer) -> Analysis:

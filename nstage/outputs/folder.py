@@ -19,7 +19,7 @@ from nstage.atomic_output import staged_output
 from nstage.outputs.dicom import SegObject, build_pdf_object, build_seg_object, build_sr_object, output_file_names, save_objects
 from nstage.outputs.dicom.series import OutputSeries
 from nstage.geometry import save_nifti
-from nstage.pipeline import Analysis
+from nstage.analysis.findings import Analysis
 from nstage.outputs.report import ReportFiles, header_from_dataset, render_report
 
 RESULT = "result.json"

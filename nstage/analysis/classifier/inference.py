@@ -12,7 +12,7 @@ import torch
 from nstage.analysis.classifier.export import load_torchscript
 from nstage.analysis.classifier.patches import crop, extract_station_patches
 from nstage.analysis.classifier.settings import PatchSettings
-from nstage.analysis.classifier.slot import StationCall, StationCase
+from nstage.analysis.classifier.station_case import StationCall, StationCase
 from nstage.stations import load_stations
 
 

@@ -1,7 +1,7 @@
 """The station classifier slot of the pipeline.
 
 When the models folder holds the trained PET/CT network (MODELS/station_cnn/model.ts, written by
-`nstage train --export`, see nstage/classifier/), the slot is that CNN (nstage.analysis.classifier.inference).
+`nstage train --export`, see nstage/training/), the slot is that CNN (nstage.analysis.classifier.inference).
 Otherwise the slot is filled by the SUVmax baseline: the probability is SUVmax mapped through a
 logistic curve centred on the baseline threshold. Each is named as such in result.json `model`,
 so nobody mistakes the baseline for a trained network. The CNN is loaded once per process
@@ -11,45 +11,13 @@ so nobody mistakes the baseline for a trained network. The CNN is loaded once pe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
 
 from nstage import __version__
+from nstage.analysis.classifier.station_case import StationCall, StationCase, StationClassifier
 from nstage.analysis.config import analysis_config
-from nstage.geometry import Grid
-from nstage.analysis.measure import StationUptake
-
-
-@dataclass(frozen=True)
-class StationCall:
-    probability: float
-    malignant: bool
-
-
-@dataclass(frozen=True)
-class StationCase:
-    """Everything a station classifier may look at for one study (arrays ``[k, j, i]``, grids LPS)."""
-
-    hu: np.ndarray  # CT in HU on `ct_grid`
-    ct_grid: Grid
-    suv: np.ndarray  # SUVbw on `pet_grid`
-    pet_grid: Grid
-    stations: np.ndarray  # uint8 station labels (atlas/stations.json) on `ct_grid`
-    uptake: Mapping[str, StationUptake]  # station name -> measurements
-
-
-class StationClassifier(Protocol):
-    """The classifier slot: a description for result.json `model` and per-station calls."""
-
-    @property
-    def description(self) -> dict[str, object]: ...
-
-    def classify(self, case: StationCase) -> dict[str, StationCall]: ...
 
 
 @dataclass(frozen=True)
