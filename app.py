@@ -55,12 +55,14 @@ from monai.deploy.conditions import CountCondition  # noqa: E402
 from monai.deploy.core import AppContext, Application, RuntimeEnv  # noqa: E402
 from monai.deploy.exceptions import ItemNotExistsError  # noqa: E402
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator  # noqa: E402
-from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator  # noqa: E402
+from monai.deploy.operators.dicom_series_selector_operator import (
+    DICOMSeriesSelectorOperator,  # noqa: E402
+)
 
 from nstage.errors import InputError  # noqa: E402
+from nstage.ingest.series_selection import rules_path  # noqa: E402
 from nstage.pipeline import RunOptions, check_options  # noqa: E402
 from nstage.progress import StageTimer  # noqa: E402
-from nstage.ingest.series_selection import rules_path  # noqa: E402
 from operators import (  # noqa: E402
     AtlasRegistrationOperator,
     FindingsSrOperator,

@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def time_classifier(models: Path, held_out: Path, cases: int) -> dict[str, object]:
     import torch
 
-    from nstage.training.cohort import read_cohort
-    from nstage.analysis.measure import station_uptake
     from nstage.analysis.classifier.slot import load_classifier
     from nstage.analysis.classifier.station_case import StationCase
-    from nstage.stations import load_stations
+    from nstage.analysis.measure import station_uptake
     from nstage.ingest.study import load_study
+    from nstage.stations import load_stations
+    from nstage.training.cohort import read_cohort
 
     torch.set_num_threads(2)
     clf = load_classifier(models)

@@ -38,14 +38,14 @@ from scipy import ndimage
 from torch import nn
 
 from bench.machine import machine
+from nstage.analysis.classifier.settings import patch_settings
+from nstage.analysis.nrules import load_rules, stage, station_category
+from nstage.ingest.study import load_study
+from nstage.stations import station_names
+from nstage.synth.disease import DiseaseSpec, sample_disease
 from nstage.training.cache import load_cached
 from nstage.training.cohort import read_cohort
 from nstage.training.metrics import auroc
-from nstage.analysis.classifier.settings import patch_settings
-from nstage.analysis.nrules import load_rules, stage, station_category
-from nstage.stations import station_names
-from nstage.ingest.study import load_study
-from nstage.synth.disease import DiseaseSpec, sample_disease
 
 CATEGORIES = ("N1", "N2", "N3")
 N_NODE_FEATURES = 7

@@ -30,9 +30,9 @@ TARGET_S = 5.0
 
 def run(seed: int, repeats: int) -> dict[str, Any]:
     from bench.machine import machine
-    from nstage.outputs.dicom import write_dicom_outputs
     from nstage.geometry import load_nifti
     from nstage.ingest.study import load_study
+    from nstage.outputs.dicom import write_dicom_outputs
     from tests.test_dicom_outputs import pdf_bytes, result_from_truth
 
     work = Path(tempfile.mkdtemp(prefix="nstage-dicom-bench-"))

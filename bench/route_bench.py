@@ -24,7 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.machine import machine
-from tests.route_harness import Node, TestPacs, fast_route_config, send_study, study_uid_of, study_variant, wait_for
+from tests.route_harness import (
+    Node,
+    TestPacs,
+    fast_route_config,
+    send_study,
+    study_uid_of,
+    study_variant,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "route.json"

@@ -17,7 +17,11 @@ from nstage import __version__
 from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
 from nstage.analysis.blood_pool import measure_blood_pool
 from nstage.analysis.classifier.slot import load_classifier
-from nstage.analysis.classifier.station_case import StationCall, StationCase, StationClassifier
+from nstage.analysis.classifier.station_case import (
+    StationCall,
+    StationCase,
+    StationClassifier,
+)
 from nstage.analysis.findings import Analysis, Staging, StationFindings
 from nstage.analysis.measure import station_uptake
 from nstage.analysis.nrules import RulesError, load_rules, normalise_side, stage

@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from nstage.errors import InputError
-from nstage.outputs.folder import RESULT, build_report, build_seg, build_sr, save_outputs
+from nstage.outputs.folder import (
+    RESULT,
+    build_report,
+    build_seg,
+    build_sr,
+    save_outputs,
+)
 from nstage.pipeline import RunOptions, analyse_study
 from nstage.progress import StageTimer
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
+from nstage.analysis.classifier.slot import load_classifier
 from nstage.pipeline import classify_stations
 from nstage.progress import StageTimer
-from nstage.analysis.classifier.slot import load_classifier
 
 
 class StationClassifierOperator(Operator):

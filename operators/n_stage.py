@@ -5,7 +5,13 @@ from __future__ import annotations
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from nstage.analysis.findings import Analysis
-from nstage.pipeline import RunOptions, apply_rules, check_options, result_document, tumour_side
+from nstage.pipeline import (
+    RunOptions,
+    apply_rules,
+    check_options,
+    result_document,
+    tumour_side,
+)
 from nstage.progress import StageTimer
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
-from nstage.progress import StageTimer
 from nstage.ingest.study_from_series import study_from_sdk
+from nstage.progress import StageTimer
 
 
 class StudyVolumesOperator(Operator):

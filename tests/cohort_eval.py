@@ -6,11 +6,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from nstage.analysis.measure import station_uptake
+from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 from nstage.progress import StageTimer
 from nstage.stations import load_stations
 from nstage.synth.calibration import StationRow
 from nstage.synth.case import render_case
-from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 
 COHORT_SEED = 20261126
 COHORT_CASES = 50

@@ -12,12 +12,16 @@ import numpy as np
 import pytest
 
 from nstage import paths
-from nstage.stationmap.atlas import load_atlases, read_name_table, renumber
-from nstage.synth.reference_atlas import build_default_atlas, load_build_settings, render_atlas
 from nstage.errors import InputError
 from nstage.geometry import Grid, load_nifti, resample, save_nifti
+from nstage.stationmap.atlas import load_atlases, read_name_table, renumber
 from nstage.stationmap.label_fusion import majority_vote
 from nstage.stations import by_name, load_stations
+from nstage.synth.reference_atlas import (
+    build_default_atlas,
+    load_build_settings,
+    render_atlas,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_LABELS = {s.label for s in load_stations()}

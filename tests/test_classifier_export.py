@@ -7,10 +7,10 @@ import torch
 
 from nstage.analysis.classifier.export import export_torchscript, load_torchscript
 from nstage.analysis.classifier.model import build_model
-from nstage.geometry import Grid
-from nstage.analysis.measure import station_uptake
 from nstage.analysis.classifier.slot import SuvmaxSlotClassifier, load_classifier
 from nstage.analysis.classifier.station_case import StationCase
+from nstage.analysis.measure import station_uptake
+from nstage.geometry import Grid
 from nstage.stations import load_stations
 from tests.test_classifier_training import TINY
 

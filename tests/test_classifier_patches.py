@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from nstage.analysis.classifier.patches import crop, extract_station_patches, patch_grid, station_centres
+from nstage.analysis.classifier.patches import (
+    crop,
+    extract_station_patches,
+    patch_grid,
+    station_centres,
+)
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.geometry import Grid
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from nstage.training.cache import CachedCase, load_cached
-from nstage.training.cohort import CohortCase
 from nstage.analysis.classifier.settings import PatchSettings
-from nstage.training.train import train
 from nstage.analysis.nrules import stage
 from nstage.stations import load_stations
+from nstage.training.cache import CachedCase, load_cached
+from nstage.training.cohort import CohortCase
+from nstage.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = [s.station for s in load_stations()]

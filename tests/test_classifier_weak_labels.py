@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nstage.training.weak_labels import supervised_loss, weak_loss, weak_targets
 from nstage.analysis.nrules import weak_label_groups
 from nstage.stations import load_stations
+from nstage.training.weak_labels import supervised_loss, weak_loss, weak_targets
 
 STATIONS = [s.station for s in load_stations()]
 

@@ -11,8 +11,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
-from nstage.ingest.dicom_index import index_folder
 from nstage.errors import InputError
+from nstage.ingest.dicom_index import index_folder
 from tests.study_factory import CT_GRID, PET_GRID, STUDY, write_phantom_study
 
 

@@ -24,15 +24,15 @@ import pytest
 from pydicom.dataset import Dataset
 
 from nstage import __version__
-from nstage.outputs.dicom import output_file_names, write_dicom_outputs
-from nstage.outputs.dicom.series import output_config
-from nstage.errors import InputError
-from nstage.geometry import load_nifti
 from nstage.analysis.measure import station_uptake
 from nstage.analysis.nrules import stage
-from nstage.stations import by_label, by_name
+from nstage.errors import InputError
+from nstage.geometry import load_nifti
 from nstage.ingest.study import Study, load_study
+from nstage.outputs.dicom import output_file_names, write_dicom_outputs
+from nstage.outputs.dicom.series import output_config
 from nstage.outputs.validators import ToolReport, ValidatorMissing, validate_file
+from nstage.stations import by_label, by_name
 
 CASE = "case_0001"  # seed 424242: right tumour, N2 / N2a, malignant 4R and 11R (both codes exercised)
 SEG_BINARY = "1.2.840.10008.5.1.4.1.1.66.4"

@@ -15,7 +15,12 @@ import pytest
 
 from nstage.geometry import Grid
 from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
-from nstage.synth.dicom_writer import PetHeaderTruth, vendor_names, write_ct_series, write_pet_series
+from nstage.synth.dicom_writer import (
+    PetHeaderTruth,
+    vendor_names,
+    write_ct_series,
+    write_pet_series,
+)
 
 STUDY = PatientStudy(
     patient_name="Synth^Case007",

@@ -12,16 +12,20 @@ import numpy as np
 import pytest
 
 from nstage import paths
-from nstage.stationmap.atlas import AtlasImage, load_atlases
 from nstage.geometry import Grid, load_nifti
 from nstage.progress import StageTimer
-from nstage.stationmap.label_transfer import LabelSource, remove_islands, transfer_labels
+from nstage.stationmap.atlas import AtlasImage, load_atlases
+from nstage.stationmap.label_transfer import (
+    LabelSource,
+    remove_islands,
+    transfer_labels,
+)
 from nstage.stationmap.registration import map_stations
-from nstage.stationmap.registration_settings import load_settings
 from nstage.stationmap.registration_quality import grade, order_violations
-from nstage.stations import by_label, by_name
+from nstage.stationmap.registration_settings import load_settings
 from nstage.stationmap.thorax_landmarks import ThoraxLandmarks, find_landmarks
 from nstage.stationmap.working_grid import working_copy
+from nstage.stations import by_label, by_name
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CT = REPO.parent / "shared" / "data" / "real-ct" / "Lung_Dx-A0001"
@@ -163,8 +167,9 @@ def test_labels_are_carried_without_holes_or_bleeding() -> None:
 
 def test_several_atlases_are_fused_by_majority_vote(small_case, atlases, monkeypatch) -> None:
     """Three atlases (Elastix replaced by the pre-alignment alone, for speed): two agree, one is off."""
-    import nstage.stationmap.registration as registration
     from dataclasses import replace
+
+    import nstage.stationmap.registration as registration
 
     monkeypatch.setattr(registration, "run_elastix", lambda fixed, moving, grid, *a: np.zeros(grid.shape + (3,)))
     base = atlases[0]

@@ -16,8 +16,14 @@ import pytest
 
 from nstage.errors import InputError
 from nstage.geometry import Grid
-from nstage.outputs.report import ReportHeader, header_from_dataset, load_style, model_notice, render_report
-from nstage.outputs.report import images
+from nstage.outputs.report import (
+    ReportHeader,
+    header_from_dataset,
+    images,
+    load_style,
+    model_notice,
+    render_report,
+)
 from nstage.stations import load_stations
 
 LABEL = {s.station: s.label for s in load_stations()}

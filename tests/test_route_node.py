@@ -26,7 +26,17 @@ import requests
 
 from tests.conftest import REPO
 from tests.route_fake_pipeline import BASIC_TEXT_SR, tiny_dicom
-from tests.route_harness import Node, TestPacs, fast_route_config, orthanc_available, patient_identity, send_study, study_uid_of, study_variant, wait_for
+from tests.route_harness import (
+    Node,
+    TestPacs,
+    fast_route_config,
+    orthanc_available,
+    patient_identity,
+    send_study,
+    study_uid_of,
+    study_variant,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not orthanc_available(), reason="Orthanc (Debian package `orthanc`) or storescu (`dcmtk`) is not installed: "

@@ -12,8 +12,25 @@ from nstage.errors import InputError
 from nstage.route.backoff import Backoff
 from nstage.route.config import load_or_create_credentials, orthanc_config
 from nstage.route.fingerprint import fingerprint, folder_fingerprint
-from nstage.route.queue import DONE, FAILED, IGNORED, QUEUED, RUNNING, SENDING, SUPERSEDED, InvalidTransition, JobQueue, OutputFile
-from nstage.route.settings import CallingPeer, DicomPeer, NodeSettings, build_settings, check_aet
+from nstage.route.queue import (
+    DONE,
+    FAILED,
+    IGNORED,
+    QUEUED,
+    RUNNING,
+    SENDING,
+    SUPERSEDED,
+    InvalidTransition,
+    JobQueue,
+    OutputFile,
+)
+from nstage.route.settings import (
+    CallingPeer,
+    DicomPeer,
+    NodeSettings,
+    build_settings,
+    check_aet,
+)
 
 B = Backoff(1.0, 2.0, 8.0)
 

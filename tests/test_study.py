@@ -15,9 +15,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from nstage.ingest.dicom_index import index_folder
 from nstage.errors import InputError
 from nstage.geometry import Grid, load_nifti
+from nstage.ingest.dicom_index import index_folder
 from nstage.ingest.series_selection import load_rules, matches, select_ct_pet
 from nstage.ingest.study import Study, load_ct_volume, load_study
 from nstage.synth.dicom_writer import write_ct_series, write_pet_series
@@ -28,9 +28,9 @@ from tests.study_factory import (
     HOT_LPS,
     PET_GRID,
     STUDY,
+    case_truth_suv,
     edit_series,
     isotope,
-    case_truth_suv,
     pet_activity,
     suv_factor,
     write_phantom_study,

@@ -20,7 +20,13 @@ from nstage.cli import main
 from nstage.errors import InputError
 from nstage.geometry import LPS_TO_RAS
 from nstage.ingest.study import load_pet_series
-from nstage.ingest.suv import SUV_TYPES, body_mass_kg, body_surface_m2, normaliser, suv_factors
+from nstage.ingest.suv import (
+    SUV_TYPES,
+    body_mass_kg,
+    body_surface_m2,
+    normaliser,
+    suv_factors,
+)
 from nstage.synth import pet_vendors
 from nstage.synth.acquisition import suv_bw_factor
 from nstage.synth.dicom_writer import PetHeaderTruth, vendor_names, write_pet_series

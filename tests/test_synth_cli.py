@@ -12,8 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from nstage.geometry import Grid, load_nifti
 from nstage.analysis.nrules import stage
+from nstage.geometry import Grid, load_nifti
 from nstage.stations import load_stations
 from tests.conftest import REPO, SYNTH_SEED, load_truth
 

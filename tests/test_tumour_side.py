@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nstage.geometry import Grid
 from nstage.analysis.tumour_side import find_tumour_side
+from nstage.geometry import Grid
 
 
 @pytest.mark.slow

@@ -10,11 +10,11 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from nstage.ingest.dicom_index import index_folder
 from nstage.errors import InputError
 from nstage.geometry import Grid
-from nstage.synth.dicom_writer import write_ct_series
+from nstage.ingest.dicom_index import index_folder
 from nstage.ingest.volumes import load_volume, slice_summary
+from nstage.synth.dicom_writer import write_ct_series
 from tests.study_factory import CT_GRID, STUDY, ct_hu, edit_series
 
 

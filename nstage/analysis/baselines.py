@@ -11,7 +11,6 @@ from nstage.analysis.config import analysis_config
 from nstage.analysis.measure import StationUptake
 from nstage.analysis.nrules import NStage, stage
 
-
 MEASURES = {"suv_peak": "SUVpeak", "suv_max": "SUVmax", "suv_mean": "SUVmean"}
 
 

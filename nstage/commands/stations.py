@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nstage import paths
-    from nstage.stationmap.atlas import load_atlases
     from nstage.atomic_output import staged_output
     from nstage.geometry import save_nifti
-    from nstage.progress import StageTimer
-    from nstage.stationmap.registration import map_stations
-    from nstage.stationmap.preview import write_station_preview
     from nstage.ingest.study import load_ct_volume
+    from nstage.progress import StageTimer
+    from nstage.stationmap.atlas import load_atlases
+    from nstage.stationmap.preview import write_station_preview
+    from nstage.stationmap.registration import map_stations
 
     t0 = time.perf_counter()
     timer = StageTimer()

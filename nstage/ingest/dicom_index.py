@@ -29,8 +29,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from nstage.ingest.dicom_values import text
 from nstage.errors import InputError
+from nstage.ingest.dicom_values import text
 
 log = logging.getLogger("nstage.ingest.dicom_index")
 

@@ -28,11 +28,11 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from nstage.errors import InputError
 from nstage.ingest.dicom_index import DicomIndex, SeriesEntry
 from nstage.ingest.dicom_values import BadValue, number, text, words
-from nstage.errors import InputError
-from nstage.paths import config_dir
 from nstage.ingest.volumes import slice_summary
+from nstage.paths import config_dir
 
 log = logging.getLogger("nstage.ingest.series_selection")
 

@@ -14,10 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nstage.ingest.dicom_index import DicomIndex, SeriesEntry, index_folder
 from nstage.errors import InputError
 from nstage.geometry import resample
-from nstage.ingest.series_selection import Selection, select_ct, select_ct_pet, select_pet
+from nstage.ingest.dicom_index import DicomIndex, SeriesEntry, index_folder
+from nstage.ingest.series_selection import (
+    Selection,
+    select_ct,
+    select_ct_pet,
+    select_pet,
+)
 from nstage.ingest.suv import SuvInfo, suv_factors
 from nstage.ingest.volumes import Volume, load_volume, read_rescaled, stack_series
 

@@ -32,10 +32,15 @@ from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 
+from nstage.errors import InputError
 from nstage.ingest.dicom_index import DicomIndex, Instance, SeriesEntry
 from nstage.ingest.dicom_values import text
-from nstage.errors import InputError
-from nstage.ingest.series_selection import Selection, load_rules, matching, select_ct_pet
+from nstage.ingest.series_selection import (
+    Selection,
+    load_rules,
+    matching,
+    select_ct_pet,
+)
 from nstage.ingest.study import Study, study_from_selection
 
 log = logging.getLogger("nstage.ingest.study_from_series")

@@ -45,6 +45,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from nstage.errors import InputError
 from nstage.ingest.dicom_values import (
     BadValue,
     attribute_name,
@@ -58,7 +59,6 @@ from nstage.ingest.dicom_values import (
     time_value,
     words,
 )
-from nstage.errors import InputError
 from nstage.ingest.radionuclides import identify
 
 log = logging.getLogger("nstage.ingest.suv")

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from nstage.ingest.dicom_index import Instance, SeriesEntry
-from nstage.ingest.dicom_values import BadValue, number, numbers, text
 from nstage.errors import InputError
 from nstage.geometry import Grid, dicom_direction, grid_from_dicom
+from nstage.ingest.dicom_index import Instance, SeriesEntry
+from nstage.ingest.dicom_values import BadValue, number, numbers, text
 
 log = logging.getLogger("nstage.ingest.volumes")
 

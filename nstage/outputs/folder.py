@@ -15,11 +15,18 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from nstage.atomic_output import staged_output
-from nstage.outputs.dicom import SegObject, build_pdf_object, build_seg_object, build_sr_object, output_file_names, save_objects
-from nstage.outputs.dicom.series import OutputSeries
-from nstage.geometry import save_nifti
 from nstage.analysis.findings import Analysis
+from nstage.atomic_output import staged_output
+from nstage.geometry import save_nifti
+from nstage.outputs.dicom import (
+    SegObject,
+    build_pdf_object,
+    build_seg_object,
+    build_sr_object,
+    output_file_names,
+    save_objects,
+)
+from nstage.outputs.dicom.series import OutputSeries
 from nstage.outputs.report import ReportFiles, header_from_dataset, render_report
 
 RESULT = "result.json"

@@ -21,7 +21,11 @@ from pathlib import Path
 
 from nstage.errors import InputError
 from nstage.route.backoff import Backoff
-from nstage.route.config import load_or_create_credentials, orthanc_config, write_orthanc_config
+from nstage.route.config import (
+    load_or_create_credentials,
+    orthanc_config,
+    write_orthanc_config,
+)
 from nstage.route.logs import configure_node_logging
 from nstage.route.orthanc_api import OrthancClient
 from nstage.route.orthanc_process import OrthancProcess, orthanc_binary

@@ -25,11 +25,35 @@ import pydicom
 from nstage.route.config import load_or_create_credentials
 from nstage.route.fingerprint import file_sha256
 from nstage.route.intake import clean_incoming, delete_instances, handle_stable_study
-from nstage.route.layout import INSTANCES_FILE, input_dir, move_into_place, output_dir, remove, run_dir
+from nstage.route.layout import (
+    INSTANCES_FILE,
+    input_dir,
+    move_into_place,
+    output_dir,
+    remove,
+    run_dir,
+)
 from nstage.route.logs import configure_node_logging
 from nstage.route.orthanc_api import OrthancClient, OrthancUnavailable
-from nstage.route.pipeline_runner import CRASHED, INPUT_ERROR, OK, STOPPED, PipelineRun, RunOutcome, pipeline_command
-from nstage.route.queue import DONE, FAILED, QUEUED, RUNNING, SENDING, Job, JobQueue, OutputFile
+from nstage.route.pipeline_runner import (
+    CRASHED,
+    INPUT_ERROR,
+    OK,
+    STOPPED,
+    PipelineRun,
+    RunOutcome,
+    pipeline_command,
+)
+from nstage.route.queue import (
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SENDING,
+    Job,
+    JobQueue,
+    OutputFile,
+)
 from nstage.route.sender import SendError, store_file
 from nstage.route.settings import NodeSettings
 

@@ -29,19 +29,41 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from nstage.stationmap.atlas import AtlasImage
 from nstage.errors import InputError
 from nstage.geometry import Grid
-from nstage.stationmap.itk_bridge import from_itk, itk_module, read_parameter_files, to_itk
+from nstage.progress import StageTimer
+from nstage.stationmap.atlas import AtlasImage
+from nstage.stationmap.itk_bridge import (
+    from_itk,
+    itk_module,
+    read_parameter_files,
+    to_itk,
+)
 from nstage.stationmap.label_fusion import majority_vote
 from nstage.stationmap.label_transfer import LabelSource, sample_at, transfer_labels
 from nstage.stationmap.prealignment import PreAlignment, prealign
-from nstage.progress import StageTimer
-from nstage.stationmap.registration_quality import Grade, dice, dilate_mm, grade, jacobian_determinant, ncc, order_violations
-from nstage.stationmap.registration_settings import RegistrationSettings, elastix_folder, load_settings
-from nstage.stations import load_stations
-from nstage.stationmap.thorax_landmarks import LandmarkSettings, ThoraxLandmarks, find_landmarks, thorax_mask
+from nstage.stationmap.registration_quality import (
+    Grade,
+    dice,
+    dilate_mm,
+    grade,
+    jacobian_determinant,
+    ncc,
+    order_violations,
+)
+from nstage.stationmap.registration_settings import (
+    RegistrationSettings,
+    elastix_folder,
+    load_settings,
+)
+from nstage.stationmap.thorax_landmarks import (
+    LandmarkSettings,
+    ThoraxLandmarks,
+    find_landmarks,
+    thorax_mask,
+)
 from nstage.stationmap.working_grid import crop, working_copy
+from nstage.stations import load_stations
 
 LANDMARK_FIGURES = {"lung_volume_ml", "trachea_length_mm", "carina_height", "trachea_top_height", "carina_offset_mm",
                     "heart_offset_mm", "spine_offset_mm"}

@@ -13,7 +13,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from nstage.synth.shapes import Clipped, Ellipsoid, Profile, RoundedBox, Shape, Tube, Union, rotation_towards
+from nstage.synth.shapes import (
+    Clipped,
+    Ellipsoid,
+    Profile,
+    RoundedBox,
+    Shape,
+    Tube,
+    Union,
+    rotation_towards,
+)
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,33 @@ from typing import Any
 import numpy as np
 
 from nstage import __version__
-from nstage.geometry import Grid
 from nstage.analysis.nrules import stage
+from nstage.geometry import Grid
 from nstage.paths import config_dir
 from nstage.progress import StageTimer
 from nstage.stations import load_stations
 from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
-from nstage.synth.anatomy import Anatomy, AnatomyParams, Structure, build_anatomy, lung_vessel_tree, sample_params
+from nstage.synth.anatomy import (
+    Anatomy,
+    AnatomyParams,
+    Structure,
+    build_anatomy,
+    lung_vessel_tree,
+    sample_params,
+)
 from nstage.synth.dicom_writer import write_ct_series, write_pet_series
 from nstage.synth.disease import DiseaseSpec, sample_disease
 from nstage.synth.frame import CanonicalFrame, sample_frame
 from nstage.synth.lesions import PlacedNode, PlacedTumour, place_lesions
 from nstage.synth.rasterize import Canvas, paint_anatomy
-from nstage.synth.render import CtSettings, paint_lesions, render_ct, render_pet, sample_pet_settings, uptake_map
+from nstage.synth.render import (
+    CtSettings,
+    paint_lesions,
+    render_ct,
+    render_pet,
+    sample_pet_settings,
+    uptake_map,
+)
 from nstage.synth.station_builder import build_stations
 
 GENERATOR = "nstage-synth"

@@ -18,16 +18,18 @@ from typing import Any
 import numpy as np
 
 from nstage import __version__, paths
-from nstage.stationmap.atlas import FORMAT, MANIFEST
 from nstage.atomic_output import staged_output
 from nstage.geometry import Grid, save_nifti
 from nstage.progress import StageTimer
+from nstage.stationmap.atlas import FORMAT, MANIFEST
 from nstage.synth.anatomy import Anatomy, AnatomyParams, build_anatomy
-from nstage.synth.case import with_lung_vessels  # the generator's own way of adding lung vessels
+from nstage.synth.case import (
+    with_lung_vessels,  # the generator's own way of adding lung vessels
+)
 from nstage.synth.frame import identity_frame
 from nstage.synth.rasterize import Canvas, paint_anatomy
-from nstage.synth.shapes import Tube
 from nstage.synth.render import CtSettings, render_ct
+from nstage.synth.shapes import Tube
 from nstage.synth.station_builder import build_stations
 from nstage.synth.tissues import label
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nstage.training.cohort import CohortCase
 from nstage.analysis.classifier.patches import extract_station_patches
 from nstage.analysis.classifier.settings import PatchSettings
-from nstage.errors import InputError
 from nstage.analysis.measure import StationUptake
+from nstage.errors import InputError
 from nstage.stations import load_stations
+from nstage.training.cohort import CohortCase
 
 log = logging.getLogger("nstage.training")
 SOURCES = ("registration", "truth")

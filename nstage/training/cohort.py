@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nstage.errors import InputError
 from nstage.analysis.nrules import TNM9, normalise_side
+from nstage.errors import InputError
 
 TNM8 = ("N0", "N1", "N2", "N3")
 CSV_NAME = "cohort.csv"

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from nstage.analysis.config import analysis_config
+from nstage.analysis.nrules import stage
 from nstage.training.cache import CachedCase
 from nstage.training.metrics import mcnemar, nstage_metrics, roc_curve, station_metrics
-from nstage.analysis.nrules import stage
 
 log = logging.getLogger("nstage.training")
 

@@ -20,11 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from nstage.training.cache import CachedCase
 from nstage.analysis.classifier.model import StationNet, build_model
 from nstage.analysis.classifier.patches import crop
-from nstage.training.weak_labels import WeakTargets, group_scores, supervised_loss, weak_loss, weak_targets
 from nstage.errors import InputError
+from nstage.training.cache import CachedCase
+from nstage.training.weak_labels import (
+    WeakTargets,
+    group_scores,
+    supervised_loss,
+    weak_loss,
+    weak_targets,
+)
 
 log = logging.getLogger("nstage.training")
 CHECKPOINT = "checkpoint.pt"

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from nstage.training.cache import CachedCase, build_cache, load_cached
-from nstage.training.cohort import read_cohorts
 from nstage.analysis.classifier.settings import classifier_config, patch_settings
 from nstage.errors import InputError
+from nstage.training.cache import CachedCase, build_cache, load_cached
+from nstage.training.cohort import read_cohorts
 
 log = logging.getLogger("nstage.training")
 
@@ -121,8 +121,14 @@ def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path |
                      cache: Path | None, model: Path | None, train_cohorts: list[Path], train_source: str,
                      work: Path | None, build: bool = True) -> dict[str, Any]:
     """Cross-validation (no --model) or held-out testing of an exported model (--model)."""
-    from nstage.training.evaluate import MethodOutput, baselines, cross_validate, split_validation, write_report
     from nstage.analysis.classifier.layout import find_model
+    from nstage.training.evaluate import (
+        MethodOutput,
+        baselines,
+        cross_validate,
+        split_validation,
+        write_report,
+    )
     from nstage.training.train import predict, prepare, train
 
     cfg = classifier_config(config)

@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 
+from nstage.analysis.classifier.layout import METADATA, MODEL_DIR, MODEL_FILE
 from nstage.analysis.classifier.model import StationNet
 from nstage.errors import InputError
-
-from nstage.analysis.classifier.layout import METADATA, MODEL_DIR, MODEL_FILE
 
 
 def export_torchscript(model: StationNet, metadata: dict[str, Any], models_dir: Path, patch_size: int) -> Path:

@@ -16,7 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from nstage import __version__
-from nstage.analysis.classifier.station_case import StationCall, StationCase, StationClassifier
+from nstage.analysis.classifier.station_case import (
+    StationCall,
+    StationCase,
+    StationClassifier,
+)
 from nstage.analysis.config import analysis_config
 
 

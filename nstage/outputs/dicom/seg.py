@@ -23,8 +23,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from nstage import __version__
-from nstage.outputs.dicom.series import OutputSeries, coded, output_config
 from nstage.geometry import Grid
+from nstage.outputs.dicom.series import OutputSeries, coded, output_config
 from nstage.stations import Station, load_stations
 
 SEG_TYPES = ("BINARY", "LABELMAP")

@@ -20,15 +20,15 @@ import pydicom
 import pydicom.errors
 from pydicom.dataset import Dataset
 
+from nstage.errors import InputError
+from nstage.geometry import Grid
 from nstage.ingest.dicom_index import Instance, SeriesEntry
+from nstage.ingest.volumes import stack_series
 from nstage.outputs.dicom.pdf import PDF_MAGIC, build_encapsulated_pdf
 from nstage.outputs.dicom.seg import SEG_TYPES, SegmentPlan, build_segmentation
 from nstage.outputs.dicom.series import OutputSeries, new_series, new_uid, output_config
 from nstage.outputs.dicom.sr import build_report
-from nstage.errors import InputError
-from nstage.geometry import Grid
 from nstage.stations import load_stations
-from nstage.ingest.volumes import stack_series
 
 log = logging.getLogger("nstage.outputs.dicom")
 
