@@ -3,7 +3,7 @@
 Usage: python -m bench.dicom_outputs_bench [--seed S] [--repeats N] [--out bench/dicom_outputs.json]
 
 One clinical case is synthesised (`nstage synth`, not timed); its true station map and a result
-dict built from truth.json (as in tests/test_dicom_outputs.py) are handed to
+dict built from truth.json (as in tests/outputs/test_dicom_outputs.py) are handed to
 `write_dicom_outputs` with a one-page PDF. The wall and CPU time of the call (reading CT/PET headers,
 SEG, SR, PDF, writing the files) are measured `repeats` times, BINARY and LABELMAP. Target (issue 6):
 < 5 s per call for BINARY on this machine.
@@ -33,7 +33,7 @@ def run(seed: int, repeats: int) -> dict[str, Any]:
     from nstage.geometry import load_nifti
     from nstage.ingest.study import load_study
     from nstage.outputs.dicom import write_dicom_outputs
-    from tests.test_dicom_outputs import pdf_bytes, result_from_truth
+    from tests.outputs.test_dicom_outputs import pdf_bytes, result_from_truth
 
     work = Path(tempfile.mkdtemp(prefix="nstage-dicom-bench-"))
     try:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.machine import machine
-from tests.route_harness import (
+from tests.route.route_harness import (
     Node,
     TestPacs,
     fast_route_config,

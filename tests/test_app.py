@@ -28,7 +28,7 @@ from pydicom.uid import generate_uid
 
 from tests.conftest import REPO
 from tests.study_factory import edit_series, write_phantom_study
-from tests.test_study import BAD_STUDIES
+from tests.ingest.test_study import BAD_STUDIES
 
 if importlib.util.find_spec("holoscan") is None:  # checked without importing it into the test process
     pytest.skip("holoscan / monai-deploy-app-sdk is not installed", allow_module_level=True)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.study_factory import write_phantom_study
-from tests.test_study import BAD_STUDIES
+from tests.ingest.test_study import BAD_STUDIES
 
 END_TO_END = ("no-pet", "no-ct", "nac-only", "other-study", "not-dicom", "empty", "ct-gap", "no-weight")
 

@@ -115,7 +115,7 @@ def test_dicom_outputs_are_new_series_of_the_study_and_validate(pipeline_run: tu
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         assert ds.StudyInstanceUID == source.StudyInstanceUID and ds.PatientID == source.PatientID, modality
         series.add(ds.SeriesInstanceUID)
-        for report in validate_file(path, skip=("DicomSRValidator",)):  # pixelmed runs in tests/test_dicom_outputs.py
+        for report in validate_file(path, skip=("DicomSRValidator",)):  # pixelmed runs in tests/outputs/test_dicom_outputs.py
             assert report.ok, report.summary()
     assert len(series) == 3 and source.SeriesInstanceUID not in series
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and (out / "report.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,7 +12,7 @@ from nstage.analysis.classifier.station_case import StationCase
 from nstage.analysis.measure import station_uptake
 from nstage.geometry import Grid
 from nstage.stations import load_stations
-from tests.test_classifier_training import TINY
+from tests.training.test_classifier_training import TINY
 
 
 def _export(models_dir, threshold=0.5):

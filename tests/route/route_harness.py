@@ -24,7 +24,7 @@ from nstage.route.orthanc_process import OrthancProcess
 from nstage.route.queue import JobQueue
 from nstage.route.settings import CallingPeer, free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACS_AET = "TESTPACS"
 NODE_AET = "NSTAGE"
 

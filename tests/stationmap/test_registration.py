@@ -27,7 +27,7 @@ from nstage.stationmap.thorax_landmarks import ThoraxLandmarks, find_landmarks
 from nstage.stationmap.working_grid import working_copy
 from nstage.stations import by_label, by_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO.parent / "shared" / "data" / "real-ct" / "Lung_Dx-A0001"
 SEED = 515151  # not used in development, nor by the benchmark (900001 and up)
 pytestmark = pytest.mark.filterwarnings("ignore:builtin type .* has no __module__ attribute:DeprecationWarning")  # ITK SWIG

@@ -14,7 +14,7 @@ from nstage.cli import main
 from nstage.geometry import load_nifti, resample
 from nstage.ingest.study import load_pet_series
 
-DRO_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "suv-dro"
+DRO_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "suv-dro"
 TOLERANCE = 0.01
 
 

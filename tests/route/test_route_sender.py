@@ -12,7 +12,7 @@ import pytest
 
 from nstage.route.sender import SendError, store_file
 from nstage.route.settings import DicomPeer, free_port
-from tests.route_fake_pipeline import PDF_SOP_CLASS, tiny_dicom
+from tests.route.route_fake_pipeline import PDF_SOP_CLASS, tiny_dicom
 
 pytestmark = pytest.mark.skipif(not (shutil.which("storescu") and shutil.which("storescp")), reason="dcmtk (storescu, storescp) is not installed")
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"  # the SR class the pipeline writes; not in storescu's default proposals

@@ -25,8 +25,8 @@ import pytest
 import requests
 
 from tests.conftest import REPO
-from tests.route_fake_pipeline import BASIC_TEXT_SR, tiny_dicom
-from tests.route_harness import (
+from tests.route.route_fake_pipeline import BASIC_TEXT_SR, tiny_dicom
+from tests.route.route_harness import (
     Node,
     TestPacs,
     fast_route_config,

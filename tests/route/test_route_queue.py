@@ -208,7 +208,7 @@ def test_dicom_peer_and_ae_title_parsing() -> None:
 def test_settings_default_to_the_destination_as_the_only_caller_and_round_trip(tmp_path: Path) -> None:
     s = build_settings("NODE", 11112, "PACS@127.0.0.1:4242", tmp_path / "w", http_port=18042)
     assert s.allowed == (CallingPeer("PACS", "127.0.0.1"),)
-    assert s.stable_age_s == json.loads((Path(__file__).parents[1] / "config" / "route.json").read_text())["stable_age_s"]
+    assert s.stable_age_s == json.loads((Path(__file__).parents[2] / "config" / "route.json").read_text())["stable_age_s"]
     s.work.mkdir()
     s.save()
     assert NodeSettings.load(s.work) == s

@@ -17,8 +17,8 @@ from nstage.route.queue import DONE, FAILED, QUEUED, SENDING, JobQueue
 from nstage.route.sender import SendError
 from nstage.route.settings import build_settings
 from nstage.route.worker import Worker
-from tests.route_fake_pipeline import tiny_dicom
-from tests.route_harness import fast_route_config
+from tests.route.route_fake_pipeline import tiny_dicom
+from tests.route.route_harness import fast_route_config
 
 FAKE = Path(__file__).with_name("route_fake_pipeline.py")
 

@@ -20,7 +20,7 @@ from nstage.training.cache import CachedCase, load_cached
 from nstage.training.cohort import CohortCase
 from nstage.training.train import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAMES = [s.station for s in load_stations()]
 TINY = {
     "patch": {"spacing_mm": 4.0, "cache_size_voxels": 20, "size_voxels": 16, "ct_window_hu": [-200, 400], "suv_range": [0, 10],

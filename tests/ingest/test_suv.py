@@ -45,7 +45,7 @@ from tests.study_factory import (
     write_phantom_study,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAMBDA = math.log(2.0) / F18
 BASE_FACTOR = W * 1000.0 / (DOSE * math.exp(-LAMBDA * 3600.0))  # injection 10:00, scan 11:00
 

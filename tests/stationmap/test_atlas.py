@@ -23,7 +23,7 @@ from nstage.synth.reference_atlas import (
     render_atlas,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ALL_LABELS = {s.label for s in load_stations()}
 
 

@@ -36,7 +36,7 @@ from tests.study_factory import (
     write_phantom_study,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
