@@ -1,5 +1,7 @@
 """Small DICOM studies for the ingest and SUV tests, written with the synthetic generator's writers.
 
+- :data:`STUDY`, :data:`ACQ`: the phantom patient, study and PET acquisition (every test that writes
+  a small study uses these);
 - :func:`write_phantom_study`: a tiny CT + PET (milliseconds to write) with known geometry;
 - :func:`edit_series`: rewrite the headers of every file of a written series;
 - :func:`case_truth_suv`, :func:`case_study_and_acquisition`: facts of a case of the shared
@@ -44,7 +46,7 @@ STUDY = PatientStudy(
 ACQ = PetAcquisition(
     injected_dose_bq=3.1e8,
     injection_datetime=datetime(2025, 6, 2, 8, 0, 0),
-    scan_start=datetime(2025, 6, 2, 9, 2, 15),
+    scan_start=datetime(2025, 6, 2, 9, 2, 15, 250000),  # fractional seconds, as scanners write them
     bed_duration_s=120.0,
     bed_length_mm=40.0,
 )

@@ -14,36 +14,15 @@ import pydicom
 import pytest
 
 from nstage.geometry import Grid
-from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
+from nstage.synth.acquisition import suv_bw_factor
 from nstage.synth.dicom_writer import (
     PetHeaderTruth,
     vendor_names,
     write_ct_series,
     write_pet_series,
 )
+from tests.study_factory import ACQ, STUDY
 
-STUDY = PatientStudy(
-    patient_name="Synth^Case007",
-    patient_id="SYN007",
-    birth_date="19580312",
-    sex="F",
-    age_years=66,
-    weight_kg=71.4,
-    height_m=1.68,
-    study_uid="1.2.826.0.1.3680043.8.498.10001",
-    frame_of_reference_uid="1.2.826.0.1.3680043.8.498.10002",
-    study_datetime=datetime(2024, 3, 5, 9, 12, 0),
-    accession_number="ACC007",
-    study_id="S007",
-    uid_seed="test-dicom-writer",
-)
-ACQ = PetAcquisition(
-    injected_dose_bq=2.9e8,
-    injection_datetime=datetime(2024, 3, 5, 9, 40, 0),
-    scan_start=datetime(2024, 3, 5, 10, 41, 30, 250000),
-    bed_duration_s=120.0,
-    bed_length_mm=36.0,
-)
 PET_GRID = Grid(shape=(24, 32, 32), spacing=(4.0, 4.0, 4.0), origin=(-62.0, -62.0, -40.0))
 CT_GRID = Grid(shape=(10, 40, 48), spacing=(2.5, 2.0, 3.0), origin=(-60.0, -40.0, -30.0))
 REQUIRED_VENDORS = {
@@ -137,7 +116,7 @@ def test_ct_geometry_and_pixels(written: dict) -> None:
     assert list(ds.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"]
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert ds.Manufacturer == "nstage-synth" and ds.PatientName == STUDY.patient_name
-    assert float(ds.PatientWeight) == STUDY.weight_kg and ds.PatientAge == "066Y"
+    assert float(ds.PatientWeight) == STUDY.weight_kg and ds.PatientAge == f"{STUDY.age_years:03d}Y"
     assert "ContrastBolusAgent" in ds
     assert "ContrastBolusAgent" not in pydicom.dcmread(written["ct_plain"][0])
 
