@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nstage import __version__
-from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
+from nstage.analysis.baselines import blood_pool_baseline, combined_baseline, ct_size_baseline, suvmax_baseline
 from nstage.analysis.blood_pool import measure_blood_pool
 from nstage.analysis.classifier.slot import load_classifier
 from nstage.analysis.classifier.station_case import (
@@ -24,6 +24,7 @@ from nstage.analysis.classifier.station_case import (
 )
 from nstage.analysis.findings import Analysis, Staging, StationFindings
 from nstage.analysis.measure import station_uptake
+from nstage.analysis.nodes import StationNodes, read_nodes
 from nstage.analysis.nrules import RulesError, load_rules, normalise_side, stage
 from nstage.analysis.tumour_side import TumourSide, find_tumour_side
 from nstage.errors import InputError
@@ -35,6 +36,14 @@ from nstage.stationmap.registration import StationResult, map_stations
 from nstage.stations import load_stations
 
 log = logging.getLogger("nstage")
+
+
+def _node_fields(nodes: StationNodes | None) -> dict[str, Any]:
+    """result.json's node fields of one station (index_node, nodes, node_candidates)."""
+    if nodes is None:
+        return {"index_node": None, "nodes": [], "node_candidates": 0}
+    return {"index_node": nodes.index_node.as_dict() if nodes.index_node else None,
+            "nodes": [n.as_dict() for n in nodes.nodes], "node_candidates": nodes.candidates}
 
 
 @dataclass(frozen=True)
@@ -69,17 +78,23 @@ def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer | 
 
 
 def measure_stations(study: Study, reg: StationResult, timer: StageTimer | None = None) -> StationFindings:
-    """SUV figures of every mapped station and of the blood pool."""
+    """SUV figures of every mapped station and of the blood pool, the primary tumour, and the nodes of every station."""
     timer = timer or StageTimer()
     assert reg.labels is not None
     names = {s.label: s.station for s in load_stations()}
+    ct, pet = study.ct, study.pet
     with timer.stage("station measurements"):
-        by_label = station_uptake(study.pet.array, study.pet.grid, reg.labels, study.ct.grid)
+        by_label = station_uptake(pet.array, pet.grid, reg.labels, ct.grid)
         uptake = {names[k]: v for k, v in sorted(by_label.items())}
-        pool = measure_blood_pool(reg.regions.get("blood_pool"), study.ct.array, study.ct.grid, study.pet.array, study.pet.grid)
+        pool = measure_blood_pool(reg.regions.get("blood_pool"), ct.array, ct.grid, pet.array, pet.grid)
     if not pool.available:
         log.warning("blood pool not measured: %s", pool.reason)
-    return StationFindings(reg, reg.labels, uptake, pool)
+    with timer.stage("tumour side"):
+        primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, reg.labels, pool.suv_mean)
+    with timer.stage("node reading"):
+        tumour_suv = primary.primary.suv_max if primary.primary is not None else None
+        nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, reg.labels, names, pool.suv_mean, tumour_suv)
+    return StationFindings(reg, reg.labels, uptake, pool, primary, nodes)
 
 
 def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationFindings:
@@ -98,11 +113,13 @@ def classify_stations(study: Study, findings: StationFindings, classifier: Stati
 
 
 def tumour_side(study: Study, findings: StationFindings, side_given: str | None, timer: StageTimer | None = None) -> TumourSide:
-    """The side given by the user, else the one found on the images."""
+    """The side given by the user, else the one found on the images (by measure_stations, or here)."""
     timer = timer or StageTimer()
+    if side_given:
+        return TumourSide(side_given, "user", reasons=("given by the user (--tumour-side)",))
+    if findings.primary is not None:
+        return findings.primary
     with timer.stage("tumour side"):
-        if side_given:
-            return TumourSide(side_given, "user", reasons=("given by the user (--tumour-side)",))
         return find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.blood_pool.suv_mean)
 
 
@@ -116,6 +133,9 @@ def apply_rules(findings: StationFindings, side: TumourSide, calls: dict[str, St
         baselines = [suvmax_baseline(findings.uptake, side.side, rules)]
         if pool is not None:
             baselines.append(blood_pool_baseline(findings.uptake, pool, side.side, rules))
+        baselines.append(ct_size_baseline(findings.uptake, findings.nodes, side.side, rules))
+        if pool is not None:
+            baselines.append(combined_baseline(findings.uptake, findings.nodes, side.side, rules))
     return Staging(side, calls, n, tuple(baselines), rules)
 
 
@@ -131,8 +151,9 @@ def result_document(study: Study, findings: StationFindings, staging: Staging, m
     names = [s.station for s in load_stations()]
     calls, side = staging.calls, staging.side
     baseline: dict[str, Any] = {b.name: b.as_dict() for b in staging.baselines}
-    if "blood_pool" not in baseline:
-        baseline["blood_pool"] = {"name": "blood_pool", "available": False, "reason": findings.blood_pool.reason}
+    for name in ("blood_pool", "combined"):
+        if name not in baseline:
+            baseline[name] = {"name": name, "available": False, "reason": findings.blood_pool.reason}
     return {
         "app": {"name": "nstage", "version": __version__},
         "study": {"study_instance_uid": study.ct.study_uid, "ct_series": study.ct.series_uid, "pet_series": study.pet.series_uid},
@@ -145,7 +166,7 @@ def result_document(study: Study, findings: StationFindings, staging: Staging, m
         "stations": {
             s: {"malignant": calls[s].malignant, "probability": calls[s].probability, "suv_max": round(u.suv_max, 3),
                 "suv_mean": round(u.suv_mean, 3), "suv_peak": round(u.suv_peak, 3), "volume_ml": round(u.volume_ml, 2),
-                "hottest_point_lps": [round(v, 1) for v in u.hottest_point_lps]}
+                "hottest_point_lps": [round(v, 1) for v in u.hottest_point_lps], **_node_fields(findings.nodes.get(s))}
             for s, u in findings.uptake.items()
         },
         "stations_missing": [s for s in names if s not in findings.uptake],

@@ -17,10 +17,13 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     side = result["tumour_side"] or "unknown"
     lines = [f"N stage: {result['n_stage']['tnm8']} (TNM 8), {result['n_stage']['tnm9']} (TNM 9); tumour side {side} "
              f"({result['tumour_side_source']}); rule set {result['rule_set']}; model {result['model']['name']}",
-             f"{'station':>7} {'call':<9} {'prob':>5} {'SUVmax':>7} {'SUVpeak':>7} {'ml':>6}"]
+             f"{'station':>7} {'call':<9} {'prob':>5} {'SUVmax':>7} {'SUVpeak':>7} {'ml':>6} {'node mm':>7} {'node SUV':>8} {'grade':>5}"]
     for name, s in result["stations"].items():
+        node = s.get("index_node")  # older results have no node fields
+        node_cols = (f" {node['short_axis_mm']:>7.1f} {node['suv_max']:>8.2f} {node['visual_grade'] or '-':>5}" if node
+                     else f" {'-':>7} {'-':>8} {'-':>5}")
         lines.append(f"{name:>7} {'MALIGNANT' if s['malignant'] else 'benign':<9} {s['probability']:>5.2f} {s['suv_max']:>7.2f} "
-                     f"{s['suv_peak']:>7.2f} {s['volume_ml']:>6.1f}")
+                     f"{s['suv_peak']:>7.2f} {s['volume_ml']:>6.1f}{node_cols}")
     for name, b in result.get("baseline", {}).items():
         if "n_stage" in b:
             lines.append(f"baseline {name} ({b['rule']}): {b['n_stage']['tnm8']} / {b['n_stage']['tnm9']}")

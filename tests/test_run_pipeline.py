@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 
 from nstage.geometry import load_nifti
 from tests.conftest import REPO, load_truth
@@ -56,7 +57,7 @@ def test_result_holds_the_contract(pipeline_run: tuple[Path, Path]) -> None:
     assert r["model"]["name"] and r["model"]["version"] and r["model"]["training_data"]
     assert {"load study", "stations (atlas registration)", "station classifier", "N rules"} <= set(r["timings_s"])
     assert r["tumour_side_source"] in ("auto", "not found")
-    assert set(r["baseline"]) == {"suvmax", "blood_pool"}
+    assert set(r["baseline"]) == {"suvmax", "blood_pool", "ct_size", "combined"}
     names = sorted(p.name for p in out.iterdir())
     assert "result.json" in names and "stations.nii.gz" in names
     assert not [n for n in names if n.startswith(".")], names
@@ -119,3 +120,44 @@ def test_dicom_outputs_are_new_series_of_the_study_and_validate(pipeline_run: tu
             assert report.ok, report.summary()
     assert len(series) == 3 and source.SeriesInstanceUID not in series
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+NODE_FIELDS = {"centre_lps", "short_axis_mm", "long_axis_mm", "volume_ml", "hu_mean", "suv_max", "suv_peak", "blood_pool_ratio",
+               "tumour_ratio", "calcified", "fat_containing", "low_density_centre", "visual_grade"}  # the contract of the node-reading issue
+
+
+def test_result_holds_the_nodes_of_every_station(pipeline_run: tuple[Path, Path]) -> None:
+    case, out = pipeline_run
+    r = _result(out)
+    truth = load_truth(case)
+    with_node = 0
+    for name, s in r["stations"].items():
+        assert {"index_node", "nodes", "node_candidates"} <= set(s), name
+        if s["index_node"] is None:
+            assert s["nodes"] == [], name
+            continue
+        with_node += 1
+        assert s["nodes"][0] == s["index_node"] and len(s["nodes"]) <= s["node_candidates"]
+        for n in s["nodes"]:
+            assert NODE_FIELDS <= set(n), name
+            assert len(n["centre_lps"]) == 3 and 0 < n["short_axis_mm"] <= n["long_axis_mm"] and n["volume_ml"] > 0
+            assert n["suv_max"] >= n["suv_peak"] * 0.5 and n["visual_grade"] in (1, 2, 3, 4, 5)
+            assert n["blood_pool_ratio"] == pytest.approx(n["suv_max"] / r["blood_pool"]["suv_mean"], rel=0.01)
+    assert with_node >= 5
+    # the largest true node (truth.json) is read within 5 mm of where the generator put it
+    biggest = max(truth["nodes"], key=lambda n: n["short_axis_mm"])
+    found = [n for s in r["stations"].values() for n in s["nodes"]]
+    assert min(np.linalg.norm(np.subtract(n["centre_lps"], biggest["centre_lps"])) for n in found) <= 5.0
+
+
+def test_the_two_reader_rules_follow_from_the_nodes(pipeline_run: tuple[Path, Path]) -> None:
+    _, out = pipeline_run
+    r = _result(out)
+    size = r["baseline"]["ct_size"]["stations"]
+    for name, s in r["stations"].items():
+        assert size[name]["malignant"] == any(n["short_axis_mm"] >= 10.0 for n in s["nodes"]), name
+    combined = r["baseline"]["combined"]["stations"]
+    for name, s in r["stations"].items():
+        expect = any(not n["calcified"] and (n["visual_grade"] >= 4 or (n["short_axis_mm"] >= 10.0 and n["visual_grade"] >= 3))
+                     for n in s["nodes"])
+        assert combined[name]["malignant"] == expect, name

@@ -6,7 +6,8 @@ The pipeline (nstage/pipeline.py) fills these; the outputs (nstage/outputs/) are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from nstage.analysis.baselines import BaselineResult
 from nstage.analysis.blood_pool import BloodPool
 from nstage.analysis.classifier.station_case import StationCall
 from nstage.analysis.measure import StationUptake
+from nstage.analysis.nodes import StationNodes
 from nstage.analysis.nrules import NStage
 from nstage.analysis.tumour_side import TumourSide
 from nstage.ingest.study import Study
@@ -29,6 +31,8 @@ class StationFindings:
     labels: np.ndarray  # uint8 station labels on the CT grid
     uptake: dict[str, StationUptake]  # station name -> measurements, in atlas/stations.json order
     blood_pool: BloodPool
+    primary: TumourSide | None = None  # the primary tumour as found on the images (whatever side the user gives)
+    nodes: Mapping[str, StationNodes] = field(default_factory=dict)  # station name -> nodes read in it
 
 
 @dataclass(frozen=True)

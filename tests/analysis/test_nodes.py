@@ -1,0 +1,160 @@
+"""Node reading on a phantom with known nodes: found where they are, measured as drawn, vessels left out, CT signs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from nstage.analysis.nodes import axial_axes, index_node, node_settings, read_nodes, visual_grade
+from nstage.geometry import Grid, resample
+
+CT = Grid(shape=(40, 110, 110), spacing=(0.8, 0.8, 2.0), origin=(-44.0, -44.0, -40.0))
+PET = Grid(shape=(22, 24, 24), spacing=(4.0, 4.0, 4.0), origin=(-46.0, -46.0, -42.0))
+BLOOD_POOL = 1.8
+NODES = {  # name: centre (LPS mm), semi-axes (x, y, z) mm, HU, SUV of the node tissue
+    "hot": ((-12.0, -10.0, -4.0), (7.0, 5.0, 8.0), 35.0, 8.0),
+    "small": ((12.0, -14.0, 10.0), (3.0, 3.0, 4.0), 35.0, 1.0),
+    "calcified": ((14.0, 14.0, -10.0), (4.5, 4.5, 5.0), 35.0, 1.2),
+    "fatty": ((-14.0, 14.0, 12.0), (6.5, 6.5, 6.0), 35.0, 1.2),
+}
+VESSEL_X, VESSEL_Y, VESSEL_R = 4.0, 2.0, 6.0
+
+
+def ellipsoid(centre: tuple[float, float, float], semi: tuple[float, float, float], grid: Grid = CT) -> np.ndarray:
+    x, y, z = grid.axis_coordinates()
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    return ((xx - centre[0]) / semi[0]) ** 2 + ((yy - centre[1]) / semi[1]) ** 2 + ((zz - centre[2]) / semi[2]) ** 2 <= 1.0
+
+
+@pytest.fixture(scope="module")
+def phantom() -> dict:
+    rng = np.random.default_rng(5)
+    hu = np.full(CT.shape, -95.0, np.float32)
+    x, y, z = CT.axis_coordinates()
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    vessel = (xx - VESSEL_X) ** 2 + (yy - VESSEL_Y) ** 2 <= VESSEL_R**2  # runs through the whole box along z
+    hu[vessel] = 40.0
+    act = np.full(CT.shape, 0.35, np.float32)
+    act[vessel] = BLOOD_POOL
+    for name, (c, semi, h, suv) in NODES.items():
+        m = ellipsoid(c, semi)
+        hu[m], act[m] = h, suv
+    hu[ellipsoid(NODES["calcified"][0], (2.5, 2.5, 3.0))] = 650.0
+    hu[ellipsoid((NODES["fatty"][0][0] + 2.0, NODES["fatty"][0][1], NODES["fatty"][0][2]), (2.5, 2.5, 3.0))] = -95.0  # fatty hilum
+    hu = ndimage.gaussian_filter(hu, (0.4, 0.6, 0.6)) + rng.normal(0, 6.0, CT.shape).astype(np.float32)
+    stations = np.zeros(CT.shape, np.uint8)
+    stations[(np.abs(xx) < 30) & (np.abs(yy) < 30) & (np.abs(zz) < 24)] = 7
+    pet_fine = ndimage.gaussian_filter(act, (6.0 / 2.355 / 2.0, 6.0 / 2.355 / 0.8, 6.0 / 2.355 / 0.8))
+    suv = resample(pet_fine, CT, PET, order=1, fill=0.35).astype(np.float32)
+    found = read_nodes(hu, CT, suv, PET, stations, {7: "7"}, BLOOD_POOL, 10.0)["7"]
+    return {"hu": hu, "suv": suv, "stations": stations, "found": found}
+
+
+def nearest(found, centre: tuple[float, float, float]):
+    return min(found.nodes, key=lambda n: float(np.linalg.norm(np.subtract(n.centre_lps, centre))))
+
+
+def test_every_node_is_found_where_it_is(phantom: dict) -> None:
+    found = phantom["found"]
+    for name, (c, *_rest) in NODES.items():
+        n = nearest(found, c)
+        assert np.linalg.norm(np.subtract(n.centre_lps, c)) < 2.5, name
+
+
+def test_axes_are_measured_in_the_axial_plane(phantom: dict) -> None:
+    hot = nearest(phantom["found"], NODES["hot"][0])
+    assert hot.short_axis_mm == pytest.approx(10.0, abs=1.2)
+    assert hot.long_axis_mm == pytest.approx(14.0, abs=1.5)
+    small = nearest(phantom["found"], NODES["small"][0])
+    assert small.short_axis_mm == pytest.approx(6.0, abs=1.2)
+
+
+def test_the_vessel_is_no_candidate(phantom: dict) -> None:
+    for n in phantom["found"].nodes:
+        assert np.hypot(n.centre_lps[0] - VESSEL_X, n.centre_lps[1] - VESSEL_Y) > VESSEL_R, n
+        assert n.long_axis_mm < 20.0
+
+
+def test_index_node_is_the_hottest_avid_one(phantom: dict) -> None:
+    found = phantom["found"]
+    hot = nearest(found, NODES["hot"][0])
+    assert found.index_node == hot and found.nodes[0] == hot
+    assert hot.visual_grade == 5 and hot.suv_max > 3.0
+    assert hot.blood_pool_ratio == pytest.approx(hot.suv_max / BLOOD_POOL)
+    assert hot.tumour_ratio == pytest.approx(hot.suv_max / 10.0)
+
+
+def test_ct_signs(phantom: dict) -> None:
+    found = phantom["found"]
+    calc, fatty, hot = (nearest(found, NODES[k][0]) for k in ("calcified", "fatty", "hot"))
+    assert calc.calcified and not hot.calcified and not fatty.calcified
+    assert fatty.fat_containing and not hot.fat_containing
+    assert hot.hu_mean == pytest.approx(35.0, abs=10.0)
+    assert not hot.low_density_centre
+
+
+def test_a_low_density_centre_is_seen() -> None:
+    hu = np.full(CT.shape, -95.0, np.float32)
+    c = (0.0, 0.0, 0.0)
+    hu[ellipsoid(c, (9.0, 9.0, 9.0))] = 35.0
+    hu[ellipsoid(c, (4.5, 4.5, 5.0))] = 12.0  # necrosis: fluid density, not fat
+    stations = np.zeros(CT.shape, np.uint8)
+    stations[ellipsoid(c, (20.0, 20.0, 20.0))] = 4
+    suv = np.full(PET.shape, 1.0, np.float32)
+    n = read_nodes(hu, CT, suv, PET, stations, {4: "4R"}, BLOOD_POOL, None)["4R"].index_node
+    assert n is not None and n.low_density_centre and not n.fat_containing and n.tumour_ratio is None
+
+
+def test_a_node_of_the_neighbouring_station_is_read_there() -> None:
+    hu = np.full(CT.shape, -95.0, np.float32)
+    hu[ellipsoid((6.0, 0.0, 0.0), (4.0, 4.0, 5.0))] = 35.0  # inside station 2, 2 mm from station 1's border
+    x, _, _ = CT.axis_coordinates()
+    stations = np.zeros(CT.shape, np.uint8)
+    stations[:, :, x < 0] = 1
+    stations[:, :, x >= 0] = 2
+    stations[:, :, x > 30] = 0
+    suv = np.full(PET.shape, 1.0, np.float32)
+    found = read_nodes(hu, CT, suv, PET, stations, {1: "A", 2: "B"}, BLOOD_POOL, None)
+    assert found["A"].index_node is None and found["B"].index_node is not None
+
+
+def test_axial_axes_of_an_ellipse() -> None:
+    j, i = np.mgrid[-40:41, -40:41] * 0.25
+    long_ax, short_ax = axial_axes((i / 8.0) ** 2 + (j / 5.0) ** 2 <= 1.0, (0.25, 0.25))
+    assert long_ax == pytest.approx(16.0, abs=0.2) and short_ax == pytest.approx(10.0, abs=0.2)
+
+
+def test_visual_grade_against_the_blood_pool() -> None:
+    s = node_settings()
+    assert [visual_grade(v, 2.0, s) for v in (0.5, 1.5, 2.0, 3.0, 5.0)] == [1, 2, 3, 4, 5]
+    assert visual_grade(3.0, None, s) is None
+
+
+def test_index_node_falls_back_to_the_largest() -> None:
+    s = node_settings()
+    n = read_nodes(np.full(CT.shape, -95.0, np.float32), CT, np.ones(PET.shape, np.float32), PET,
+                   np.zeros(CT.shape, np.uint8), {}, BLOOD_POOL, None)
+    assert n == {}
+    base = dict(centre_lps=(0.0, 0.0, 0.0), long_axis_mm=12.0, volume_ml=0.5, hu_mean=35.0, suv_peak=1.0, blood_pool_ratio=0.6,
+                tumour_ratio=None, calcified=False, fat_containing=False, low_density_centre=False, source="ct")
+    from nstage.analysis.nodes import Node
+
+    small_hot = Node(short_axis_mm=6.0, suv_max=4.0, visual_grade=4, **base)
+    big_cold = Node(short_axis_mm=11.0, suv_max=1.0, visual_grade=2, **base)
+    assert index_node([big_cold, small_hot], s) is small_hot
+    assert index_node([big_cold, dataclasses.replace(small_hot, visual_grade=3)], s) is big_cold
+
+
+def test_thick_slices_do_not_shrink_the_axes() -> None:
+    """A 12 x 9 mm node centred between two 5 mm slices: the 3-D moments give its widest axial section."""
+    from nstage.analysis.nodes import ellipsoid_axial_axes
+
+    grid = Grid(shape=(12, 30, 30), spacing=(1.5, 1.5, 5.0), origin=(-22.0, -22.0, -27.5))
+    m = ellipsoid((0.0, 0.0, 0.0), (6.0, 4.5, 7.0), grid)
+    long_ax, short_ax = ellipsoid_axial_axes(m, grid.spacing)
+    assert long_ax == pytest.approx(12.0, abs=1.0) and short_ax == pytest.approx(9.0, abs=1.0)
+    widest = max(axial_axes(sl, (1.5, 1.5))[1] for sl in m)
+    assert widest < short_ax  # the nearest slice alone under-reads it
