@@ -2,7 +2,8 @@
 
 One `small` case of the session cohort (tests/conftest.py) is loaded once; its true station map
 (truth_stations.nii.gz) and a result dict built from truth.json, the station measurements and
-the N rules stand in for the pipeline's output. The writer gets the CT files in reversed slice
+the N rules stand in for the pipeline's output; its node readings (index nodes) come from
+truth.json's nodes, station NO_NODE_STATION reading no node. The writer gets the CT files in reversed slice
 order, so frame placement must come from geometry, not from list order. Every object written is
 run through the validators (nstage.outputs.validators); any error fails, and only the warnings listed in
 EXPLAINED_WARNINGS are tolerated.
@@ -22,6 +23,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
 
 from nstage import __version__
 from nstage.analysis.measure import station_uptake
@@ -38,6 +40,9 @@ CASE = "case_0001"  # seed 424242: right tumour, N2 / N2a, malignant 4R and 11R 
 SEG_BINARY = "1.2.840.10008.5.1.4.1.1.66.4"
 SEG_LABELMAP = "1.2.840.10008.5.1.4.1.1.66.7"
 PDF_SOP = "1.2.840.10008.5.1.4.1.1.104.1"
+NO_NODE_STATION = "7"  # its node reading found nothing: index_node null, no node group in the SR
+NODE_FIELDS = ("index_node", "nodes", "node_candidates")
+GRADE_WORDS = {1: "absent", 2: "below blood pool", 3: "equal to blood pool", 4: "above blood pool", 5: "far above blood pool"}
 
 # Warnings the validators give on correct objects, and why they are tolerated.
 EXPLAINED_WARNINGS = {
@@ -87,6 +92,31 @@ def result_from_truth(case_dir: Path, study: Study, labels: np.ndarray) -> dict[
     }
 
 
+def with_index_nodes(result: dict[str, Any], case_dir: Path) -> dict[str, Any]:
+    """`result` with result.json's node fields per station, made from truth.json's nodes (the hottest
+    first, the index node; centre, short and long axis as generated)."""
+    truth = json.loads((case_dir / "truth.json").read_text())
+    out = dict(result, stations={s: dict(v) for s, v in result["stations"].items()})
+    for station, values in out["stations"].items():
+        found = [] if station == NO_NODE_STATION else [n for n in truth["nodes"] if n["station"] == station]
+        found.sort(key=lambda n: (-n["suv"], -n["short_axis_mm"]))
+        nodes = []
+        for n in found:
+            grade = 4 if n["malignant"] else 2
+            nodes.append({"centre_lps": [round(v, 1) for v in n["centre_lps"]], "short_axis_mm": round(n["short_axis_mm"], 1),
+                          "long_axis_mm": round(n["long_axis_mm"], 1), "volume_ml": 0.6, "hu_mean": 38.0, "suv_max": round(n["suv"], 3),
+                          "suv_peak": round(0.8 * n["suv"], 3), "blood_pool_ratio": None, "tumour_ratio": None,
+                          "calcified": bool(n["calcified"]), "fat_containing": False, "low_density_centre": False,
+                          "visual_grade": grade, "visual_grade_text": GRADE_WORDS[grade], "source": "ct"})
+        values.update(index_node=nodes[0] if nodes else None, nodes=nodes, node_candidates=len(nodes))
+    return out
+
+
+def without_node_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """`result` as result.json read before node reading existed."""
+    return dict(result, stations={s: {k: x for k, x in v.items() if k not in NODE_FIELDS} for s, v in result["stations"].items()})
+
+
 class Written:
     """One study's inputs and the objects written for it."""
 
@@ -95,7 +125,7 @@ class Written:
         labels, grid = load_nifti(case_dir / "truth_stations.nii.gz")
         assert grid.shape == self.study.ct.grid.shape and np.allclose(grid.affine, self.study.ct.grid.affine, atol=1e-3)
         self.labels = labels.astype(np.uint8)
-        self.result = result_from_truth(case_dir, self.study, self.labels)
+        self.result = with_index_nodes(result_from_truth(case_dir, self.study, self.labels), case_dir)
         self.pdf = pdf_bytes()
         self.ct = [pydicom.dcmread(f, stop_before_pixels=True) for f in self.study.ct.files]
         self.pet = [pydicom.dcmread(f, stop_before_pixels=True) for f in self.study.pet.files]
@@ -275,16 +305,43 @@ def measurement_groups(sr: Dataset) -> list[Dataset]:
     return [g for g in _children(imaging) if _name(g) == "125007"]
 
 
+def tracking_id(group: Dataset) -> str:
+    return next(i.TextValue for i in _children(group) if _name(i) == "112039")
+
+
+def station_groups(sr: Dataset) -> list[Dataset]:
+    return [g for g in measurement_groups(sr) if not tracking_id(g).endswith(" index node")]
+
+
+def node_groups(sr: Dataset) -> dict[str, Dataset]:
+    """Index node groups by station ("station 4R index node" -> "4R")."""
+    return {tracking_id(g).split()[1]: g for g in measurement_groups(sr) if tracking_id(g).endswith(" index node")}
+
+
+def num_values(group: Dataset) -> dict[tuple[str, str | None], tuple[float, str]]:
+    """(concept code, derivation code or None) -> (value, unit code) of a group's NUM items."""
+    nums = {}
+    for i in _children(group):
+        if i.ValueType != "NUM":
+            continue
+        deriv = [c.ConceptCodeSequence[0].CodeValue for c in _children(i) if _name(c) == "121401"]
+        mv = i.MeasuredValueSequence[0]
+        key = (_name(i), deriv[0] if deriv else None)
+        assert key not in nums, f"{key} twice in group {tracking_id(group)!r}"
+        nums[key] = (float(mv.NumericValue), mv.MeasurementUnitsCodeSequence[0].CodeValue)
+    return nums
+
+
 def test_sr_station_groups_carry_measurements_and_calls(written: Written) -> None:
     sr, cfg = written.sr, output_config()["sr"]
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     seg_uids = {d.TrackingUID: d.TrackingID for d in written.seg.SegmentSequence}
     seg_numbers = {v: k for k, v in segment_station(written.seg).items()}
-    groups = measurement_groups(sr)
+    groups = station_groups(sr)
     assert len(groups) == len(written.result["stations"])
     for g in groups:
         items = _children(g)
-        tracking = next(i.TextValue for i in items if _name(i) == "112039")
+        tracking = tracking_id(g)
         station = tracking.split()[-1]
         values = written.result["stations"][station]
         st = by_name()[station]
@@ -296,13 +353,8 @@ def test_sr_station_groups_carry_measurements_and_calls(written: Written) -> Non
         assert site.ConceptCodeSequence[0].CodeValue == st.code.value
         lat = [c.ConceptCodeSequence[0].CodeValue for c in _children(site) if _name(c) == "272741003"]
         assert lat == ({"R": ["24028007"], "L": ["7771000"]}.get(st.side, []))
-        nums = {}
-        for i in items:
-            if i.ValueType != "NUM":
-                continue
-            deriv = [c.ConceptCodeSequence[0].CodeValue for c in _children(i) if _name(c) == "121401"]
-            mv = i.MeasuredValueSequence[0]
-            nums[(_name(i), deriv[0] if deriv else None)] = (float(mv.NumericValue), mv.MeasurementUnitsCodeSequence[0].CodeValue)
+        nums = num_values(g)
+        assert ("103340004", None) not in nums  # the node's short axis is in the node's own group
         assert nums[("126401", "56851009")] == pytest.approx((values["suv_max"], "g/ml{SUVbw}"))
         assert nums[("126401", "373098007")] == pytest.approx((values["suv_mean"], "g/ml{SUVbw}"))
         assert nums[("118565006", None)] == pytest.approx((values["volume_ml"], "ml"))
@@ -311,6 +363,79 @@ def test_sr_station_groups_carry_measurements_and_calls(written: Written) -> Non
         assert call == cfg["call_values"]["malignant" if values["malignant"] else "benign"]["value"]
     assert any(v["malignant"] for v in written.result["stations"].values())
     assert not all(v["malignant"] for v in written.result["stations"].values())
+
+
+def test_sr_index_nodes_have_groups_with_short_axis_and_suvmax(written: Written) -> None:
+    """One TID 1411 group per station with an index node: short and long axis (SCT 103340004 /
+    103339001, mm), SUVbw max and peak of the node, finding site the station, region the node centre."""
+    sr, cfg = written.sr, output_config()["sr"]
+    stations = written.result["stations"]
+    with_node = {s for s, v in stations.items() if v["index_node"] is not None}
+    assert NO_NODE_STATION in stations and NO_NODE_STATION not in with_node and len(with_node) >= 10
+    groups = node_groups(sr)
+    assert set(groups) == with_node
+    station_uids = {tracking_id(g).split()[-1]: next(i.UID for i in _children(g) if _name(i) == "112040") for g in station_groups(sr)}
+    seg_uids = {d.TrackingUID for d in written.seg.SegmentSequence}
+    # the node groups follow their station's group, in station-table order
+    order = [tracking_id(g) for g in measurement_groups(sr)]
+    for s in with_node:
+        assert order[order.index(f"station {s}") + 1] == f"station {s} index node"
+    for station, g in groups.items():
+        node, st = stations[station]["index_node"], by_name()[station]
+        items = _children(g)
+        uid = next(i.UID for i in items if _name(i) == "112040")
+        assert pydicom.uid.UID(uid).is_valid and uid != station_uids[station] and uid not in seg_uids
+        assert next(i for i in items if _name(i) == "121071").ConceptCodeSequence[0].CodeValue == cfg["station_finding_type"]["value"]
+        site = next(i for i in items if _name(i) == "363698007")
+        assert (site.ConceptCodeSequence[0].CodeValue, site.ConceptCodeSequence[0].CodingSchemeDesignator) == (st.code.value, st.code.scheme)
+        lat = [c.ConceptCodeSequence[0].CodeValue for c in _children(site) if _name(c) == "272741003"]
+        assert lat == ({"R": ["24028007"], "L": ["7771000"]}.get(st.side, []))
+        nums = num_values(g)
+        assert nums[("103340004", None)] == pytest.approx((node["short_axis_mm"], "mm"))
+        assert nums[("103339001", None)] == pytest.approx((node["long_axis_mm"], "mm"))
+        assert nums[("126401", "56851009")] == pytest.approx((node["suv_max"], "g/ml{SUVbw}"))
+        assert nums[("126401", "126031")] == pytest.approx((node["suv_peak"], "g/ml{SUVbw}"))
+        assert nums[("118565006", None)] == pytest.approx((node["volume_ml"], "ml"))
+        concepts = {i.ConceptNameCodeSequence[0].CodeValue: i.ConceptNameCodeSequence[0] for i in items if i.ValueType == "NUM"}
+        assert concepts["103340004"].CodingSchemeDesignator == "SCT" and concepts["103339001"].CodingSchemeDesignator == "SCT"
+        surface = next(i for i in items if _name(i) == "121231")
+        assert surface.ValueType == "SCOORD3D" and surface.GraphicType == "POINT"
+        assert surface.ReferencedFrameOfReferenceUID == written.ct[0].FrameOfReferenceUID
+        assert np.allclose([float(v) for v in surface.GraphicData], node["centre_lps"], atol=1e-3)
+        assert not [i for i in items if _name(i) == "121191"]  # no SEG segment: the node is not in the SEG
+    assert groups["4R"] is not None and stations["4R"]["index_node"]["short_axis_mm"] > 10.0  # the malignant 4R node of case_0001
+
+
+def test_sr_index_node_short_axis_reads_back_with_highdicom(written: Written) -> None:
+    """highdicom's reader finds the node groups and their short axis as result.json has it."""
+    report = hd.sr.srread(written.paths[1])
+    found = {}
+    for g in report.content.get_volumetric_roi_measurement_groups():
+        if g.tracking_identifier.endswith(" index node"):
+            (sa,) = g.get_measurements(name=codes.SCT.ShortAxis)
+            (la,) = g.get_measurements(name=codes.SCT.LongAxis)
+            assert sa.unit.value == "mm" and la.unit.value == "mm"
+            found[g.tracking_identifier.split()[1]] = (sa.value, la.value)
+    want = {s: (v["index_node"]["short_axis_mm"], v["index_node"]["long_axis_mm"])
+            for s, v in written.result["stations"].items() if v["index_node"] is not None}
+    assert found.keys() == want.keys()
+    for s, values in want.items():
+        assert found[s] == pytest.approx(values), s
+
+
+def test_sr_of_a_result_without_node_fields(written: Written, tmp_path: Path) -> None:
+    """A result.json written before node reading: one group per station, no node group."""
+    old = without_node_fields(written.result)
+    assert not any(k in v for v in old["stations"].values() for k in NODE_FIELDS)
+    paths = write_dicom_outputs(written.study.ct.files, written.study.pet.files, written.labels, old, tmp_path)
+    sr = pydicom.dcmread(paths[1])
+    assert not node_groups(sr)
+    assert len(measurement_groups(sr)) == len(old["stations"])
+    try:
+        reports = validate_file(paths[1], skip=("DicomSRValidator",))  # pixelmed runs once, on the main SR
+    except ValidatorMissing as e:
+        pytest.skip(f"validator not installed: {e}")
+    assert all(r.ok for r in reports), "\n".join(r.summary() for r in reports)
 
 
 def test_sr_reports_n_stage_and_tumour_side(written: Written) -> None:
@@ -366,6 +491,11 @@ def test_writer_rejects_bad_input(written: Written, tmp_path: Path) -> None:
         write_dicom_outputs([junk], written.study.pet.files, written.labels, written.result, tmp_path)
     with pytest.raises(ValueError, match="segmentation type"):
         write_dicom_outputs(written.study.ct.files, written.study.pet.files, written.labels, written.result, tmp_path, seg_type="FRACTIONAL")
+    no_centre = dict(written.result, stations={**written.result["stations"],
+                                               "4R": {**written.result["stations"]["4R"],
+                                                      "index_node": {**written.result["stations"]["4R"]["index_node"], "centre_lps": None}}})
+    with pytest.raises(ValueError, match=r"station 4R: index_node.centre_lps"):
+        write_dicom_outputs(written.study.ct.files, written.study.pet.files, written.labels, no_centre, tmp_path)
     no_1r = np.where(written.labels == by_name()["1R"].label, 0, written.labels).astype(np.uint8)
     with pytest.raises(ValueError, match=r"\['1R'\] that have no voxel"):
         write_dicom_outputs(written.study.ct.files, written.study.pet.files, no_1r, written.result, tmp_path)

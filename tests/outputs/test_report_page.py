@@ -24,6 +24,7 @@ from nstage.outputs.report import (
     model_notice,
     render_report,
 )
+from nstage.outputs.report.page import MARGIN_IN
 from nstage.stations import load_stations
 
 LABEL = {s.station: s.label for s in load_stations()}
@@ -78,6 +79,41 @@ def make_result(model=RULE_MODEL, side="R", registration="ok", malignant=("4R",)
             "rule_set": "tnm", "stations": stations, "stations_missing": [],
             "registration": {"status": registration, "reasons": ["test reason"] if registration != "ok" else []},
             "model": model, "baseline": {}}
+
+
+GRADE_WORDS = {1: "absent", 2: "below blood pool", 3: "equal to blood pool", 4: "above blood pool", 5: "far above blood pool"}
+
+
+def node(centre, short_axis, suv_max, grade) -> dict:
+    """A node dict as result.json holds it (nstage.analysis.nodes.Node.as_dict)."""
+    return {"centre_lps": list(centre), "short_axis_mm": short_axis, "long_axis_mm": round(short_axis * 1.4, 1), "volume_ml": 1.2,
+            "hu_mean": 35.0, "suv_max": suv_max, "suv_peak": round(0.8 * suv_max, 3), "blood_pool_ratio": None if grade is None else 1.5,
+            "tumour_ratio": None, "calcified": False, "fat_containing": False, "low_density_centre": False, "visual_grade": grade,
+            "visual_grade_text": GRADE_WORDS.get(grade, "not graded (no blood pool)"), "source": "ct"}
+
+
+# 4R: the hot node, its centre off the station's hottest point (z = 8, not 0); 4L a small benign
+# node, hotter than any other benign one; 7: its reading found no node.
+INDEX_NODES = {"4R": node((-58.0, 2.0, 8.0), 14.2, 11.5, 5), "4L": node((60.0, 0.0, -15.0), 6.3, 1.4, 2), "7": None}
+
+
+def with_nodes(result: dict, nodes: dict = INDEX_NODES) -> dict:
+    """`result` with the node fields of result.json (index_node, nodes, node_candidates) per station."""
+    for s, v in result["stations"].items():
+        n = nodes.get(s)
+        v.update(index_node=n, nodes=[n] if n else [], node_candidates=1 if n else 0)
+    return result
+
+
+FOUR_BASELINES = {
+    "suvmax": {"name": "suvmax", "rule": "SUVmax >= 2.5", "stations": {}, "n_stage": {"tnm8": "N2", "tnm9": "N2a"}, "reasons": []},
+    "blood_pool": {"name": "blood_pool", "rule": "SUVpeak > 1 x blood pool (1.71)", "stations": {}, "n_stage": {"tnm8": "N1", "tnm9": "N1"},
+                   "reasons": []},
+    "ct_size": {"name": "ct_size", "rule": "index node short axis >= 10 mm", "stations": {}, "n_stage": {"tnm8": "N3", "tnm9": "N3"},
+                "reasons": []},
+    "combined": {"name": "combined", "available": False,
+                 "reason": "no blood pool: fewer blood voxels in the aorta region than min_volume_ml, so no visual grade can be given"},
+}
 
 
 HEADER = ReportHeader(patient_name="DOE, Jane", patient_id="PID-42", birth_date="1950-02-03", sex="F",
@@ -159,6 +195,81 @@ def test_caveats_for_suspect_registration_and_unknown_side(case, tmp_path):
     assert "registration SUSPECT" not in ok and "Tumour side unknown" not in ok
 
 
+def table_row(text: str, station: str) -> list[str]:
+    """The station table's cells after the region (pdftotext -layout keeps the table's rows)."""
+    m = re.search(rf"(?m)^.*?\b{re.escape(station)} +([a-z][a-z ,()\u2026-]*?) {{2,}}(\S.*)$", text)
+    assert m, f"no table row for {station}"
+    return m.group(2).split()
+
+
+def pdf_layout_text(pdf: bytes, tmp_path: Path) -> str:
+    p = tmp_path / "layout.pdf"
+    p.write_bytes(pdf)
+    return subprocess.run(["pdftotext", "-layout", str(p), "-"], check=True, capture_output=True, text=True).stdout
+
+
+def overlapping_words(pdf: bytes, tmp_path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """Pairs of words whose boxes (their middle band of height) overlap, and words outside the page's margins."""
+    p = tmp_path / "bbox.pdf"
+    p.write_bytes(pdf)
+    out = subprocess.run(["pdftotext", "-bbox", str(p), "-"], check=True, capture_output=True, text=True).stdout
+    page = re.search(r'<page width="([\d.]+)" height="([\d.]+)"', out)
+    w, h = float(page.group(1)), float(page.group(2))
+    words = [(float(a), float(b), float(c), float(d), t) for a, b, c, d, t in
+             re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', out)]
+    pairs = []
+    for n, a in enumerate(words):
+        for b in words[n + 1:]:
+            ha, hb = 0.3 * (a[3] - a[1]), 0.3 * (b[3] - b[1])
+            if a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] + ha < b[3] - hb and b[1] + hb < a[3] - ha:
+                pairs.append((a[4], b[4]))
+    m = MARGIN_IN * 72.0 - 1.0  # pt, a point of tolerance
+    outside = [t for x0, y0, x1, y1, t in words if x0 < m or x1 > w - m or y0 < 0 or y1 > h]
+    return pairs, outside
+
+
+@needs_poppler
+def test_station_table_shows_index_node_short_axis_and_grade(case, tmp_path):
+    result = with_nodes(make_result())
+    result["baseline"] = FOUR_BASELINES
+    files = render_report(HEADER, result, *case)
+    text = pdf_layout_text(files.pdf, tmp_path)
+    # cells after the region: short axis, grade, probability, SUVmax, call
+    assert table_row(text, "4R") == ["14.2", "5", "0.97", "12.0", "malignant"]
+    assert table_row(text, "4L") == ["6.3", "2", "0.08", "1.2", "benign"]
+    assert table_row(text, "7") == ["-", "-", "0.08", "1.2", "benign"]  # no node found in station 7
+    assert table_row(text, "11L") == ["not", "found"]
+    flat = " ".join(text.split())
+    assert "Short axis" in flat and "Grade" in flat and "index node" in flat  # the legend says what the columns are
+    assert "4R: node 14.2 mm, SUVmax 11.5, grade 5" in flat  # the first slice is the 4R node's
+    # four baselines, the unavailable one with its reason
+    for line in ("SUVmax >= 2.5: N2 / N2a (TNM 8 / 9)", "SUVpeak > 1 x blood pool (1.71): N1 / N1 (TNM 8 / 9)",
+                 "index node short axis >= 10 mm: N3 / N3 (TNM 8 / 9)", "combined PET/CT: not available (no blood pool"):
+        assert line in flat, line
+    p = tmp_path / "nodes.pdf"
+    p.write_bytes(files.pdf)
+    info = subprocess.run(["pdfinfo", str(p)], check=True, capture_output=True, text=True).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.MULTILINE)
+    pairs, outside = overlapping_words(files.pdf, tmp_path)
+    assert not pairs and not outside, (pairs[:10], outside)
+
+
+@needs_poppler
+def test_grade_not_graded_and_results_without_node_fields(case, tmp_path):
+    nodes = dict(INDEX_NODES, **{"4R": node((-58.0, 2.0, 8.0), 14.2, 11.5, None)})  # no blood pool: no grade
+    text = pdf_layout_text(render_report(HEADER, with_nodes(make_result(), nodes), *case).pdf, tmp_path)
+    assert table_row(text, "4R") == ["14.2", "n.g.", "0.97", "12.0", "malignant"]
+    assert "n.g. not graded" in " ".join(text.split())
+    # result.json before node reading: no node columns, the table as it was
+    old = render_report(HEADER, make_result(), *case).pdf
+    text = pdf_layout_text(old, tmp_path)
+    assert table_row(text, "4R") == ["0.97", "12.0", "malignant"]
+    assert table_row(text, "7") == ["0.08", "1.2", "benign"]
+    assert "Short" not in text and "Grade" not in text and "n.g." not in text
+    pairs, outside = overlapping_words(old, tmp_path)
+    assert not pairs and not outside, (pairs[:10], outside)
+
+
 def draw_alone(draw) -> np.ndarray:
     """Run `draw(ax)` on an axes filling a square figure; return the RGB pixels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -203,6 +314,19 @@ def test_mip_station_outlines_follow_the_calls(case):
     rgb, ax = draw_alone(lambda ax: images.draw_mip(ax, mip, smap, calls, NAMES, style))
     red = (rgb[..., 0] > rgb[..., 1] + 80) & (rgb[..., 0] > rgb[..., 2] + 80)
     assert red[l_rows, l_cols].sum() > 40 and red[r_rows, r_cols].sum() == 0
+
+
+def test_station_names_on_the_mip_do_not_overlap(case):
+    """Two malignant stations one behind the other (same x and z): their names are moved apart."""
+    _hu, ct_grid, suv, pet_grid, stations = case
+    stations = stations.copy()
+    stations[field_on(ct_grid, lambda x, y, z: (x >= -80) & (x <= -40) & (y >= 25) & (y <= 40) & (np.abs(z) <= 12))] = LABEL["10R"]
+    calls = {LABEL["4R"]: True, LABEL["10R"]: True, LABEL["4L"]: False, LABEL["7"]: False}
+    smap = images.station_map(stations, ct_grid, 2.0)
+    _, ax = draw_alone(lambda ax: images.draw_mip(ax, images.coronal_mip(suv, pet_grid), smap, calls, NAMES, load_style()))
+    boxes = {t.get_text(): t.get_window_extent() for t in ax.texts if t.get_text() in ("4R", "10R")}
+    assert set(boxes) == {"4R", "10R"}
+    assert not boxes["4R"].overlaps(boxes["10R"])
 
 
 @pytest.mark.parametrize("flip_x", [False, True])
@@ -254,6 +378,30 @@ def test_slices_through_positive_stations_or_station_7(case):
     none = images.pick_slices(make_result(malignant=())["stations"], smap, LABEL, 3, 10.0, "7", ct_grid)
     assert len(none) == 1 and none[0].fallback
     assert -60.0 <= none[0].point_lps[2] <= -30.0 and abs(none[0].point_lps[0]) < 3.0  # inside station 7
+
+
+def test_slices_centre_on_index_nodes_malignant_first(case):
+    _hu, ct_grid, _suv, _pet_grid, stations = case
+    smap = images.station_map(stations, ct_grid, 2.0)
+    res = with_nodes(make_result(malignant=("4R",)))["stations"]
+    picks = images.pick_slices(res, smap, LABEL, 3, 10.0, "7", ct_grid)
+    # 4R (malignant) first, on its index node, not on its hottest point; then 4L's benign node; 7 has none
+    assert [p.stations for p in picks] == [("4R",), ("4L",)]
+    assert picks[0].point_lps == (-58.0, 2.0, 8.0) and picks[0].marks == ((-58.0, 2.0, 8.0),)
+    assert picks[1].point_lps == (60.0, 0.0, -15.0) and not any(p.fallback for p in picks)
+    # a benign node hotter than the malignant one still comes after it
+    res["4L"]["index_node"] = node((60.0, 0.0, -15.0), 6.3, 20.0, 5)
+    assert [p.stations for p in images.pick_slices(res, smap, LABEL, 3, 10.0, "7", ct_grid)] == [("4R",), ("4L",)]
+    assert [p.stations for p in images.pick_slices(res, smap, LABEL, 1, 10.0, "7", ct_grid)] == [("4R",)]
+    # a malignant station without an index node keeps its slice, through its hottest point
+    res = with_nodes(make_result(malignant=("4R", "7")))["stations"]
+    picks = images.pick_slices(res, smap, LABEL, 3, 10.0, "7", ct_grid)
+    assert [p.stations for p in picks] == [("4R",), ("7",), ("4L",)]
+    assert picks[1].point_lps == (0.0, 15.0, -45.0)
+    # node reading that found no node anywhere: the slices of old (positive stations' hottest points)
+    res = with_nodes(make_result(malignant=("4R",)), nodes={})["stations"]
+    picks = images.pick_slices(res, smap, LABEL, 3, 10.0, "7", ct_grid)
+    assert [p.stations for p in picks] == [("4R",)] and picks[0].point_lps == (-60.0, 0.0, 0.0)
 
 
 def test_header_from_dicom_dataset():

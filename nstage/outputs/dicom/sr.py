@@ -7,6 +7,13 @@ Content tree (codes from `config/dicom_output.json`):
   Lymph node, finding site = the station's CID 7600 concept with laterality, the classifier's
   algorithm identification (on the probability), SUVbw maximum / mean / peak, volume in ml,
   probability of cancer, and a qualitative evaluation Malignant / Benign.
+  A station with an index node (result ``stations.<name>.index_node``) is followed by a TID 1411
+  group of that node: tracking identifier "station 4R index node" (its UID derived from the
+  station's), region a Volume Surface POINT at the node centre in the CT's frame of reference,
+  finding type Lymph node, finding site = the station (as above), and the node's short and long
+  axis in the axial plane (SCT 103340004 / 103339001, CID 7470, in mm), SUVbw maximum and peak
+  and volume (the station's codes). A group of its own keeps the station's SUVmax and the node's
+  apart; TID 1501 (no region) cannot be used for the reason given below.
 - Qualitative Evaluations (row 12, built here: highdicom has no slot for it): the N category as
   LOINC 21906-3 = SNOMED cN code, TNM 8 then TNM 9 (a category without a code, such as "N+" for
   an unknown tumour side, is TEXT); Finding = primary malignant neoplasm of lung with the tumour
@@ -93,7 +100,7 @@ def station_site(station: Station) -> hd.sr.FindingSite:
                              laterality=coded(side) if side else None)
 
 
-def _fix_source_series_meaning(ref: hd.sr.ReferencedSegment) -> hd.sr.ReferencedSegment:
+def _fix_source_series_meaning(ref: hd.sr.ContentSequence) -> hd.sr.ContentSequence:
     """highdicom spells DCM 121232 "Source Series for Segmentation"; PS3.16 (and pydicom) say
     "Source series for segmentation", and pixelmed's validator warns about the difference."""
     for item in ref:
@@ -121,6 +128,50 @@ def station_group(station: Station, values: Mapping[str, Any], seg: Dataset, seg
         finding_sites=[station_site(station)],
         measurements=station_measurements(values, model),
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(coded(c["call"]), coded(call))] if "malignant" in values else None,
+    )
+
+
+def node_algorithm() -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(name=_cfg()["index_node"]["algorithm_name"], version=__version__)
+
+
+def index_node_measurements(node: Mapping[str, Any]) -> list[hd.sr.Measurement]:
+    """Short and long axis (mm, axial plane), SUVbw max and peak and volume of one node (absent values skipped)."""
+    c = _cfg()
+    algo = node_algorithm()
+    items = [
+        _measurement(c["short_axis"], node.get("short_axis_mm"), c["length_unit"], None, algo),
+        _measurement(c["long_axis"], node.get("long_axis_mm"), c["length_unit"], None, algo),
+        _measurement(c["suvbw"], node.get("suv_max"), c["suvbw_unit"], c["derivation"]["max"], algo),
+        _measurement(c["suvbw"], node.get("suv_peak"), c["suvbw_unit"], c["derivation"]["peak"], algo),
+        _measurement(c["volume"], node.get("volume_ml"), c["volume_unit"], None, algo),
+    ]
+    return [m for m in items if m is not None]
+
+
+def index_node_tracking_uid(station_tracking_uid: str) -> str:
+    """The index node's tracking UID: derived from the station's, so one SR run names both consistently."""
+    return generate_uid(entropy_srcs=[station_tracking_uid, "index node"])
+
+
+def index_node_group(station: Station, node: Mapping[str, Any], station_tracking_uid: str, frame_of_reference_uid: str,
+                     ct_series_uid: str) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """The TID 1411 group of a station's index node; its region the node centre (Volume Surface POINT, LPS mm)."""
+    centre = np.asarray(node.get("centre_lps", ()), dtype=float).reshape(-1)
+    if centre.shape != (3,) or not np.all(np.isfinite(centre)):
+        raise ValueError(f"station {station.station}: index_node.centre_lps must be three finite numbers, not {node.get('centre_lps')!r}")
+    surface = hd.sr.VolumeSurface(graphic_type=hd.sr.GraphicTypeValues3D.POINT, graphic_data=centre[None, :],
+                                  frame_of_reference_uid=frame_of_reference_uid,
+                                  source_series=hd.sr.SourceSeriesForSegmentation(ct_series_uid))
+    c = _cfg()
+    tracking = hd.sr.TrackingIdentifier(uid=index_node_tracking_uid(station_tracking_uid),
+                                        identifier=c["index_node"]["tracking_id_format"].format(station=station.station))
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        referenced_volume_surface=_fix_source_series_meaning(surface),
+        finding_type=coded(c["station_finding_type"]),
+        finding_sites=[station_site(station)],
+        measurements=index_node_measurements(node),
     )
 
 
@@ -194,6 +245,9 @@ def build_report(ct_headers: Sequence[Dataset], pet_headers: Sequence[Dataset], 
         number = plan.number_of(st.station)
         assert number is not None
         groups.append(station_group(st, values, seg, number, tracking_uids[st.station], ct_series, model))
+        node = values.get("index_node")  # absent in result.json before node reading; None: no node found
+        if isinstance(node, Mapping):
+            groups.append(index_node_group(st, node, tracking_uids[st.station], ct_headers[0].FrameOfReferenceUID, ct_series))
     if not groups:
         raise ValueError("the result holds no station: nothing to report")
     report = hd.sr.MeasurementReport(observation_context=device_observer(), procedure_reported=coded(_cfg()["procedure_reported"]),

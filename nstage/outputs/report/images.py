@@ -195,30 +195,74 @@ class SlicePick:
     """Where one axial slice goes and which stations it shows."""
 
     point_lps: tuple[float, float, float]
-    stations: tuple[str, ...]  # the positive stations whose hottest point is on this slice
-    fallback: bool = False  # no positive station: the slice shows the fallback station's region
+    stations: tuple[str, ...]  # the stations whose index node (or hottest point) is on this slice
+    fallback: bool = False  # no station to show: the slice shows the fallback station's region
+    marks: tuple[tuple[float, float, float], ...] = ()  # where the arrows point: one per station, in order
+
+
+def index_node(values: Mapping[str, object]) -> Mapping[str, object] | None:
+    """The station's index node (result.json ``stations.<name>.index_node``) when it has a centre; None
+    when no node was found or the result predates node reading."""
+    node = values.get("index_node")
+    if isinstance(node, Mapping) and node.get("centre_lps") is not None:
+        return node
+    return None
+
+
+def station_point(values: Mapping[str, object]) -> tuple[float, float, float] | None:
+    """Where a slice through the station goes: its index node's centre, else its hottest point."""
+    node = index_node(values)
+    p = node["centre_lps"] if node is not None else values.get("hottest_point_lps")
+    if p is None:
+        return None
+    return tuple(float(v) for v in p)  # type: ignore[union-attr, return-value]
+
+
+def _slice_order(result_stations: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """Stations to show, best first.
+
+    With index nodes (node reading): every station with an index node and every malignant
+    station, the malignant first, then by SUVmax (of the index node; of the station when it has
+    none). Without any index node (older results): the malignant stations, most probable first."""
+    def f(v: object) -> float:
+        return float(v) if v is not None else 0.0  # type: ignore[arg-type]
+
+    if any(index_node(v) is not None for v in result_stations.values()):
+        shown = [s for s, v in result_stations.items() if station_point(v) is not None and (index_node(v) is not None or v.get("malignant"))]
+
+        def suv(s: str) -> float:
+            node = index_node(result_stations[s])
+            return f((node or result_stations[s]).get("suv_max"))
+
+        return sorted(shown, key=lambda s: (not result_stations[s].get("malignant"), -suv(s), s))
+    return sorted(
+        (s for s, v in result_stations.items() if v.get("malignant") and v.get("hottest_point_lps") is not None),
+        key=lambda s: (-f(result_stations[s].get("probability")), -f(result_stations[s].get("suv_max")), s),
+    )
 
 
 def pick_slices(result_stations: Mapping[str, Mapping[str, object]], smap: StationMap | None,
                 label_of: Mapping[str, int], max_slices: int, min_separation_mm: float, fallback_station: str,
                 ct_grid: Grid) -> list[SlicePick]:
-    """Up to `max_slices` slices through the hottest points of the positive stations (most probable
-    first; stations within `min_separation_mm` in z share a slice). With no positive station: one
-    slice through the fallback station (else through all stations, else the CT's centre)."""
-    positives = sorted(
-        (s for s, v in result_stations.items() if v.get("malignant") and v.get("hottest_point_lps") is not None),
-        key=lambda s: (-float(result_stations[s].get("probability") or 0.0), -float(result_stations[s].get("suv_max") or 0.0), s),
-    )
-    picks: list[tuple[np.ndarray, list[str]]] = []
-    for s in positives:
-        p = np.asarray(result_stations[s]["hottest_point_lps"], dtype=float)
+    """Up to `max_slices` slices, each centred on a station's index node (see :func:`_slice_order`:
+    malignant stations first, then the highest index-node SUVmax); without index nodes, through
+    the hottest points of the positive stations (most probable first). Malignant stations within
+    `min_separation_mm` in z share a slice (a benign one near a slice is left out). With nothing to show: one slice through the fallback
+    station (else through all stations, else the CT's centre)."""
+    picks: list[tuple[np.ndarray, list[str], list[tuple[float, float, float]]]] = []
+    for s in _slice_order(result_stations):
+        point = station_point(result_stations[s])
+        assert point is not None
+        p = np.asarray(point, dtype=float)
         near = [pk for pk in picks if abs(pk[0][2] - p[2]) < min_separation_mm]
         if near:
-            near[0][1].append(s)
+            if result_stations[s].get("malignant"):  # a benign node next to a shown slice adds no slice and no arrow
+                near[0][1].append(s)
+                near[0][2].append(point)
         elif len(picks) < max_slices:
-            picks.append((p, [s]))
+            picks.append((p, [s], [point]))
     if picks:
-        return [SlicePick(tuple(float(v) for v in p), tuple(names)) for p, names in picks]
+        return [SlicePick(tuple(float(v) for v in p), tuple(names), marks=tuple(marks)) for p, names, marks in picks]
     centre = None
     if smap is not None:
         centre = smap.centroid_lps(label_of.get(fallback_station))
@@ -271,6 +315,7 @@ def draw_mip(ax, mip: Plane, smap: StationMap | None, calls: Mapping[int, bool |
     extent = mip.extent()
     ax.imshow(mip.image, cmap=im["mip_cmap"], vmin=vmin, vmax=vmax, origin="lower", extent=extent,
               interpolation="bilinear", aspect="equal")
+    labels: list[_Label] = []
     if smap is not None:
         present = smap.present()
         # benign first, malignant on top
@@ -281,7 +326,8 @@ def draw_mip(ax, mip: Plane, smap: StationMap | None, calls: Mapping[int, bool |
             ax.contour(outline.cols_mm, outline.rows_mm, outline.image.astype(np.float32), levels=[0.5],
                        colors=[style.call_colour(malignant)], linewidths=width, alpha=1.0 if malignant else 0.7)
             if malignant:
-                _label_outline(ax, outline, names.get(label, str(label)), style.call_colour(True), mip)
+                labels.append(_outline_label(outline, names.get(label, str(label)), style.call_colour(True), mip))
+    _draw_labels(ax, labels, extent, 8.0)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_xticks([])
@@ -289,16 +335,48 @@ def draw_mip(ax, mip: Plane, smap: StationMap | None, calls: Mapping[int, bool |
     _orientation_marks(ax, "R", "L")
 
 
-def _label_outline(ax, outline: Plane, text: str, colour: str, image: Plane, fontsize: float = 8.0) -> None:
+@dataclass(frozen=True)
+class _Label:
+    x: float
+    row: float
+    left: bool  # on the image's left half: text to the left of the outline
+    text: str
+    colour: str
+
+
+def _outline_label(outline: Plane, text: str, colour: str, image: Plane) -> _Label:
     """Station name beside the outline, on its outer side (away from the image's vertical midline)."""
     rows, cols = np.nonzero(outline.image)
     x0, x1 = outline.cols_mm[cols.min()], outline.cols_mm[cols.max()]
-    r = float(outline.rows_mm[rows].mean())
     mid = (image.cols_mm[0] + image.cols_mm[-1]) / 2.0
     left = (x0 + x1) / 2.0 < mid
-    x = x0 - 3.0 if left else x1 + 3.0
-    ax.text(x, r, text, color=colour, fontsize=fontsize, fontweight="bold", ha="right" if left else "left", va="center",
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75})
+    return _Label(float(x0 - 3.0 if left else x1 + 3.0), float(outline.rows_mm[rows].mean()), bool(left), text, colour)
+
+
+def _mm_per_point(ax, extent: Sequence[float]) -> float:
+    """Data millimetres per typographic point on an axes showing `extent` with equal aspect."""
+    pos = ax.get_position()
+    w_pt = max(pos.width * ax.figure.get_figwidth() * 72.0, 1e-6)
+    h_pt = max(pos.height * ax.figure.get_figheight() * 72.0, 1e-6)
+    return max(abs(extent[1] - extent[0]) / w_pt, abs(extent[3] - extent[2]) / h_pt)
+
+
+def _draw_labels(ax, labels: Sequence[_Label], extent: Sequence[float], fontsize: float) -> None:
+    """Draw station names; names on the same side are moved apart along the rows so that they
+    never overlap (kept inside the image where there is room)."""
+    sep = 1.45 * fontsize * _mm_per_point(ax, extent)
+    lo, hi = sorted((float(extent[2]), float(extent[3])))
+    for side in (True, False):
+        group = sorted((lab for lab in labels if lab.left is side), key=lambda lab: lab.row)
+        rows = [lab.row for lab in group]
+        for i in range(1, len(rows)):
+            rows[i] = max(rows[i], rows[i - 1] + sep)
+        if rows and rows[-1] > hi - sep / 2:  # slide the column back inside the image
+            shift = min(rows[-1] - (hi - sep / 2), max(0.0, rows[0] - (lo + sep / 2)))
+            rows = [r - shift for r in rows]
+        for lab, r in zip(group, rows):
+            ax.text(lab.x, r, lab.text, color=lab.colour, fontsize=fontsize, fontweight="bold", ha="right" if lab.left else "left",
+                    va="center", bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75})
 
 
 def draw_axial(ax, sl: AxialSlice, calls: Mapping[int, bool | None], names: Mapping[int, str], style: ReportStyle,
@@ -315,6 +393,7 @@ def draw_axial(ax, sl: AxialSlice, calls: Mapping[int, bool | None], names: Mapp
     ax.imshow(hot, cmap=style.fusion_cmap(), vmin=thr, vmax=float(im["fusion_suv_max"]), alpha=float(im["fusion_alpha"]),
               origin="upper", extent=extent, interpolation="bilinear")
     lab = sl.labels.image
+    labels: list[_Label] = []
     for label in sorted({int(v) for v in np.unique(lab) if v}, key=lambda v: (bool(calls.get(v)), v)):
         malignant = calls.get(label)
         outline = _padded(lab == label, sl.labels.cols_mm, sl.labels.rows_mm)
@@ -322,8 +401,9 @@ def draw_axial(ax, sl: AxialSlice, calls: Mapping[int, bool | None], names: Mapp
         ax.contour(outline.cols_mm, outline.rows_mm, outline.image.astype(np.float32), levels=[0.5],
                    colors=[style.call_colour(malignant)], linewidths=width)
         if malignant or label in name_also:
-            _label_outline(ax, outline, names.get(label, str(label)), style.call_colour(malignant), sl.labels, fontsize=7.5)
-    for p in mark_lps:  # arrow from anterior-right towards the hottest point, stopping short of it
+            labels.append(_outline_label(outline, names.get(label, str(label)), style.call_colour(malignant), sl.labels))
+    _draw_labels(ax, labels, extent, 7.5)
+    for p in mark_lps:  # arrow from anterior-right towards the point (index node or hottest point), stopping short of it
         ax.annotate("", xy=(float(p[0]), float(p[1])), xytext=(float(p[0]) - 16.0, float(p[1]) - 16.0),
                     arrowprops={"arrowstyle": "-|>", "color": "#00e5ff", "lw": 1.3, "shrinkA": 0, "shrinkB": 4,
                                 "mutation_scale": 9})

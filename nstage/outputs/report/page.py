@@ -3,7 +3,9 @@
 Top to bottom: title, notices (model trained on synthetic data / no trained model), patient and
 study, the N stage in large type (TNM 8 and 9) with tumour side and rule set, caveats (atlas
 registration not ok, tumour side unknown), a coronal PET MIP with station outlines beside the
-station table, axial CT/PET fusion slices through the positive stations, the model and a footer.
+station table (with the index node's short axis and visual grade when the result carries node
+readings), axial CT/PET fusion slices centred on index nodes (malignant stations first; through
+the positive stations' hottest points for results without nodes), the model and a footer.
 All wording, colours and windows come from `config/report.json` (:mod:`nstage.outputs.report.style`).
 """
 
@@ -20,11 +22,12 @@ from nstage import __version__
 from nstage.errors import InputError
 from nstage.geometry import Grid
 from nstage.outputs.report import images
-from nstage.outputs.report.style import ReportStyle, load_style
+from nstage.outputs.report.style import ReportConfigError, ReportStyle, load_style
 from nstage.stations import Station, load_stations
 
 MARGIN_IN = 0.45
 GAP_IN = 0.12
+MIP_W_IN = 2.85  # the coronal MIP's column; the station table takes the rest of the width
 SIDE_WORDS = {"R": "right", "L": "left"}
 
 
@@ -242,7 +245,7 @@ def build_figure(header: ReportHeader, result: Mapping[str, Any], hu: np.ndarray
     footer_h = len(footer_lines) * _line_in(fs - 1) + 0.08
     footer_top = h - MARGIN_IN * 0.7 - footer_h
     panel = (w - 2 * MARGIN_IN - 2 * GAP_IN) / 3.0
-    axial_caption_h = 2 * _line_in(fs - 0.5) + 0.05
+    axial_caption_h = 3 * _line_in(fs - 0.5) + 0.05
     axial_top = footer_top - GAP_IN - panel - axial_caption_h - 0.22
     middle_h = axial_top - GAP_IN - top
 
@@ -292,16 +295,27 @@ def _positive_by_category(result: Mapping[str, Any]) -> list[tuple[str, list[str
     return [("", pos)]
 
 
+def _baseline_line(b: Mapping[str, Any], style: ReportStyle, width_in: float, font_pt: float) -> str:
+    """One baseline as the page prints it: its rule and N stage; when that is too long, its name
+    and the rule shortened (never the stage); an unavailable baseline with its reason."""
+    names = _text(style, "baseline_names")
+    name = str(b.get("name", ""))
+    label = str(names.get(name, name))
+    if b.get("available") is False or "n_stage" not in b:
+        return _fit(_text(style, "baseline_unavailable").format(name=label, reason=b.get("reason", "no reason given")), width_in, font_pt)
+    bn = b.get("n_stage") or {}
+    stage = f": {bn.get('tnm8', '?')} / {bn.get('tnm9', '?')} (TNM 8 / 9)"
+    rule = str(b.get("rule") or label)
+    room = width_in - _text_width_in(stage, font_pt)
+    if _text_width_in(rule, font_pt) <= room:
+        return rule + stage
+    return f"{label} ({_fit(rule, room - _text_width_in(label + ' ()', font_pt), font_pt)})" + stage
+
+
 def _n_stage_block(page: _Page, top: float, result: Mapping[str, Any], style: ReportStyle, fs: float) -> float:
     width = page.w - 2 * MARGIN_IN
-    height = 1.05
-    ax = page.axes(MARGIN_IN, top, width, height)
-    n = result["n_stage"]
-    colour = style.colours["n_stage"]
-    for x, edition, value in ((0.05, "TNM 8", n.get("tnm8", "?")), (1.45, "TNM 9", n.get("tnm9", "?"))):
-        ax.text(x, 0.12, edition, fontsize=fs + 1, color="#555555", va="center")
-        ax.text(x, 0.62, str(value), fontsize=38, fontweight="bold", color=colour, va="center")
     x0 = 3.0
+    value_w = width - x0 - 0.9
     side = result.get("tumour_side")
     source = str(result.get("tumour_side_source") or "")
     source_text = style.texts["side_sources"].get(source, source or "source not stated")
@@ -314,13 +328,21 @@ def _n_stage_block(page: _Page, top: float, result: Mapping[str, Any], style: Re
         lines.append(("Positive", "no station called malignant", "normal"))
     lines.append(("Rule set", str(result.get("rule_set", "-")), "normal"))
     for b in (result.get("baseline") or {}).values():
-        bn = b.get("n_stage", {})
-        lines.append(("Baseline", f"{b.get('rule', b.get('name', ''))}: {bn.get('tnm8', '?')} / {bn.get('tnm9', '?')} (TNM 8 / 9)", "normal"))
-    step = min(0.2, (height - 0.05) / max(1, len(lines)))
+        if isinstance(b, Mapping):
+            lines.append(("Baseline", _baseline_line(b, style, value_w, fs + 0.5), "normal"))
+    step = 0.2 if len(lines) <= 5 else 0.175  # four baselines and more: a little closer, the block a little taller
+    height = max(1.05, 0.12 + (len(lines) - 1) * step + 0.13)
+    ax = page.axes(MARGIN_IN, top, width, height)
+    n = result["n_stage"]
+    colour = style.colours["n_stage"]
+    for x, edition, value in ((0.05, "TNM 8", n.get("tnm8", "?")), (1.45, "TNM 9", n.get("tnm9", "?"))):
+        ax.text(x, 0.12, edition, fontsize=fs + 1, color="#555555", va="center")
+        ax.text(x, 0.62, str(value), fontsize=38, fontweight="bold", color=colour, va="center")
     for i, (k, v, weight) in enumerate(lines):
         y = 0.12 + i * step
         ax.text(x0, y, f"{k}:", fontsize=fs + 0.5, color="#444444", va="center")
-        ax.text(x0 + 0.9, y, v, fontsize=fs + 0.5, va="center", fontweight=weight)
+        ax.text(x0 + 0.9, y, _fit(v, value_w, fs + 0.5) if weight == "normal" else v, fontsize=fs + 0.5, va="center",
+                fontweight=weight)
     return height
 
 
@@ -340,7 +362,7 @@ def _mip_and_table(page: _Page, top: float, height: float, result: Mapping[str, 
                    smap: images.StationMap | None, calls: Mapping[int, bool | None], names: Mapping[int, str],
                    table: Sequence[Station], style: ReportStyle, fs: float) -> None:
     width = page.w - 2 * MARGIN_IN
-    mip_w = 3.05
+    mip_w = MIP_W_IN
     z_limits = None
     if smap is not None:
         lo, hi = smap.box_lps()
@@ -367,49 +389,105 @@ def _mip_and_table(page: _Page, top: float, height: float, result: Mapping[str, 
     _station_table(page, MARGIN_IN + mip_w + 0.25, top, width - mip_w - 0.25, height - 0.05, result, table, style, fs)
 
 
+def _text(style: ReportStyle, key: str) -> Any:
+    """A wording of `config/report.json` "texts" (a clear error when the file predates it)."""
+    try:
+        return style.texts[key]
+    except KeyError:
+        raise ReportConfigError(f"report settings: section 'texts' lacks {key}") from None
+
+
+def _has_node_reading(res: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether the result carries node readings (results written before node reading have no
+    ``index_node`` key; a station whose reading found no node has ``index_node: null``)."""
+    return any(isinstance(v, Mapping) and "index_node" in v for v in res.values())
+
+
+def _grade_cell(node: Mapping[str, Any] | None, style: ReportStyle) -> str:
+    if node is None:
+        return "-"
+    grade = node.get("visual_grade")
+    return _text(style, "grade_not_graded") if grade is None else str(int(grade))
+
+
+def _short_axis_cell(node: Mapping[str, Any] | None) -> str:
+    sa = None if node is None else node.get("short_axis_mm")
+    return "-" if sa is None else f"{float(sa):.1f}"
+
+
 def _station_table(page: _Page, left: float, top: float, width: float, height: float, result: Mapping[str, Any],
                    table: Sequence[Station], style: ReportStyle, fs: float) -> None:
+    """Station, region, [index node short axis and visual grade,] probability, SUVmax and call per station.
+
+    The node columns appear when the result carries node readings ("-": no node found in the
+    station); results written before node reading get the table without them. Numeric columns
+    are as wide as their widest cell; the region takes the rest (shortened with an ellipsis)."""
     from matplotlib.patches import Rectangle
 
     res = result["stations"]
     model = result.get("model", {}) or {}
     prob_note = "*" if model.get("probability") else ""
+    nodes = _has_node_reading(res)
+    heads = _text(style, "table_headers")
+    head_fs = fs - 0.5
+    keys = [*(("short_axis", "grade") if nodes else ()), "probability", "suv_max", "call"]
+    cells: dict[str, list[str]] = {k: [] for k in keys}
+    for s in table:
+        v = res.get(s.station)
+        if v is None:
+            row = {"call": "not found"}
+        else:
+            prob, suvmax = v.get("probability"), v.get("suv_max")
+            row = {"probability": "-" if prob is None else f"{float(prob):.2f}",
+                   "suv_max": "-" if suvmax is None else f"{float(suvmax):.1f}",
+                   "call": "malignant" if v.get("malignant") else "benign"}
+            if nodes:
+                node = v.get("index_node") if isinstance(v.get("index_node"), Mapping) else None
+                row |= {"short_axis": _short_axis_cell(node), "grade": _grade_cell(node, style)}
+        for k in keys:
+            cells[k].append(row.get(k, ""))
+    gap = 0.1
+    right: dict[str, float] = {}  # right edge of each numeric column, from the table's right edge
+    x = 0.05
+    for k in reversed(keys):
+        head = (str(heads[k]) + (prob_note if k == "probability" else "")).split("\n")
+        col_w = max([_text_width_in(h, head_fs, bold=True) for h in head] + [_text_width_in(c, fs, bold=True) for c in cells[k]])
+        right[k] = x
+        x += col_w + gap
     n = len(table)
     ax = page.axes(left, top, width, height)
     ax.text(0, 0.1, "Stations", fontsize=fs + 1, fontweight="bold", va="center")
-    note = _wrap(f"* {model['probability']}", width, fs - 1.5) if prob_note else []
-    row_h = min(0.215, (height - 0.45 - len(note) * _line_in(fs - 1.5)) / (n + 1))
-    cols = [(0.05, "Station", "left"), (0.6, "Region", "left"), (width - 1.55, f"Prob.{prob_note}", "right"),
-            (width - 0.9, "SUVmax", "right"), (width - 0.05, "Call", "right")]
-    y = 0.32
-    for x, text, ha in cols:
-        ax.text(x, y, text, fontsize=fs, fontweight="bold", ha=ha, va="center")
-    ax.axhline(y + row_h / 2, color="#555555", linewidth=0.8)
-    region_width = width - 1.55 - 0.6 - 0.55
+    notes = [f"* {model['probability']}"] if prob_note else []
+    if nodes:
+        notes.append(_text(style, "node_legend"))
+    note = [line for text in notes for line in _wrap(text, width, fs - 1.5)]
+    head_lines = max(len(str(heads[k]).split("\n")) for k in ("station", "region", *keys))
+    head_bottom = 0.22 + head_lines * _line_in(head_fs)
+    row_h = min(0.215, (height - head_bottom - 0.12 - len(note) * _line_in(fs - 1.5) * 1.2) / n)
+    region_x = 0.6
+    region_width = width - x - region_x
+    for key, xpos, ha in (("station", 0.05, "left"), ("region", region_x, "left"), *((k, width - r, "right") for k, r in right.items())):
+        label = str(heads[key]) + (prob_note if key == "probability" else "")
+        ax.text(xpos, head_bottom, label, fontsize=head_fs, fontweight="bold", ha=ha, va="bottom", linespacing=1.1)
+    ax.axhline(head_bottom + 0.03, color="#555555", linewidth=0.8)
+    y0 = head_bottom + 0.03 + row_h / 2
     for r, s in enumerate(table):
-        y = 0.32 + (r + 1) * row_h
+        y = y0 + r * row_h
         v = res.get(s.station)
         malignant = None if v is None else bool(v.get("malignant"))
         if malignant:
             ax.add_patch(Rectangle((0, y - row_h / 2), width, row_h, facecolor=style.colours["malignant_row"], edgecolor="none"))
-        colour = style.call_colour(malignant)
-        region = _fit(s.name, region_width, fs - 0.5)
         weight = "bold" if malignant else "normal"
         ax.text(0.05, y, s.station, fontsize=fs + 0.5, fontweight="bold", va="center")
-        ax.text(0.6, y, region, fontsize=fs - 0.5, va="center", color="#333333")
-        if v is None:
-            ax.text(width - 0.05, y, "not found", fontsize=fs, ha="right", va="center", color=colour)
-            continue
-        prob = v.get("probability")
-        suvmax = v.get("suv_max")
-        ax.text(width - 1.55, y, "-" if prob is None else f"{float(prob):.2f}", fontsize=fs, ha="right", va="center", fontweight=weight)
-        ax.text(width - 0.9, y, "-" if suvmax is None else f"{float(suvmax):.1f}", fontsize=fs, ha="right", va="center", fontweight=weight)
-        ax.text(width - 0.05, y, "malignant" if malignant else "benign", fontsize=fs, ha="right", va="center",
-                color=colour, fontweight=weight)
-    y_end = 0.32 + n * row_h + row_h / 2
+        ax.text(region_x, y, _fit(s.name, region_width, fs - 1), fontsize=fs - 1, va="center", color="#333333")
+        for k in keys:
+            call = k == "call"
+            ax.text(width - right[k], y, cells[k][r], fontsize=fs, ha="right", va="center",
+                    color=style.call_colour(malignant) if call else "#111111", fontweight=weight)
+    y_end = y0 + (n - 1) * row_h + row_h / 2
     ax.axhline(y_end, color="#555555", linewidth=0.8)
     if note:
-        ax.text(0, y_end + 0.08, "\n".join(note), fontsize=fs - 1.5, va="top", color="#555555")
+        ax.text(0, y_end + 0.08, "\n".join(note), fontsize=fs - 1.5, va="top", color="#555555", linespacing=1.2)
 
 
 def _axial_row(page: _Page, top: float, panel: float, hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid,
@@ -432,16 +510,29 @@ def _axial_row(page: _Page, top: float, panel: float, hu: np.ndarray, ct_grid: G
         sl = images.axial_slice(hu, ct_grid, suv, pet_grid, stations, z, lo, hi, float(im["axial_spacing_mm"]))
         left = MARGIN_IN + n * (panel + GAP_IN)
         ax = page.axes(left, top + 0.22, panel, panel, frame=True)
-        marks = [res_stations[s]["hottest_point_lps"] for s in pick.stations]
         also = [label_of[im["fallback_station"]]] if pick.fallback and im["fallback_station"] in label_of else []
-        images.draw_axial(ax, sl, calls, names, style, mark_lps=marks, name_also=also)
+        also += [label_of[s] for s in pick.stations if s in label_of and not res_stations[s].get("malignant")]  # benign index nodes
+        images.draw_axial(ax, sl, calls, names, style, mark_lps=pick.marks, name_also=also)
         if pick.fallback:
             what = style.texts["no_positive_slice"].format(station=im["fallback_station"])
         else:
-            what = ", ".join(f"{s} (SUVmax {float(res_stations[s].get('suv_max') or 0):.1f})" for s in pick.stations)
-        cap = page.axes(left, top + 0.25 + panel, panel, 2 * _line_in(fs - 0.5))
-        cap.text(0, 0, "\n".join([f"z = {z:.0f} mm"] + _wrap(what, panel, fs - 0.5)[:1]), fontsize=fs - 0.5, va="top",
-                 linespacing=1.2)
+            what = "; ".join(_slice_caption(s, res_stations[s], style) for s in pick.stations)
+        cap = page.axes(left, top + 0.25 + panel, panel, 3 * _line_in(fs - 0.5))
+        lines = _wrap(what, panel, fs - 0.5)
+        if len(lines) > 2:
+            lines = [lines[0], _fit(" ".join(lines[1:]), panel, fs - 0.5)]
+        cap.text(0, 0, "\n".join([f"z = {z:.0f} mm"] + lines), fontsize=fs - 0.5, va="top", linespacing=1.2)
+
+
+def _slice_caption(station: str, values: Mapping[str, Any], style: ReportStyle) -> str:
+    """What a slice shows of one station: its index node (short axis, SUVmax, grade), else the station's SUVmax."""
+    node = images.index_node(values)
+    if node is None:
+        return f"{station} (SUVmax {float(values.get('suv_max') or 0):.1f})"
+    grade = node.get("visual_grade")
+    return _text(style, "slice_node_caption").format(
+        station=station, short_axis=float(node.get("short_axis_mm") or 0.0), suv_max=float(node.get("suv_max") or 0.0),
+        grade=_text(style, "grade_not_graded") if grade is None else int(grade))
 
 
 def _footer_lines(result: Mapping[str, Any], style: ReportStyle, width_in: float, font_pt: float) -> list[str]:
