@@ -1,0 +1,91 @@
+"""Node candidates on the real chest CT of ../shared/data/real-ct (no PET there: CT candidates only), drawn for a reader.
+
+`python -m bench.real_ct_nodes [--ct DIR] [--out bench/real_ct_nodes.png]` registers the atlas to
+the CT as `nstage stations` does, reads the nodes of every station with a flat PET (so only the CT
+finds candidates), writes the PNG (axial CT slices through the index nodes, each candidate
+outlined, its station and short axis written beside it) and bench/real_ct_nodes.json (every
+index node with the CT numbers at its centre and in a shell around it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_CT = ROOT.parent / "shared" / "data" / "real-ct" / "Lung_Dx-A0001"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nstage.analysis.nodes import read_nodes
+    from nstage.geometry import Grid
+    from nstage.ingest.study import load_ct_volume
+    from nstage.paths import atlas_dir
+    from nstage.stationmap.atlas import load_atlases
+    from nstage.stationmap.registration import map_stations
+    from nstage.stations import load_stations
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ct", type=Path, default=REAL_CT)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "real_ct_nodes.png")
+    a = ap.parse_args(argv)
+    ct = load_ct_volume(a.ct)
+    reg = map_stations(ct.array, ct.grid, load_atlases([atlas_dir()]))
+    assert reg.labels is not None, reg.grade.reasons
+    names = {s.label: s.station for s in load_stations()}
+    flat = Grid((4, 4, 4), (200.0, 200.0, 200.0), tuple(np.asarray(ct.grid.origin) - 100.0))
+    found = read_nodes(ct.array, ct.grid, np.zeros((4, 4, 4), np.float32), flat, reg.labels, names, None, None)
+    index = [(st, sn.index_node) for st, sn in found.items() if sn.index_node is not None]
+    rows = []
+    for st, n in index:
+        i, j, k = np.rint(ct.grid.lps_to_index(np.asarray(n.centre_lps))).astype(int)
+        shell = ct.array[max(k - 1, 0):k + 2, max(j - 8, 0):j + 9, max(i - 8, 0):i + 9]
+        rows.append({"station": st, **n.as_dict(), "hu_at_centre": float(ct.array[k, j, i]),
+                     "hu_shell_median": float(np.median(shell)), "slice": int(k)})
+    slices = sorted({r["slice"] for r in rows})[:12]
+    cols = 3
+    nrows = max(1, (len(slices) + cols - 1) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(15, 5.2 * nrows))
+    kk, jj, ii = np.nonzero(reg.labels)
+    x0, x1 = (ii.min() - 10) * ct.grid.spacing[0], (ii.max() + 10) * ct.grid.spacing[0]  # the mediastinum, with a margin
+    y0, y1 = (jj.min() - 10) * ct.grid.spacing[1], (jj.max() + 10) * ct.grid.spacing[1]
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    sx, sy, _ = ct.grid.spacing
+    for ax, k in zip(np.ravel(axes), slices):
+        img = ct.array[k]
+        ax.imshow(np.clip(img, -160, 240), cmap="gray", extent=(0, img.shape[1] * sx, img.shape[0] * sy, 0))
+        ax.contour(np.arange(img.shape[1]) * sx, np.arange(img.shape[0]) * sy, reg.labels[k] > 0, levels=[0.5], colors="yellow", linewidths=0.6)
+        for st, sn in found.items():
+            for n in sn.nodes:
+                ci, cj, ck = ct.grid.lps_to_index(np.asarray(n.centre_lps))
+                if abs(ck - k) > 1.0:
+                    continue
+                colour = "red" if n is sn.index_node else "cyan"
+                ax.add_patch(plt.Circle((ci * sx, cj * sy), n.long_axis_mm / 2 + 1.5, fill=False, color=colour, linewidth=1.2))
+                ax.text(ci * sx + n.long_axis_mm / 2 + 2, cj * sy, f"{st} {n.short_axis_mm:.0f}mm", color=colour, fontsize=9)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)
+        ax.set_title(f"slice {k}  (z {ct.grid.index_to_lps(np.array([0, 0, k]))[2]:.0f} mm)", fontsize=9)
+    fig.suptitle("Node candidates on the real CT (yellow: stations; red: index node; cyan: other candidates; CT only, no PET)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=80)
+    out_json = a.out.with_suffix(".json")
+    out_json.write_text(json.dumps({"machine": machine(), "ct": str(a.ct.relative_to(ROOT.parent)) if a.ct.is_relative_to(ROOT.parent) else str(a.ct),
+                                    "registration": reg.status, "index_nodes": rows}, indent=1) + "\n")
+    print(f"{len(rows)} index nodes; {a.out}; {out_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
