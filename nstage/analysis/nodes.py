@@ -277,8 +277,8 @@ def _station_of(blob: _Blob, ctx: _Context, s: NodeSettings) -> int:
     return int(np.argmax(np.bincount(ctx.owner[blob.box][region].ravel(), minlength=256)))
 
 
-def _fits(blob: _Blob, ctx: _Context, s: NodeSettings) -> bool:
-    """Within the size and shape limits of a node, and lying in fat or lung (not a piece of a larger organ)."""
+def _fits(blob: _Blob, ctx: _Context, s: NodeSettings, surround: bool = True) -> bool:
+    """Within the size and shape limits of a node, and (with `surround`) lying in fat or lung, not a piece of a larger organ."""
     n = int(blob.mask.sum())
     if n == 0 or n * ctx.grid.voxel_volume_ml > s.max_volume_ml:
         return False
@@ -291,6 +291,8 @@ def _fits(blob: _Blob, ctx: _Context, s: NodeSettings) -> bool:
         ev = np.clip(np.linalg.eigvalsh(np.cov((idx * sp).T) + np.diag(sp**2) / 12.0), 1e-9, None)
         if float(np.sqrt(ev[-1] / ev[0])) > s.max_elongation:
             return False
+    if not surround:
+        return True
     ring_pad = max(1, int(np.ceil(s.surround_mm / min(ctx.grid.spacing))))
     big, m = blob.padded(ctx, ring_pad)
     ring = ndimage.binary_dilation(m, structure=_ball(s.surround_mm, ctx.grid.spacing)) & ~m
@@ -429,7 +431,9 @@ def _focus_blobs(ctx: _Context, taken: list[_Blob], blood_pool: float | None, s:
         lab, _ = ndimage.label(tissue)
         at = lab[tuple(off)]
         blob = _Blob(box, (lab == at) if at else tissue)
-        if blob.mask.any() and _fits(blob, ctx, s):
+        # a focus inside a station may be a node too large or too pressed against a vessel for the CT
+        # path, and the sphere cut leaves node tissue around the piece: no surround test there
+        if blob.mask.any() and _fits(blob, ctx, s, surround=not bool(ctx.inside[tuple(int(v) for v in p)])):
             out.append(blob)
             covered[box] |= blob.mask
     return out
