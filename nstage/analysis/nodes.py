@@ -418,7 +418,7 @@ def _focus_blobs(ctx: _Context, taken: list[_Blob], blood_pool: float | None, s:
         covered[b.box] |= b.mask
     k, j, i = np.nonzero(hot)  # work in the box of the hot voxels only (filters at CT resolution are slow)
     hb = _pad((slice(k.min(), k.max() + 1), slice(j.min(), j.max() + 1), slice(i.min(), i.max() + 1)), tuple(int(v) for v in r), hot.shape)
-    local = ctx.suv[hb] == ndimage.maximum_filter(ctx.suv[hb], footprint=ball)
+    local = ctx.suv[hb] == ndimage.maximum_filter(ctx.suv[hb], size=ball.shape)  # a box: separable, so fast
     peaks = hot[hb] & local & ~ndimage.binary_dilation(covered[hb], structure=ball)
     out: list[_Blob] = []
     for p in np.argwhere(peaks) + np.array([b.start for b in hb]):
