@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.tight_layout()
     fig.savefig(a.out, dpi=80)
     out_json = a.out.with_suffix(".json")
-    out_json.write_text(json.dumps({"machine": machine(), "ct": str(a.ct.relative_to(ROOT.parent)) if a.ct.is_relative_to(ROOT.parent) else str(a.ct),
+    out_json.write_text(json.dumps({"machine": machine(), "ct": str(a.ct.relative_to(ROOT.parent)) if a.ct.is_relative_to(ROOT.parent) else a.ct.name,
                                     "registration": reg.status, "index_nodes": rows}, indent=1) + "\n")
     print(f"{len(rows)} index nodes; {a.out}; {out_json}")
     return 0
