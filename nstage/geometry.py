@@ -90,6 +90,12 @@ class Grid:
         return cls(shape=(int(n[2]), int(n[1]), int(n[0])), spacing=tuple(sp), origin=tuple(lo))
 
 
+def sub_grid(grid: Grid, box: tuple[slice, slice, slice]) -> Grid:
+    """The grid of a ``[k, j, i]`` box of `grid` (same spacing and direction, origin at the box's first voxel)."""
+    start = np.array([box[2].start, box[1].start, box[0].start])
+    return Grid(tuple(s.stop - s.start for s in box), grid.spacing, tuple(grid.index_to_lps(start)), grid.direction)
+
+
 def save_nifti(array: np.ndarray, grid: Grid, path: str | Path) -> None:
     """Write a ``[k, j, i]`` array on ``grid`` as NIfTI (RAS affine, ``[i, j, k]`` data)."""
     if tuple(array.shape) != tuple(grid.shape):

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from nstage.analysis.config import analysis_config
-from nstage.geometry import Grid, resample
+from nstage.geometry import Grid, resample, sub_grid
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,6 @@ def sphere_mean(suv: np.ndarray, grid: Grid, volume_ml: float) -> np.ndarray:
     return ndimage.convolve(suv.astype(np.float32), kernel, mode="nearest")
 
 
-def _sub_grid(grid: Grid, box: tuple[slice, slice, slice]) -> Grid:
-    start = np.array([box[2].start, box[1].start, box[0].start])
-    return Grid(tuple(s.stop - s.start for s in box), grid.spacing, tuple(grid.index_to_lps(start)), grid.direction)
-
-
 def station_uptake(suv: np.ndarray, pet_grid: Grid, stations: np.ndarray, ct_grid: Grid) -> dict[int, StationUptake]:
     """SUV figures inside every labelled station of a label map on the CT grid."""
     labels = np.unique(stations[stations > 0])
@@ -57,7 +52,7 @@ def station_uptake(suv: np.ndarray, pet_grid: Grid, stations: np.ndarray, ct_gri
     out: dict[int, StationUptake] = {}
     for lab in labels:
         box = boxes[int(lab) - 1]
-        sub = _sub_grid(ct_grid, box)
+        sub = sub_grid(ct_grid, box)
         mask = stations[box] == lab
         values = resample(suv, pet_grid, sub, order=0)
         peaks = resample(peak, pet_grid, sub, order=0)[mask]

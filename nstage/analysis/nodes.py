@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from nstage.analysis.config import analysis_config
 from nstage.analysis.measure import sphere_mean
-from nstage.geometry import Grid, resample
+from nstage.geometry import Grid, resample, sub_grid
 
 VISUAL_GRADES = {1: "absent", 2: "below blood pool", 3: "equal to blood pool", 4: "above blood pool", 5: "far above blood pool"}
 
@@ -207,11 +207,6 @@ def _pad(box: Box, pad: int | tuple[int, ...], shape: tuple[int, ...]) -> Box:
     return tuple(slice(max(b.start - q, 0), min(b.stop + q, n)) for b, q, n in zip(box, p, shape))  # type: ignore[return-value]
 
 
-def _sub_grid(grid: Grid, box: Box) -> Grid:
-    start = np.array([box[2].start, box[1].start, box[0].start])
-    return Grid(tuple(s.stop - s.start for s in box), grid.spacing, tuple(grid.index_to_lps(start)), grid.direction)
-
-
 @dataclass
 class _Context:
     """The mediastinal box: CT, smoothed CT, node-density mask, SUV and SUVpeak at CT resolution, station regions."""
@@ -250,7 +245,7 @@ def _context(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, pea
         return None
     pad = tuple(int(np.ceil(s.context_mm / sp)) for sp in ct_grid.spacing[::-1])
     box = _pad((slice(k.min(), k.max() + 1), slice(j.min(), j.max() + 1), slice(i.min(), i.max() + 1)), pad, stations.shape)
-    g = _sub_grid(ct_grid, box)
+    g = sub_grid(ct_grid, box)
     sub_hu = np.asarray(hu[box], np.float32)
     sig = [s.smooth_sigma_mm / sp for sp in g.spacing[::-1]]
     smooth = ndimage.gaussian_filter(sub_hu, [v if v >= 0.3 else 0.0 for v in sig], mode="nearest")
