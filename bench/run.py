@@ -80,13 +80,14 @@ def readme_table(results: dict[str, object]) -> str:
     assert isinstance(m, dict)
     lines = [f"Measured {results['measured_at']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB "
              f"(load average {m['load_average_1min_at_start']} at start); `make bench` rewrites this table.", "",
-             "| run | model | wall s | peak GB | load s | registration s | measurements s | classifier s | SEG s | SR s | report s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | model | wall s | peak GB | load s | registration s | measurements s | tumour side s | node reading s | classifier s | SEG s | SR s | report s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, v in results.items():
         if not (isinstance(v, dict) and "stage_s" in v):
             continue
         st = v["stage_s"]
-        cells = [st.get(k) for k in ("load study", "stations (atlas registration)", "station measurements", "station classifier", "SEG", "SR", "report")]
+        cells = [st.get(k) for k in ("load study", "stations (atlas registration)", "station measurements", "tumour side", "node reading",
+                                     "station classifier", "SEG", "SR", "report")]
         lines.append(f"| {key} | {v['model']} | {v['wall_s']} | {v['peak_rss_gb']} | " + " | ".join("" if c is None else f"{c:.1f}" for c in cells) + " |")
     return "\n".join(lines)
 
