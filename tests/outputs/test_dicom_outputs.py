@@ -423,6 +423,15 @@ def test_sr_index_node_short_axis_reads_back_with_highdicom(written: Written) ->
         assert found[s] == pytest.approx(values), s
 
 
+def assert_valid_sr(path: Path) -> None:
+    """dciodvfy, dcmdump and dsrdump find no error in an SR (pixelmed runs once, on the main SR)."""
+    try:
+        reports = validate_file(path, skip=("DicomSRValidator",))
+    except ValidatorMissing as e:
+        pytest.skip(f"validator not installed: {e}")
+    assert all(r.ok for r in reports), "\n".join(r.summary() for r in reports)
+
+
 def test_sr_of_a_result_without_node_fields(written: Written, tmp_path: Path) -> None:
     """A result.json written before node reading: one group per station, no node group."""
     old = without_node_fields(written.result)
@@ -431,11 +440,7 @@ def test_sr_of_a_result_without_node_fields(written: Written, tmp_path: Path) ->
     sr = pydicom.dcmread(paths[1])
     assert not node_groups(sr)
     assert len(measurement_groups(sr)) == len(old["stations"])
-    try:
-        reports = validate_file(paths[1], skip=("DicomSRValidator",))  # pixelmed runs once, on the main SR
-    except ValidatorMissing as e:
-        pytest.skip(f"validator not installed: {e}")
-    assert all(r.ok for r in reports), "\n".join(r.summary() for r in reports)
+    assert_valid_sr(paths[1])
 
 
 def test_sr_reports_n_stage_and_tumour_side(written: Written) -> None:
@@ -461,11 +466,7 @@ def test_sr_without_tumour_side_writes_n_plus_as_text(written: Written, tmp_path
     items = _children(next(i for i in _children(sr) if _name(i) == "C0034375"))
     assert [(i.ValueType, i.TextValue) for i in items if _name(i) == "21906-3"] == [("TEXT", "N+"), ("TEXT", "N+")]
     assert not [i for i in items if _name(i) == "121071"]  # no tumour finding without a side
-    try:
-        reports = validate_file(paths[1], skip=("DicomSRValidator",))  # pixelmed runs once, on the main SR
-    except ValidatorMissing as e:
-        pytest.skip(f"validator not installed: {e}")
-    assert all(r.ok for r in reports), "\n".join(r.summary() for r in reports)
+    assert_valid_sr(paths[1])
 
 
 # --- Encapsulated PDF --------------------------------------------------------------------------
