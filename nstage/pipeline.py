@@ -23,7 +23,7 @@ from nstage.analysis.classifier.station_case import (
     StationClassifier,
 )
 from nstage.analysis.findings import Analysis, Staging, StationFindings
-from nstage.analysis.measure import station_uptake
+from nstage.analysis.measure import station_uptake, suv_peak_map
 from nstage.analysis.nodes import StationNodes, read_nodes
 from nstage.analysis.nrules import RulesError, load_rules, normalise_side, stage
 from nstage.analysis.tumour_side import TumourSide, find_tumour_side
@@ -84,7 +84,8 @@ def measure_stations(study: Study, reg: StationResult, timer: StageTimer | None 
     names = {s.label: s.station for s in load_stations()}
     ct, pet = study.ct, study.pet
     with timer.stage("station measurements"):
-        by_label = station_uptake(pet.array, pet.grid, reg.labels, ct.grid)
+        peak = suv_peak_map(pet.array, pet.grid)  # once, for the stations and their nodes
+        by_label = station_uptake(pet.array, pet.grid, reg.labels, ct.grid, peak)
         uptake = {names[k]: v for k, v in sorted(by_label.items())}
         pool = measure_blood_pool(reg.regions.get("blood_pool"), ct.array, ct.grid, pet.array, pet.grid)
     if not pool.available:
@@ -93,7 +94,7 @@ def measure_stations(study: Study, reg: StationResult, timer: StageTimer | None 
         primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, reg.labels, pool.suv_mean)
     with timer.stage("node reading"):
         tumour_suv = primary.primary.suv_max if primary.primary is not None else None
-        nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, reg.labels, names, pool.suv_mean, tumour_suv)
+        nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, reg.labels, names, pool.suv_mean, tumour_suv, peak=peak)
     return StationFindings(reg, reg.labels, uptake, pool, primary, nodes)
 
 

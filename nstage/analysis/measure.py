@@ -42,12 +42,18 @@ def sphere_mean(suv: np.ndarray, grid: Grid, volume_ml: float) -> np.ndarray:
     return ndimage.convolve(suv.astype(np.float32), kernel, mode="nearest")
 
 
-def station_uptake(suv: np.ndarray, pet_grid: Grid, stations: np.ndarray, ct_grid: Grid) -> dict[int, StationUptake]:
-    """SUV figures inside every labelled station of a label map on the CT grid."""
+def suv_peak_map(suv: np.ndarray, pet_grid: Grid) -> np.ndarray:
+    """The SUVpeak of every PET voxel: the mean in the configured sphere (`suv_peak_sphere_ml`) around it."""
+    return sphere_mean(suv, pet_grid, float(analysis_config()["suv_peak_sphere_ml"]))
+
+
+def station_uptake(suv: np.ndarray, pet_grid: Grid, stations: np.ndarray, ct_grid: Grid,
+                   peak: np.ndarray | None = None) -> dict[int, StationUptake]:
+    """SUV figures inside every labelled station of a label map on the CT grid (`peak`: suv_peak_map, if already made)."""
     labels = np.unique(stations[stations > 0])
     if labels.size == 0:
         return {}
-    peak = sphere_mean(suv, pet_grid, float(analysis_config()["suv_peak_sphere_ml"]))
+    peak = suv_peak_map(suv, pet_grid) if peak is None else peak
     boxes = ndimage.find_objects(stations)
     out: dict[int, StationUptake] = {}
     for lab in labels:

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from nstage.analysis.config import analysis_config
-from nstage.analysis.measure import sphere_mean
+from nstage.analysis.measure import suv_peak_map
 from nstage.geometry import Grid, resample, sub_grid
 
 VISUAL_GRADES = {1: "absent", 2: "below blood pool", 3: "equal to blood pool", 4: "above blood pool", 5: "far above blood pool"}
@@ -449,13 +449,13 @@ def index_node(nodes: list[Node] | tuple[Node, ...], s: NodeSettings) -> Node | 
 
 def read_nodes(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
                names: Mapping[int, str], blood_pool: float | None, tumour_suv: float | None,
-               settings: NodeSettings | None = None) -> dict[str, StationNodes]:
+               settings: NodeSettings | None = None, peak: np.ndarray | None = None) -> dict[str, StationNodes]:
     """The nodes of every labelled station (station name -> StationNodes; every station of `names` in the map)."""
     s = settings or node_settings()
     present = [lab for lab in np.unique(stations) if lab and int(lab) in names]
     if not present:
         return {}
-    peak = sphere_mean(suv, pet_grid, float(analysis_config()["suv_peak_sphere_ml"]))
+    peak = suv_peak_map(suv, pet_grid) if peak is None else peak  # SUVpeak of every PET voxel
     ctx = _context(hu, ct_grid, suv, pet_grid, peak, stations, s)
     assert ctx is not None
     by_station: dict[int, list[Node]] = {int(lab): [] for lab in present}
