@@ -31,6 +31,7 @@ class Grid:
     spacing: tuple[float, float, float]  # (sx, sy, sz) mm along columns, rows, slices
     origin: tuple[float, float, float]  # LPS mm of the centre of voxel [0, 0, 0]
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    _to_index: np.ndarray = field(init=False, repr=False, compare=False)  # inverse of the index-to-LPS matrix
 
     def __post_init__(self) -> None:
         d = np.asarray(self.direction, dtype=float).reshape(3, 3)
@@ -40,6 +41,7 @@ class Grid:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "origin", tuple(float(s) for s in self.origin))
+        object.__setattr__(self, "_to_index", np.linalg.inv(d * np.asarray(self.spacing)[None, :]).T)
 
     @property
     def affine(self) -> np.ndarray:
@@ -60,8 +62,7 @@ class Grid:
 
     def lps_to_index(self, points: np.ndarray) -> np.ndarray:
         """(..., 3) LPS points to continuous (..., 3) voxel indices (i, j, k)."""
-        m = self.direction * np.asarray(self.spacing)[None, :]
-        return (np.asarray(points, dtype=float) - np.asarray(self.origin)) @ np.linalg.inv(m).T
+        return (np.asarray(points, dtype=float) - np.asarray(self.origin)) @ self._to_index
 
     def axis_coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """1-D LPS coordinates of columns, rows and slices (axis-aligned grids only)."""

@@ -83,14 +83,17 @@ class Canvas:
     def paint(self, shape: Shape, tissue: str, over: tuple[str, ...] | None = None) -> None:
         """Set voxels inside `shape` (and, if given, currently of the `over` tissues) to `tissue`."""
         value = label(tissue)
-        allowed = None if over is None else np.array([label(t) for t in over], np.uint8)
+        allowed = None
+        if over is not None:
+            allowed = np.zeros(256, bool)
+            allowed[[label(t) for t in over]] = True
         for sdf, lo, hi in _pieces(shape):
             box = self.index_box(lo, hi)
             if box is None:
                 continue
             mask = self._inside(sdf, box)
             if allowed is not None:
-                mask &= np.isin(self.tissue[box], allowed)
+                mask &= allowed[self.tissue[box]]
             self.tissue[box][mask] = value
 
     def mask_of(self, shape: Shape) -> np.ndarray:
