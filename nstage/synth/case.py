@@ -33,6 +33,8 @@ from nstage.synth.lesions import PlacedNode, PlacedTumour, place_lesions
 from nstage.synth.rasterize import Canvas, paint_anatomy
 from nstage.synth.render import (
     CtSettings,
+    node_hu_means,
+    node_tissue_hu,
     paint_lesions,
     render_ct,
     render_pet,
@@ -42,6 +44,7 @@ from nstage.synth.render import (
 from nstage.synth.station_builder import build_stations
 
 GENERATOR = "nstage-synth"
+GENERATOR_MODEL = 2  # 1: uptake and size only; 2: node CT signs, size-coupled uptake, EARL1 PET resolution (issue 16)
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +64,7 @@ class RenderedCase:
     ct_grid: Grid
     hu: np.ndarray
     stations: np.ndarray  # on the CT grid
+    instance: np.ndarray  # lesion instances on the CT grid: 1 tumour, 2 its necrosis, truth node "instance" for each node
     pet_grid: Grid
     suv: np.ndarray  # on the PET grid
     truth: dict[str, Any]
@@ -179,19 +183,20 @@ def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: s
         ct = Canvas.create(ct_grid, frame)
         paint_anatomy(ct, anatomy)
         stations = build_stations(ct, anatomy)
-        instance = paint_lesions(ct, tumour, nodes)
-        stations = _stations_with_nodes(stations, instance, nodes)
+        lesions = paint_lesions(ct, tumour, nodes)
+        stations = _stations_with_nodes(stations, lesions.instance, nodes)
         ct_settings = CtSettings(contrast=bool(rngs[5].random() < 0.3), noise_hu=float(rngs[5].uniform(*preset["ct_noise_hu"])))
-        hu = render_ct(ct, rngs[5], ct_settings)
+        hu = render_ct(ct, rngs[5], ct_settings, own_hu=node_tissue_hu(lesions, ct.tissue, nodes, ct_settings.contrast))
+        node_hu = node_hu_means(lesions, ct.tissue, nodes, ct_settings.contrast)
         body_tissue = ct.tissue
     with timer.stage("PET"):
         render_grid = _render_grid(ct_grid, body_tissue, float(preset["pet_render_mm"]))
         del ct
         pet_canvas = Canvas.create(render_grid, frame)
         paint_anatomy(pet_canvas, anatomy)
-        pet_instance = paint_lesions(pet_canvas, tumour, nodes)
-        pet_settings = sample_pet_settings(rngs[6])
-        uptake = uptake_map(pet_canvas, pet_instance, tumour, nodes, pet_settings, rngs[6])
+        pet_lesions = paint_lesions(pet_canvas, tumour, nodes)
+        pet_settings = sample_pet_settings(rngs[6], preset)
+        uptake = uptake_map(pet_canvas, pet_lesions, tumour, nodes, pet_settings, rngs[6])
         del pet_canvas
         pet_grid = _pet_grid(preset, ct_grid)
         suv = render_pet(uptake, render_grid, pet_grid, pet_settings, rngs[7])
@@ -202,8 +207,8 @@ def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: s
             write_ct_series(hu, ct_grid, study, dicom_dir / "ct", contrast=ct_settings.contrast)
             activity = suv / suv_bw_factor(study, acq)
             header = write_pet_series(activity, pet_grid, study, acq, dicom_dir / "pet", vendor=vendor)
-    truth = _truth(case_id, seed, index, preset_name, study, params, disease, frame, tumour, nodes, stations, ct_grid, ct_settings, pet_settings, header, vendor)
-    return RenderedCase(case_id, ct_grid, hu, stations, pet_grid, suv, truth)
+    truth = _truth(case_id, seed, index, preset_name, study, params, disease, frame, tumour, nodes, node_hu, stations, ct_grid, ct_settings, pet_settings, header, vendor)
+    return RenderedCase(case_id, ct_grid, hu, stations, lesions.instance, pet_grid, suv, truth)
 
 
 def _stations_with_nodes(stations: np.ndarray, instance: np.ndarray, nodes: list[PlacedNode]) -> np.ndarray:
@@ -218,7 +223,7 @@ def _stations_with_nodes(stations: np.ndarray, instance: np.ndarray, nodes: list
 
 
 def _truth(case_id: str, seed: int, index: int, preset: str, study: PatientStudy, params: AnatomyParams, disease: DiseaseSpec,
-           frame: CanonicalFrame, tumour: PlacedTumour, nodes: list[PlacedNode], stations: np.ndarray, ct_grid: Grid,
+           frame: CanonicalFrame, tumour: PlacedTumour, nodes: list[PlacedNode], node_hu: dict[int, float], stations: np.ndarray, ct_grid: Grid,
            ct_settings: CtSettings, pet_settings: Any, header: Any, vendor: str) -> dict[str, Any]:
     side = disease.tumour.side
     n8 = stage(disease.malignant_stations, side, "tnm")
@@ -240,7 +245,7 @@ def _truth(case_id: str, seed: int, index: int, preset: str, study: PatientStudy
         }
     return {
         "case": case_id,
-        "generator": {"name": GENERATOR, "version": __version__, "seed": seed, "index": index, "preset": preset},
+        "generator": {"name": GENERATOR, "version": __version__, "model": GENERATOR_MODEL, "seed": seed, "index": index, "preset": preset},
         "tumour_side": side,
         "n_stage": {"tnm8": n8.tnm8, "tnm9": n8.tnm9},
         "n_stage_reasons": list(n8.reasons),
@@ -248,7 +253,7 @@ def _truth(case_id: str, seed: int, index: int, preset: str, study: PatientStudy
         "stations": st,
         "tumour": {**disease.tumour.__dict__, "centre_lps": [round(float(v), 2) for v in frame.to_patient(tumour.centre)]},
         "nodes": [
-            {**placed[i].spec.__dict__, "malignant": placed[i].spec.malignant,
+            {**placed[i].spec.__dict__, "malignant": placed[i].spec.malignant, "hu_mean": node_hu.get(i), "instance": i,
              "centre_lps": [round(float(v), 2) for v in frame.to_patient(placed[i].shape.centre)]}
             for i in sorted(placed)
         ],

@@ -21,7 +21,7 @@ from nstage.stations import station_names
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One lymph node before it is placed: station, kind, size (mm) and FDG avidity."""
+    """One lymph node before it is placed: station, kind, size (mm), CT density and signs, FDG avidity."""
 
     station: str
     kind: str  # normal | malignant | reactive | calcified | enlarged_benign
@@ -29,6 +29,13 @@ class NodeSpec:
     long_axis_mm: float
     suv: float  # uptake of the node tissue itself (before scanner blur)
     calcified: bool = False
+    necrotic: bool = False
+    fatty_hilum: bool = False
+    tissue_hu: float = 35.0  # solid node tissue, unenhanced
+    enhancement_hu: float = 40.0  # added to tissue_hu on contrast-enhanced CT
+    sign_fraction: float = 0.0  # share of the node's semi-axes taken by its hilum, necrotic core or calcification
+    necrosis_hu_drop: float = 0.0
+    core_uptake_fraction: float = 1.0  # necrotic core uptake relative to the rim
 
     @property
     def malignant(self) -> bool:
@@ -60,6 +67,11 @@ class DiseaseSpec:
 @lru_cache(maxsize=1)
 def disease_config() -> dict[str, Any]:
     return json.loads((config_dir() / "synth" / "disease.json").read_text())
+
+
+@lru_cache(maxsize=1)
+def node_config() -> dict[str, Any]:
+    return json.loads((config_dir() / "synth" / "nodes.json").read_text())
 
 
 def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
@@ -109,9 +121,92 @@ def involved_stations(rng: np.random.Generator, side: str, lobe: str, target: st
     return n3 + n2 + (hilar if rng.random() < cfg["n3_hilar_probability"] else [])
 
 
-def _node(rng: np.random.Generator, station: str, kind: str, short: float, suv: float, calcified: bool = False) -> NodeSpec:
-    lo, hi = disease_config()["node_elongation"]
-    return NodeSpec(station, kind, round(short, 2), round(short * rng.uniform(lo, hi), 2), round(suv, 3), calcified)
+def _interp_table(table: list[list[float]], x: float) -> float:
+    xs, ys = zip(*table)
+    return float(np.interp(x, xs, ys))
+
+
+def _short_axis(rng: np.random.Generator, kind: str, station: str) -> float:
+    c = node_config()["short_axis_mm"]
+    if kind == "normal":
+        n = c["normal"]
+        spec = {"median": n["mean_by_station"][station] * np.exp(-n["sigma"] ** 2 / 2), "sigma": n["sigma"], "min": n["min"], "max": n["max"]}
+        return _lognormal(rng, spec)
+    return _lognormal(rng, c[kind])
+
+
+def _uptake(rng: np.random.Generator, kind: str, short: float, tumour_suv: float) -> float:
+    u = node_config()["uptake"]
+    if kind == "malignant":
+        m = u["malignant"]
+        if rng.random() < _interp_table(m["low_volume_probability_by_short_axis"], short):
+            return float(rng.uniform(*m["low_volume_suv"]))
+        median = m["median_at_10mm"] * (short / 10.0) ** m["size_exponent"] * (tumour_suv / m["tumour_reference_suv"]) ** m["tumour_exponent"]
+        return _lognormal(rng, {"median": median, "sigma": m["sigma"], "min": m["min"], "max": m["max"]})
+    key = "normal" if kind == "calcified" else kind
+    return float(rng.uniform(*u[key]))
+
+
+def make_node(rng: np.random.Generator, station: str, kind: str, tumour_suv: float, calcified: bool = False) -> NodeSpec:
+    """One node of `kind` with its size, shape, density, signs and uptake drawn from config/synth/nodes.json."""
+    c = node_config()
+    short = _short_axis(rng, kind, station)
+    ratio_cfg = c["axis_ratio"]["malignant" if kind == "malignant" else "benign"]
+    ratio = float(np.clip(rng.normal(ratio_cfg["mean"], ratio_cfg["sd"]), c["axis_ratio"]["min"], c["axis_ratio"]["max"]))
+    hu_kind = "malignant" if kind == "malignant" else "benign"
+    tissue_hu = float(rng.normal(**_normal(c["hu"]["unenhanced"][hu_kind])))
+    enhancement = float(max(rng.normal(**_normal(c["hu"]["enhancement"][hu_kind])), 0.0))
+    suv = _uptake(rng, kind, short, tumour_suv)
+    necrotic = kind == "malignant" and rng.random() < _interp_table(c["necrosis"]["probability_by_short_axis"], short)
+    hilum_p = c["fatty_hilum"]["probability"][kind] if short >= c["fatty_hilum"]["min_short_axis_mm"] else 0.0
+    fatty = not necrotic and rng.random() < hilum_p
+    fraction, drop, core_uptake = 0.0, 0.0, 1.0
+    if necrotic:
+        fraction = float(rng.uniform(*c["necrosis"]["core_fraction"]))
+        drop = float(rng.uniform(*c["necrosis"]["hu_drop"]))
+        core_uptake = float(rng.uniform(*c["necrosis"]["core_uptake_fraction"]))
+    elif calcified:
+        fraction = float(rng.uniform(*c["calcification"]["core_fraction"]))
+    elif fatty:
+        fraction = float(rng.uniform(*c["fatty_hilum"]["volume_fraction"])) ** (1.0 / 3.0)
+    return NodeSpec(station, kind, round(short, 2), round(short / ratio, 2), round(suv, 3), calcified, bool(necrotic), bool(fatty),
+                    round(tissue_hu, 1), round(enhancement, 1), round(fraction, 3), round(drop, 1), round(core_uptake, 3))
+
+
+def _normal(spec: dict[str, float]) -> dict[str, float]:
+    return {"loc": spec["mean"], "scale": spec["sd"]}
+
+
+def granulomatous_stations(rng: np.random.Generator) -> list[str]:
+    """Stations of granulomatous disease: bilateral and roughly symmetric in most patients, else one side."""
+    cfg = disease_config()["granulomatous"]
+    if rng.random() < cfg["bilateral_probability"]:
+        pairs = [p for p in cfg["symmetric_pairs"] if rng.random() < cfg["pair_probability"]] or [cfg["symmetric_pairs"][0]]
+        out = [s for p in pairs for s in p]
+        out += [s for s in cfg["midline"] if rng.random() < cfg["midline_probability"]]
+        return out
+    side = "R" if rng.random() < 0.5 else "L"
+    one = [s for s in cfg["one_side"][side] if rng.random() < cfg["pair_probability"]] or [cfg["one_side"][side][0]]
+    return one + [s for s in cfg["midline"] if rng.random() < cfg["midline_probability"]]
+
+
+def station_nodes(rng: np.random.Generator, station: str, malignant: bool, granulomatous: list[str], tumour_suv: float) -> list[NodeSpec]:
+    """All nodes of one station: normal ones, metastatic ones if involved, benign confounders otherwise."""
+    d, c = disease_config(), node_config()
+    lo, hi = c["count_per_station"]["normal"]
+    nodes = [make_node(rng, station, "normal", tumour_suv) for _ in range(int(rng.integers(lo, hi + 1)))]
+    if malignant:
+        return nodes + [make_node(rng, station, "malignant", tumour_suv) for _ in range(int(_choice(rng, c["count_per_station"]["malignant"])))]
+    cal = c["calcification"]
+    in_granuloma = station in granulomatous
+    if in_granuloma or rng.random() < d["reactive_station_probability"]:
+        calcified = rng.random() < (cal["granulomatous_avid_probability"] if in_granuloma else cal["station_probability"])
+        nodes.append(make_node(rng, station, "reactive", tumour_suv, calcified=calcified))
+    if rng.random() < cal["station_probability"]:
+        nodes.append(make_node(rng, station, "calcified", tumour_suv, calcified=True))
+    if rng.random() < d["enlarged_benign_station_probability"]:
+        nodes.append(make_node(rng, station, "enlarged_benign", tumour_suv))
+    return nodes
 
 
 def sample_disease(rng: np.random.Generator) -> DiseaseSpec:
@@ -127,22 +222,7 @@ def sample_disease(rng: np.random.Generator) -> DiseaseSpec:
         central=bool(rng.random() < cfg["tumour_central_probability"]),
         necrotic=bool(diameter >= cfg["tumour_necrosis_min_diameter_mm"] and rng.random() < cfg["tumour_necrosis_probability"]),
     )
-    granulomatous = bool(rng.random() < cfg["granulomatous_probability"])
-    nodes: list[NodeSpec] = []
-    for station in station_names():
-        n_normal = int(rng.integers(cfg["normal_nodes_per_station"][0], cfg["normal_nodes_per_station"][1] + 1))
-        for _ in range(n_normal):
-            nodes.append(_node(rng, station, "normal", rng.uniform(*cfg["normal_node_short_axis_mm"]), rng.uniform(*cfg["benign_node_suv"])))
-        if station in malignant:
-            for _ in range(int(_choice(rng, cfg["malignant_nodes_per_station"]))):
-                nodes.append(_node(rng, station, "malignant", _lognormal(rng, cfg["malignant_short_axis_mm"]), _lognormal(rng, cfg["malignant_suv"])))
-            continue
-        reactive_p = cfg["granulomatous_station_probability"] if granulomatous and station in cfg["granulomatous_stations"] else cfg["reactive_station_probability"]
-        calcified = rng.random() < cfg["calcified_station_probability"]
-        if rng.random() < reactive_p or (calcified and rng.random() < cfg["calcified_reactive_probability"]):
-            nodes.append(_node(rng, station, "reactive", rng.uniform(*cfg["reactive_short_axis_mm"]), rng.uniform(*cfg["reactive_suv"]), calcified))
-        elif calcified:
-            nodes.append(_node(rng, station, "calcified", rng.uniform(5.0, 12.0), rng.uniform(*cfg["benign_node_suv"]), True))
-        if rng.random() < cfg["enlarged_benign_station_probability"]:
-            nodes.append(_node(rng, station, "enlarged_benign", rng.uniform(*cfg["enlarged_benign_short_axis_mm"]), rng.uniform(1.0, 2.0)))
+    granulomatous = bool(rng.random() < cfg["granulomatous"]["probability"])
+    granuloma = granulomatous_stations(rng) if granulomatous else []
+    nodes = [n for station in station_names() for n in station_nodes(rng, station, station in malignant, granuloma, tumour.suv)]
     return DiseaseSpec(tumour, target, tuple(malignant), granulomatous, tuple(nodes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -10,6 +11,7 @@ from scipy import ndimage
 from nstage.geometry import Grid
 from nstage.synth.lesions import PlacedNode, PlacedTumour
 from nstage.synth.rasterize import Canvas
+from nstage.synth.shapes import Ellipsoid
 from nstage.synth.tissues import label, lookup_table, tissues
 
 TUMOUR_INSTANCE = 1
@@ -17,9 +19,32 @@ NECROSIS_INSTANCE = 2
 PET_NOISE_SPACING_MM = 4.0
 
 
-def paint_lesions(canvas: Canvas, tumour: PlacedTumour, nodes: list[PlacedNode]) -> np.ndarray:
-    """Paint tumour and nodes onto the canvas; return the instance map (0 none, 1 tumour, 2 necrosis, 3+ nodes)."""
+@dataclass(frozen=True)
+class Lesions:
+    """What paint_lesions left on a canvas: the instance of every lesion voxel and the nodes' necrotic cores."""
+
+    instance: np.ndarray  # 0 none, 1 tumour, 2 tumour necrosis, 3+ nodes
+    node_core: np.ndarray  # bool: necrotic core of a node
+
+
+def _sign_shape(node: PlacedNode) -> Ellipsoid | None:
+    """The node's inner structure: a fatty hilum reaching its margin, or a central core (necrosis, calcium)."""
+    spec, shape = node.spec, node.shape
+    f = spec.sign_fraction
+    if f <= 0:
+        return None
+    semi = shape.semi_axes * f
+    if spec.fatty_hilum:
+        # a fat core shifted towards one flank, so that it opens to the margin as a notch
+        offset = shape.rotation[:, 1] * shape.semi_axes[1] * (1.0 - 0.6 * f)
+        return Ellipsoid(shape.centre + offset, semi, shape.rotation)
+    return Ellipsoid(shape.centre, semi, shape.rotation)
+
+
+def paint_lesions(canvas: Canvas, tumour: PlacedTumour, nodes: list[PlacedNode]) -> Lesions:
+    """Paint tumour and nodes (with hilum fat, calcium and necrotic cores) onto the canvas."""
     instance = np.zeros(canvas.grid.shape, np.uint16)
+    core = np.zeros(canvas.grid.shape, bool)
     m = canvas.mask_of(tumour.shape) & np.isin(canvas.tissue, [label("lung"), label("mediastinal_fat")])
     canvas.tissue[m] = label("tumour")
     instance[m] = TUMOUR_INSTANCE
@@ -29,10 +54,47 @@ def paint_lesions(canvas: Canvas, tumour: PlacedTumour, nodes: list[PlacedNode])
         m = canvas.mask_of(node.shape) & (canvas.tissue == label("mediastinal_fat"))
         canvas.tissue[m] = label("lymph_node")
         instance[m] = node.instance
-        if node.spec.calcified:
-            core = canvas.mask_of(node.shape.inflated(-0.35 * float(node.shape.semi_axes.min()))) & m
-            canvas.tissue[core] = label("calcification")
-    return instance
+        inner = _sign_shape(node)
+        if inner is None:
+            continue
+        part = canvas.mask_of(inner) & m
+        if node.spec.fatty_hilum:
+            canvas.tissue[part] = label("mediastinal_fat")
+        elif node.spec.calcified:
+            canvas.tissue[part] = label("calcification")
+        elif node.spec.necrotic:
+            core |= part
+    return Lesions(instance, core)
+
+
+def node_tissue_hu(lesions: Lesions, tissue: np.ndarray, nodes: list[PlacedNode], contrast: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel indices of solid node tissue and their CT numbers: each node's own density, necrotic cores lower and unenhanced."""
+    solid = (lesions.instance >= 3) & (tissue == label("lymph_node"))
+    idx = np.flatnonzero(solid)
+    inst = lesions.instance.ravel()[idx]
+    table = np.zeros(int(lesions.instance.max()) + 1, np.float32)
+    drop = np.zeros_like(table)
+    enh = np.zeros_like(table)
+    for n in nodes:
+        if n.instance < table.size:
+            table[n.instance] = n.spec.tissue_hu
+            enh[n.instance] = n.spec.enhancement_hu if contrast else 0.0
+            drop[n.instance] = n.spec.necrosis_hu_drop
+    in_core = lesions.node_core.ravel()[idx]
+    values = table[inst] + np.where(in_core, 0.0, enh[inst]) - np.where(in_core, drop[inst], 0.0)
+    return idx, values.astype(np.float32)
+
+
+def node_hu_means(lesions: Lesions, tissue: np.ndarray, nodes: list[PlacedNode], contrast: bool) -> dict[int, float]:
+    """Mean designed CT number (before texture, blur and noise) over each node's voxels, hilum fat and calcium included."""
+    key = "hu_contrast" if contrast else "hu"
+    hu = lookup_table({n: getattr(t, key) for n, t in tissues().items()})[tissue]
+    idx, values = node_tissue_hu(lesions, tissue, nodes, contrast)
+    hu.ravel()[idx] = values
+    inst = lesions.instance.ravel()
+    sums = np.bincount(inst, weights=hu.ravel(), minlength=int(inst.max()) + 1)
+    counts = np.bincount(inst, minlength=sums.size)
+    return {n.instance: round(float(sums[n.instance] / counts[n.instance]), 1) for n in nodes if n.instance < counts.size and counts[n.instance]}
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: float | tuple[float, ...]) -> np.ndarray:
@@ -51,11 +113,14 @@ class CtSettings:
     kvp: float = 120.0
 
 
-def render_ct(canvas: Canvas, rng: np.random.Generator, settings: CtSettings) -> np.ndarray:
-    """CT in HU on the canvas grid: tissue values, texture, lung gradient, table, blur and noise."""
+def render_ct(canvas: Canvas, rng: np.random.Generator, settings: CtSettings, own_hu: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """CT in HU on the canvas grid: tissue values (`own_hu`: flat voxel indices and values that
+    replace them, e.g. each node's density), texture, lung gradient, table, blur and noise."""
     ts = tissues()
     key = "hu_contrast" if settings.contrast else "hu"
     hu = lookup_table({n: getattr(t, key) for n, t in ts.items()})[canvas.tissue]
+    if own_hu is not None:
+        hu.ravel()[own_hu[0]] = own_hu[1]
     tex = lookup_table({n: t.texture_hu for n, t in ts.items()})[canvas.tissue]
     sx, sy, sz = canvas.grid.spacing
     hu += tex * smooth_noise(rng, canvas.grid.shape, (2.0 / sz, 1.5 / sy, 1.5 / sx))
@@ -90,31 +155,37 @@ class PetSettings:
     tissue_suv: dict[str, float]
 
 
-def sample_pet_settings(rng: np.random.Generator) -> PetSettings:
-    """Per-patient tissue uptake (within the ranges of tissues.json) and scanner blur/noise."""
+def sample_pet_settings(rng: np.random.Generator, preset: dict[str, Any]) -> PetSettings:
+    """Per-patient tissue uptake (within the ranges of tissues.json) and the preset's scanner blur/noise."""
     suv = {n: float(rng.uniform(*t.suv_range)) for n, t in tissues().items()}
     suv["myocardium"] = float(np.exp(rng.uniform(np.log(1.3), np.log(12.0))))  # fasting state varies a lot
     for n in ("venous_blood", "cardiac_blood"):
         suv[n] = suv["arterial_blood"] * rng.uniform(0.95, 1.05)
-    return PetSettings(fwhm_mm=float(rng.uniform(5.0, 7.0)), noise=float(rng.uniform(0.16, 0.24)), tissue_suv=suv)
+    return PetSettings(fwhm_mm=float(rng.uniform(*preset["pet_fwhm_mm"])), noise=float(rng.uniform(*preset["pet_noise"])), tissue_suv=suv)
 
 
-def uptake_map(canvas: Canvas, instance: np.ndarray, tumour: PlacedTumour, nodes: list[PlacedNode], settings: PetSettings, rng: np.random.Generator) -> np.ndarray:
-    """Noise-free SUV of every voxel (before scanner blur)."""
+def uptake_map(canvas: Canvas, lesions: Lesions, tumour: PlacedTumour, nodes: list[PlacedNode], settings: PetSettings, rng: np.random.Generator) -> np.ndarray:
+    """Noise-free SUV of every voxel (before scanner blur): tissues, the tumour, and each node with
+    its hilum fat at fat uptake, its calcium lower and its necrotic core at a fraction of the rim."""
+    instance = lesions.instance
     suv = lookup_table(settings.tissue_suv)[canvas.tissue]
     sx, sy, sz = canvas.grid.spacing
     suv *= 1.0 + 0.08 * smooth_noise(rng, canvas.grid.shape, (6.0 / sz, 6.0 / sy, 6.0 / sx))
     lung = canvas.tissue == label("lung")
     suv[lung] *= 0.8 + 0.5 * np.clip((canvas.cy[lung] + 60.0) / 160.0, 0, 1)
     values = np.zeros(int(instance.max()) + 1 if instance.size else 1, np.float32)
+    core = np.ones_like(values)
     values[TUMOUR_INSTANCE] = tumour.spec.suv
     if NECROSIS_INSTANCE < values.size:
         values[NECROSIS_INSTANCE] = 0.8
     for n in nodes:
         if n.instance < values.size:
             values[n.instance] = n.spec.suv
-    lesion = instance > 0
+            core[n.instance] = n.spec.core_uptake_fraction
+    lesion = (instance > 0) & (canvas.tissue != label("mediastinal_fat"))
     suv[lesion] = values[instance[lesion]]
+    necrotic = lesions.node_core
+    suv[necrotic] *= core[instance[necrotic]]
     calc = canvas.tissue == label("calcification")
     suv[calc] *= 0.7
     return np.maximum(suv, 0.0)
