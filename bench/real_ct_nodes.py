@@ -3,8 +3,10 @@
 `python -m bench.real_ct_nodes [--ct DIR] [--out bench/real_ct_nodes.png]` registers the atlas to
 the CT as `nstage stations` does, reads the nodes of every station with a flat PET (so only the CT
 finds candidates), writes the PNG (axial CT slices through the index nodes, each candidate
-outlined, its station and short axis written beside it) and bench/real_ct_nodes.json (every
-index node with the CT numbers at its centre and in a shell around it).
+circled, its station and short axis written beside it; a zoom on the slice through each index node
+and the slices above and below) and bench/real_ct_nodes.json (the
+candidates per station, and every index node with the CT numbers at its centre voxel, in a 2 mm
+disc round its centre and in a box around it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,19 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     for st, n in index:
         i, j, k = np.rint(ct.grid.lps_to_index(np.asarray(n.centre_lps))).astype(int)
         shell = ct.array[max(k - 1, 0):k + 2, max(j - 8, 0):j + 9, max(i - 8, 0):i + 9]
+        jj, ii = np.ogrid[:ct.array.shape[1], :ct.array.shape[2]]
+        disc = ((jj - j) * ct.grid.spacing[1]) ** 2 + ((ii - i) * ct.grid.spacing[0]) ** 2 <= 2.0**2
         rows.append({"station": st, **n.as_dict(), "hu_at_centre": float(ct.array[k, j, i]),
+                     "hu_centre_mean_2mm": round(float(ct.array[k][disc].mean()), 1),  # a single voxel carries the full noise of the scan
                      "hu_shell_median": float(np.median(shell)), "slice": int(k)})
-    slices = sorted({r["slice"] for r in rows})[:12]
-    cols = 3
-    nrows = max(1, (len(slices) + cols - 1) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(15, 5.2 * nrows))
-    kk, jj, ii = np.nonzero(reg.labels)
-    x0, x1 = (ii.min() - 10) * ct.grid.spacing[0], (ii.max() + 10) * ct.grid.spacing[0]  # the mediastinum, with a margin
-    y0, y1 = (jj.min() - 10) * ct.grid.spacing[1], (jj.max() + 10) * ct.grid.spacing[1]
+    _, jj, ii = np.nonzero(reg.labels)
+    sx, sy, _ = ct.grid.spacing
+    x0, x1 = (ii.min() - 10) * sx, (ii.max() + 10) * sx  # the mediastinum, with a margin
+    y0, y1 = (jj.min() - 10) * sy, (jj.max() + 10) * sy
+    nrows = max(1, min(len(rows), 12))
+    fig, axes = plt.subplots(nrows, 4, figsize=(20, 5.0 * nrows), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1, 1, 1]})
     for ax in np.ravel(axes):
         ax.axis("off")
-    sx, sy, _ = ct.grid.spacing
-    for ax, k in zip(np.ravel(axes), slices):
+
+    def draw(ax: Any, k: int) -> None:
+        """Slice k with the station outlines and the candidates whose centre lies within a slice of it."""
         img = ct.array[k]
         ax.imshow(np.clip(img, -160, 240), cmap="gray", extent=(0, img.shape[1] * sx, img.shape[0] * sy, 0))
         ax.contour(np.arange(img.shape[1]) * sx, np.arange(img.shape[0]) * sy, reg.labels[k] > 0, levels=[0.5], colors="yellow", linewidths=0.6)
@@ -74,15 +80,30 @@ def main(argv: list[str] | None = None) -> int:
                 colour = "red" if n is sn.index_node else "cyan"
                 ax.add_patch(plt.Circle((ci * sx, cj * sy), n.long_axis_mm / 2 + 1.5, fill=False, color=colour, linewidth=1.2))
                 ax.text(ci * sx + n.long_axis_mm / 2 + 2, cj * sy, f"{st} {n.short_axis_mm:.0f}mm", color=colour, fontsize=9)
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y1, y0)
-        ax.set_title(f"slice {k}  (z {ct.grid.index_to_lps(np.array([0, 0, k]))[2]:.0f} mm)", fontsize=9)
+
+    for r, row in zip(axes, rows[:nrows]):
+        k = row["slice"]
+        ci, cj, _ = ct.grid.lps_to_index(np.asarray(row["centre_lps"]))
+        draw(r[0], k)
+        r[0].set_xlim(x0, x1)
+        r[0].set_ylim(y1, y0)
+        r[0].set_title(f"station {row['station']} index node, slice {k} (z {ct.grid.index_to_lps(np.array([0, 0, k]))[2]:.0f} mm)", fontsize=10)
+        for ax, dk in zip(r[1:], (1, 0, -1)):  # above, through and below the node (+z is superior)
+            if not 0 <= k + dk < ct.array.shape[0]:
+                continue
+            draw(ax, k + dk)
+            ax.set_xlim(ci * sx - 25, ci * sx + 25)
+            ax.set_ylim(cj * sy + 25, cj * sy - 25)
+            ax.set_title(f"zoom, slice {k + dk} ({'above' if dk > 0 else 'below' if dk < 0 else 'centre'})", fontsize=10)
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "no index node in any station", ha="center", va="center", fontsize=14)
     fig.suptitle("Node candidates on the real CT (yellow: stations; red: index node; cyan: other candidates; CT only, no PET)", fontsize=11)
     fig.tight_layout()
     fig.savefig(a.out, dpi=80)
     out_json = a.out.with_suffix(".json")
     out_json.write_text(json.dumps({"machine": machine(), "ct": str(a.ct.relative_to(ROOT.parent)) if a.ct.is_relative_to(ROOT.parent) else a.ct.name,
-                                    "registration": reg.status, "index_nodes": rows}, indent=1) + "\n")
+                                    "registration": reg.status, "candidates_per_station": {st: sn.candidates for st, sn in found.items()},
+                                    "index_nodes": rows}, indent=1) + "\n")
     print(f"{len(rows)} index nodes; {a.out}; {out_json}")
     return 0
 

@@ -7,10 +7,10 @@ Method (docs/node-reading.md), in one box around all stations at CT resolution:
 - seeds: node tissue inside a station denser than `core_hu` (above the partial-volume rim that blur
   leaves along every vessel), each grown by at most `grow_mm` to the half-maximum edge within the
   station plus `margin_mm` (a node on a border is read whole, the vessel it touches is not);
-- kept when node-like: volume, longest extent and elongation within limits, and mostly fat or lung
-  in a shell around it (a piece of a vessel or organ is surrounded by its own tissue); a piece that
-  is not is opened with a ball of `split_min_radius_mm` (after closing noise pin-holes) and its
-  node-like parts kept;
+- kept when node-like: volume, longest extent and elongation within limits, mostly fat or lung
+  in a shell around it (a piece of a vessel or organ is surrounded by its own tissue), and little
+  air or lung close round it (an airway wall, a vessel in the lung); a piece that is not is opened
+  with a ball of `split_min_radius_mm` (after closing noise pin-holes) and its node-like parts kept;
 - FDG foci above the blood pool near the stations that no CT candidate explains add the soft
   tissue around the focus, if that is node-like;
 - each candidate goes to the station nearest to most of its voxels.
@@ -61,6 +61,9 @@ class NodeSettings:
     min_fat_surround: float
     min_fat_in_surround: float
     surround_fat_hu: tuple[float, float]
+    air_ring_mm: tuple[float, float]
+    air_hu: float
+    max_air_around: float
     split_min_radius_mm: float
     split_closing_mm: float
     pet_margin_mm: float
@@ -78,7 +81,7 @@ class NodeSettings:
     max_nodes_per_station: int
 
     @classmethod
-    def from_config(cls, c: Mapping[str, Any]) -> "NodeSettings":
+    def from_config(cls, c: Mapping[str, Any]) -> NodeSettings:
         g = c["visual_grade_blood_pool_ratios"]
         return cls(
             margin_mm=float(c["margin_mm"]), core_hu=float(c["core_hu"]), grow_mm=float(c["grow_mm"]), context_mm=float(c["context_mm"]), smooth_sigma_mm=float(c["smooth_sigma_mm"]),
@@ -88,7 +91,9 @@ class NodeSettings:
             max_long_axis_mm=float(c["max_long_axis_mm"]), max_volume_ml=float(c["max_volume_ml"]),
             min_inside_fraction=float(c["min_inside_fraction"]), max_elongation=float(c["max_elongation"]),
             surround_mm=float(c["surround_mm"]), min_fat_surround=float(c["min_fat_surround"]),
-            min_fat_in_surround=float(c["min_fat_in_surround"]), surround_fat_hu=(float(c["surround_fat_hu"][0]), float(c["surround_fat_hu"][1])), split_min_radius_mm=float(c["split_min_radius_mm"]), split_closing_mm=float(c["split_closing_mm"]),
+            min_fat_in_surround=float(c["min_fat_in_surround"]), surround_fat_hu=(float(c["surround_fat_hu"][0]), float(c["surround_fat_hu"][1])),
+            air_ring_mm=(float(c["air_ring_mm"][0]), float(c["air_ring_mm"][1])), air_hu=float(c["air_hu"]), max_air_around=float(c["max_air_around"]),
+            split_min_radius_mm=float(c["split_min_radius_mm"]), split_closing_mm=float(c["split_closing_mm"]),
             pet_margin_mm=float(c["pet_margin_mm"]), focus_min_suv=float(c["focus_min_suv"]),
             focus_min_blood_pool_ratio=float(c["focus_min_blood_pool_ratio"]), focus_radius_mm=float(c["focus_radius_mm"]),
             calcified_min_fraction=float(c["calcified_min_fraction"]), fat_min_volume_ml=float(c["fat_min_volume_ml"]),
@@ -272,6 +277,20 @@ def _station_of(blob: _Blob, ctx: _Context, s: NodeSettings) -> int:
     return int(np.argmax(np.bincount(ctx.owner[blob.box][region].ravel(), minlength=256)))
 
 
+def _air_around(blob: _Blob, ctx: _Context, s: NodeSettings) -> float:
+    """Fraction of a ring `air_ring_mm` outside the candidate that is air or lung (below `air_hu`).
+
+    Mediastinal and hilar nodes lie in fat; soft tissue with air close round a large part of it is an
+    airway wall (the carina, a bronchus cut across) or a vessel in the lung.
+    """
+    r0, r1 = s.air_ring_mm
+    sp = ctx.grid.spacing[::-1]
+    big, m = blob.padded(ctx, max(1, int(np.ceil(r1 / min(sp)))) + 1)
+    d = ndimage.distance_transform_edt(~m, sampling=sp)
+    ring = (d > r0) & (d <= r1)
+    return float(np.mean(ctx.smooth[big][ring] < s.air_hu)) if ring.any() else 0.0
+
+
 def _fits(blob: _Blob, ctx: _Context, s: NodeSettings, surround: bool = True) -> bool:
     """Within the size and shape limits of a node, and (with `surround`) lying in fat or lung, not a piece of a larger organ."""
     n = int(blob.mask.sum())
@@ -288,6 +307,8 @@ def _fits(blob: _Blob, ctx: _Context, s: NodeSettings, surround: bool = True) ->
             return False
     if not surround:
         return True
+    if _air_around(blob, ctx, s) > s.max_air_around:  # an airway wall or a vessel in the lung
+        return False
     ring_pad = max(1, int(np.ceil(s.surround_mm / min(ctx.grid.spacing))))
     big, m = blob.padded(ctx, ring_pad)
     ring = ndimage.binary_dilation(m, structure=_ball(s.surround_mm, ctx.grid.spacing)) & ~m
