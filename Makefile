@@ -59,3 +59,44 @@ lock:
 
 clean:
 	rm -rf demo bench/work .pytest_cache
+
+# ---- MONAI Label server environment: .venv-label (label_app/, docs/monai-label.md) --------------------
+# Its own virtual environment: the project's locked stack (requirements.lock, unchanged) plus monailabel
+# 0.8.5 and its light dependencies, all pinned in requirements-label.lock and installed with --no-deps
+# (monailabel's numpy<2 dependencies would replace the locked numpy 2), and the pydicom import shim
+# (label_app/pydicom_shim.py). Server: .venv-label/bin/monailabel start_server --app label_app --studies DIR
+LABEL_VENV := .venv-label
+LABEL_PY := $(LABEL_VENV)/bin/python
+LABEL_STAMP := $(LABEL_VENV)/.installed
+
+.PHONY: setup-label lock-label
+setup: $(LABEL_STAMP)
+setup-label: $(LABEL_STAMP)
+
+$(LABEL_STAMP): requirements.lock requirements-label.lock pyproject.toml label_app/pydicom_shim.py
+	@test -x $(LABEL_PY) || $(PYTHON) -m venv $(LABEL_VENV) || python3 -m venv $(LABEL_VENV)
+	$(LABEL_PY) -m pip install --quiet --upgrade pip==26.3
+	$(LABEL_PY) -m pip install --quiet -r requirements.lock
+	$(LABEL_PY) -m pip install --quiet --no-deps -r requirements-label.lock
+	$(LABEL_PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	site=$$($(LABEL_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  cp label_app/pydicom_shim.py "$$site/nstage_pydicom_shim.py" && echo "import nstage_pydicom_shim" > "$$site/nstage_pydicom_shim.pth"
+	# monailabel's own launcher runs whatever `python` is first on PATH: run this environment's instead
+	# (and with this bin/ first on PATH, where dcmqi's itkimage2segimage is: MONAI Label downloads dcmqi otherwise)
+	printf '#!/bin/sh\n# MONAI Label server of .venv-label (written by the Makefile)\nbin="$$(cd "$$(dirname "$$0")" && pwd)"\nPATH="$$bin:$$PATH" exec "$$bin/python" -m monailabel.main "$$@"\n' > $(LABEL_VENV)/bin/monailabel
+	chmod +x $(LABEL_VENV)/bin/monailabel
+	echo '*' > $(LABEL_VENV)/.gitignore
+	$(LABEL_PY) -c "import monailabel.interfaces.app, pydicom_seg, nstage.pipeline" && test -x $(LABEL_VENV)/bin/itkimage2segimage
+	@touch $@
+
+lock-label:
+	rm -rf /tmp/nstage-lock-label && $(PYTHON) -m venv /tmp/nstage-lock-label
+	/tmp/nstage-lock-label/bin/pip install --quiet -r requirements.lock
+	/tmp/nstage-lock-label/bin/pip install --quiet -r requirements-label.txt -c requirements.lock
+	/tmp/nstage-lock-label/bin/pip install --quiet --no-deps monailabel==0.8.5 pydicom-seg==0.4.1
+	( echo "# .venv-label: installed with --no-deps on top of requirements.lock (the project's locked stack, unchanged)."; \
+	  echo "# The packages the MONAI Label server adds, pinned (pip freeze of a fresh .venv-label less requirements.lock)."; \
+	  echo "# Regenerate with \`make lock-label\`; why --no-deps and the pydicom shim: docs/monai-label.md."; \
+	  grep -v '^#' requirements.lock | sort > /tmp/nstage-lock-label/main.txt; \
+	  /tmp/nstage-lock-label/bin/pip freeze --all | grep -v "^pip==" | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' | sort | \
+	    comm -13 /tmp/nstage-lock-label/main.txt - ) > requirements-label.lock
