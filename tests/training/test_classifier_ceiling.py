@@ -6,6 +6,7 @@ import numpy as np
 
 from bench.classifier_ceiling import flat_stations, sample_cohort
 from nstage.stations import station_names
+from nstage.synth.disease import node_config
 
 
 def test_sampled_features_match_the_disease_truth():
@@ -14,8 +15,9 @@ def test_sampled_features_match_the_disease_truth():
     assert set(sides) <= {"L", "R"} and truth.sum() > 0
     assert np.all(cats.sum(axis=2) == 1)  # one N category per station and patient
     # every malignant station holds a node (its hottest node's uptake is positive), and a malignant node's
-    # uptake is at least the disease model's floor of 2.2
-    assert np.all(feats[truth == 1, 0] >= 2.2)
+    # uptake is at least the disease model's floor (config/synth/nodes.json: low-volume deposits, lognormal minimum)
+    m = node_config()["uptake"]["malignant"]
+    assert np.all(feats[truth == 1, 0] >= min(m["low_volume_suv"][0], m["min"]))
 
 
 def test_n_stage_accuracy_counts_patients_whose_stage_changes():
