@@ -76,8 +76,17 @@ class NStageLabelApp(MONAILabelApp):
         return image_id, Path(info["nstage_study_dir"])
 
     def _resolve_uri(self, uri: str) -> tuple[str, Path]:
+        if not os.path.exists(uri):  # an image id (main.infer keeps it)
+            return self._resolve_id(uri)
         name = os.path.basename(uri.rstrip("/"))
         return self._resolve_id(name.removesuffix(".nii.gz"))
+
+    def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
+        """MONAI Label hands the task the image's URI (for DICOMweb a temporary NIfTI at first): keep the id beside it."""
+        image = request.get("image")
+        if isinstance(image, str) and not os.path.exists(image):
+            request = {**request, "nstage_image_id": image}
+        return super().infer(request, datastore)
 
     def init_infers(self) -> dict[str, Any]:
         return {"stations": StationsInfer(self.workspace, self._resolve_uri)}

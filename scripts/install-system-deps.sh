@@ -9,6 +9,7 @@ command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 [ -e /usr/share/java/pixelmed.jar ] || need+=(pixelmed-apps)   # DicomSRValidator (TID 1500 checks)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)           # the DICOM node of `nstage route` and its tests
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)   # DICOMweb for the MONAI Label app's tests
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

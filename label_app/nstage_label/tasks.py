@@ -28,7 +28,7 @@ from .work import Workspace, station_labels
 
 log = logging.getLogger("nstage.label")
 
-# image URI (what MONAI Label hands an infer task) -> (image id, DICOM study folder with CT and PET)
+# image id or URI (what MONAI Label hands an infer task) -> (image id, DICOM study folder with CT and PET)
 StudyResolver = Callable[[str], tuple[str, Path]]
 
 
@@ -44,7 +44,7 @@ class StationsInfer(InferTask):
         return True
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        image_id, study_dir = self.resolve(str(request["image"]))
+        image_id, study_dir = self.resolve(str(request.get("nstage_image_id") or request["image"]))
         side = str(request.get("tumour_side") or "").strip() or None
         with tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False) as f:  # MONAI Label removes it after the answer
             out = f.name
