@@ -37,7 +37,8 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["table"]:
         target = "" if r["range"] is None else f"{r['range'][0]:g}-{r['range'][1]:g}"
         inside = {True: "yes", False: "**no**", None: ""}[r["inside"]]
-        lines.append(f"| {r['row']} | {r['measured']:.3f} | {target} | {inside} | {r['source']} |")
+        count = f" (n={r['n']})" if "n" in r else ""
+        lines.append(f"| {r['row']} | {r['measured']:.3f}{count} | {target} | {inside} | {r['source']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -297,9 +297,12 @@ def calibration_table(cohort: list[CaseRows], preset: dict[str, Any]) -> list[di
         "calcified_share_of_avid_benign": calcified_share_of_avid_benign(diseases),
         **{k: v for k, v in hu.items()},
     }
+    counts: dict[str, int] = {}
     for band in uptake_by_size(nodes):
         lo, hi = band["short_axis_mm"]
-        measured[f"avid_share_{int(lo)}_{'up' if hi is None else int(hi)}mm"] = band["share_suv_max_ge_2_5"]
+        key = f"avid_share_{int(lo)}_{'up' if hi is None else int(hi)}mm"
+        measured[key] = band["share_suv_max_ge_2_5"]
+        counts[key] = band["n"]
     for r in phantom_rows(preset):
         measured[f"rc_max_{int(r['diameter_mm'])}mm_fwhm_{r['fwhm_mm']:g}"] = r["rc_max"]
     out = []
@@ -307,5 +310,8 @@ def calibration_table(cohort: list[CaseRows], preset: dict[str, Any]) -> list[di
         t = targets.get(key) or targets.get(key.split("_fwhm_")[0]) or {}
         lo, hi = t.get("range", [None, None])
         inside = None if lo is None or not np.isfinite(value) else bool(lo <= value <= hi)
-        out.append({"row": key, "measured": round(float(value), 3), "range": t.get("range"), "inside": inside, "source": t.get("source", "")})
+        row = {"row": key, "measured": round(float(value), 3), "range": t.get("range"), "inside": inside, "source": t.get("source", "")}
+        if key in counts:
+            row["n"] = counts[key]
+        out.append(row)
     return out
