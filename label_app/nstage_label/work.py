@@ -87,6 +87,7 @@ class Workspace:
         result = json.loads(json.dumps(analysis.result, default=_plain))
         result["timings_s"] = {k: round(v, 2) for k, v in timer.timings.items()}
         result["atlas_set"] = [str(p) for p in options.atlas_dirs]
+        result["models_dir"] = str(self.models_dir())
         result["review"] = review_priority(result)
         (self.root / "results" / f"{image_id}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         log.info("study %s: registration %s, N stage %s / %s, review priority %.3f", image_id, result["registration"]["status"],
@@ -99,7 +100,8 @@ class Workspace:
         if not p.is_file():
             return None
         result = json.loads(p.read_text())
-        return result if result.get("atlas_set") == [str(d) for d in self.atlas_dirs()] else None
+        current = ([str(d) for d in self.atlas_dirs()], str(self.models_dir()))
+        return result if (result.get("atlas_set"), result.get("models_dir")) == current else None
 
     def review(self, image_id: str, study_dir: Path) -> dict[str, Any]:
         """The review priority of a study, from its last analysis with the current atlas set, else from a new one.
@@ -117,7 +119,8 @@ class Workspace:
                           "registration_reasons": [str(exc)], "most_uncertain_station": None, "uncertainty": 1.0}
                 log.warning("study %s: not analysed (%s)", image_id, exc)
                 (self.root / "results" / f"{image_id}.json").write_text(json.dumps(
-                    {"atlas_set": [str(p) for p in self.atlas_dirs()], "error": str(exc), "review": review}, indent=1) + "\n")
+                    {"atlas_set": [str(p) for p in self.atlas_dirs()], "models_dir": str(self.models_dir()), "error": str(exc),
+                     "review": review}, indent=1) + "\n")
                 return review
 
     # -- reviewed station maps -> atlases and a training cohort --------------------------------

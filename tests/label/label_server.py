@@ -102,10 +102,23 @@ def multipart(r: requests.Response) -> dict[str, bytes]:
     return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in msg.iter_parts()}
 
 
-def cut_ct_top(src_case: Path, dst_case: Path, slices: int) -> None:
-    """Copy a study, dropping the CT's `slices` most cranial slices (a CT that stops below the lung apices)."""
+def cut_ct_below_station_1(src_case: Path, dst_case: Path, margin_mm: float = 20.0) -> int:
+    """Copy a synthetic study with a CT that stops `margin_mm` below station 1 (1R/1L, from truth_stations.nii.gz):
+    the supraclavicular stations lie outside it, as in a CT that does not reach the lung apices. Returns the slices dropped."""
+    import nibabel as nib
+    import numpy as np
+
+    from nstage.stations import by_name
+
+    truth = nib.load(src_case / "truth_stations.nii.gz")
+    labels = np.asarray(truth.dataobj)
+    station1 = np.isin(labels, [by_name()["1R"].label, by_name()["1L"].label])
+    k_low = int(np.where(station1.any(axis=(0, 1)))[0].min())
+    z_low = float((truth.affine @ [0, 0, k_low, 1])[2])  # NIfTI's S is DICOM's LPS z
     shutil.copytree(src_case / "dicom", dst_case / "dicom")
-    ct = [(float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]), f)
-          for f in sorted((dst_case / "dicom" / "ct").iterdir())]
-    for _, f in sorted(ct)[-slices:]:
-        f.unlink()
+    dropped = 0
+    for f in sorted((dst_case / "dicom" / "ct").iterdir()):
+        if float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) >= z_low - margin_mm:
+            f.unlink()
+            dropped += 1
+    return dropped

@@ -1,9 +1,9 @@
 """The MONAI Label app (label_app/) against a real `monailabel start_server` on loopback (issue 18).
 
 Studies: two synthetic `small` studies, case_0000 as generated and case_0001_cut, a copy of
-case_0001 whose CT stops below the lung apices (its 18 most cranial slices dropped): the
-registration-quality check really flags it `suspect` (two stations outside the CT, the thorax
-scaled far from the atlas's). The server runs with an empty models folder (the SUV slot), as the
+case_0001 whose CT stops 20 mm below station 1 (its true extent, truth_stations.nii.gz), as a CT
+that does not reach the lung apices: the registration-quality check really flags it `suspect`
+(stations outside the CT, the thorax scaled far from the atlas's). The server runs with an empty models folder (the SUV slot), as the
 session's `pipeline_run` fixture (`nstage run` on case_0000), so the calls can be compared.
 """
 
@@ -22,18 +22,20 @@ import pytest
 from nstage.analysis.nrules import stage
 from nstage.stationmap.atlas import load_atlases
 from nstage.stations import load_stations
-from tests.label.label_server import MONAILABEL, REPO, LabelServer, cut_ct_top
+from tests.label.label_server import (
+    MONAILABEL,
+    REPO,
+    LabelServer,
+    cut_ct_below_station_1,
+)
 
 pytestmark = pytest.mark.skipif(not MONAILABEL.is_file(), reason="no .venv-label: run `make setup` (it builds it)")
-
-CUT_SLICES = 18
-
 
 @pytest.fixture(scope="module")
 def studies(small_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("label_studies")
     (root / "case_0000").symlink_to(small_cohort / "case_0000", target_is_directory=True)
-    cut_ct_top(small_cohort / "case_0001", root / "case_0001_cut", CUT_SLICES)
+    assert cut_ct_below_station_1(small_cohort / "case_0001", root / "case_0001_cut") > 0
     rows = {r["case"]: r for r in csv.DictReader((small_cohort / "cohort.csv").open())}
     with (root / "cohort.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["case", "tumour_side", "n_tnm8", "n_tnm9"])
