@@ -30,9 +30,10 @@ LAYERS: dict[str, int] = {
     "operators": 9,
     "app": 10,
     "bench": 10,
+    "label_app": 10,  # the MONAI Label app: thin tasks over the domain package
 }
 FOUNDATIONS = {"nstage", "nstage.errors", "nstage.geometry", "nstage.paths", "nstage.progress", "nstage.atomic_output", "nstage.stations"}
-SOURCES = ("nstage", "operators", "bench", "app.py")
+SOURCES = ("nstage", "operators", "bench", "app.py", "label_app")
 
 
 def module_name(path: Path) -> str:
