@@ -22,15 +22,11 @@ CROP_MM = 48.0
 Finder = Callable[[Any], Any]
 
 
-def _disease(seed: int, index: int) -> Any:
-    from nstage.synth.disease import sample_disease
-
-    return sample_disease(np.random.default_rng(np.random.SeedSequence([seed, index]).spawn(8)[2]))
-
-
 def _first(seed: int, pick: Finder, start: int = 0, limit: int = 400) -> tuple[int, Any]:
+    from nstage.synth.case import case_disease
+
     for i in range(start, start + limit):
-        found = pick(_disease(seed, i))
+        found = pick(case_disease(seed, i))
         if found is not None:
             return i, found
     raise SystemExit(f"error: no case among {limit} of seed {seed} has the sign")

@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from nstage.analysis.measure import station_uptake
+from nstage.analysis.measure import station_uptake, suv_peak_map
 from nstage.paths import config_dir
 from nstage.progress import StageTimer
 from nstage.stations import load_stations
 from nstage.synth.case import RenderedCase, render_case
 from nstage.synth.disease import DiseaseSpec, sample_disease
 from nstage.synth.phantom import sphere_recovery
+from nstage.synth.render import TUMOUR_INSTANCE
 
 SUV_THRESHOLD = 2.5
 SIZE_THRESHOLD_MM = 10.0
-TUMOUR_INSTANCE = 1
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,9 @@ def case_rows(rc: RenderedCase, index: int) -> CaseRows:
     """Measure every station and node of one rendered case."""
     truth = rc.truth
     contrast = bool(truth["ct"]["contrast"])
-    stations = station_uptake(rc.suv, rc.pet_grid, rc.stations, rc.ct_grid)
-    lesions = station_uptake(rc.suv, rc.pet_grid, rc.instance, rc.ct_grid)
+    peak = suv_peak_map(rc.suv, rc.pet_grid)
+    stations = station_uptake(rc.suv, rc.pet_grid, rc.stations, rc.ct_grid, peak)
+    lesions = station_uptake(rc.suv, rc.pet_grid, rc.instance, rc.ct_grid, peak)
     tumour = lesions[TUMOUR_INSTANCE].suv_max if TUMOUR_INSTANCE in lesions else 0.0
     by_station: dict[str, list[dict[str, Any]]] = defaultdict(list)
     node_rows = []

@@ -165,15 +165,28 @@ def _acquisition(rng: np.random.Generator, study: PatientStudy) -> PetAcquisitio
     )
 
 
+DISEASE_RNG = 2  # which of a case's random streams draws its disease
+
+
+def case_rngs(seed: int, index: int) -> list[np.random.Generator]:
+    """The independent random streams of one case (patient, anatomy, disease, frame, lesions, CT, PET, PET noise)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(8)]
+
+
+def case_disease(seed: int, index: int) -> DiseaseSpec:
+    """The disease render_case draws for a case, without rendering it."""
+    return sample_disease(case_rngs(seed, index)[DISEASE_RNG])
+
+
 def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: str, dicom_dir: Path | None, timer: StageTimer) -> RenderedCase:
     """Draw, paint and render one case; write its DICOM series into `dicom_dir` (if given)."""
     preset = presets_config()["presets"][preset_name]
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(8)]
+    rngs = case_rngs(seed, index)
     with timer.stage("anatomy and disease"):
         study, bmi = _patient(rngs[0], case_id, seed, index)
         params = sample_params(rngs[1], study.sex, bmi, study.height_m)
         anatomy = with_lung_vessels(build_anatomy(params), rngs[1])
-        disease = sample_disease(rngs[2])
+        disease = sample_disease(rngs[DISEASE_RNG])
         translation = np.array([rngs[3].normal(0, 4), rngs[3].normal(-20, 6), rngs[3].normal(-350, 30)])
         frame = sample_frame(rngs[3], params.size, params.width, params.depth, translation)
         scale = float(np.mean(frame.scale))
@@ -186,8 +199,9 @@ def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: s
         lesions = paint_lesions(ct, tumour, nodes)
         stations = _stations_with_nodes(stations, lesions.instance, nodes)
         ct_settings = CtSettings(contrast=bool(rngs[5].random() < 0.3), noise_hu=float(rngs[5].uniform(*preset["ct_noise_hu"])))
-        hu = render_ct(ct, rngs[5], ct_settings, own_hu=node_tissue_hu(lesions, ct.tissue, nodes, ct_settings.contrast))
-        node_hu = node_hu_means(lesions, ct.tissue, nodes, ct_settings.contrast)
+        own_hu = node_tissue_hu(lesions, ct.tissue, nodes, ct_settings.contrast)
+        hu = render_ct(ct, rngs[5], ct_settings, own_hu=own_hu)
+        node_hu = node_hu_means(lesions, ct.tissue, nodes, ct_settings.contrast, own_hu)
         body_tissue = ct.tissue
     with timer.stage("PET"):
         render_grid = _render_grid(ct_grid, body_tissue, float(preset["pet_render_mm"]))

@@ -85,14 +85,17 @@ def node_tissue_hu(lesions: Lesions, tissue: np.ndarray, nodes: list[PlacedNode]
     return idx, values.astype(np.float32)
 
 
-def node_hu_means(lesions: Lesions, tissue: np.ndarray, nodes: list[PlacedNode], contrast: bool) -> dict[int, float]:
-    """Mean designed CT number (before texture, blur and noise) over each node's voxels, hilum fat and calcium included."""
+def node_hu_means(lesions: Lesions, tissue: np.ndarray, nodes: list[PlacedNode], contrast: bool,
+                  own_hu: tuple[np.ndarray, np.ndarray] | None = None) -> dict[int, float]:
+    """Mean designed CT number (before texture, blur and noise) over each node's voxels, hilum fat and
+    calcium included; `own_hu`: node_tissue_hu's result, if already made. Only node voxels are read."""
     key = "hu_contrast" if contrast else "hu"
-    hu = lookup_table({n: getattr(t, key) for n, t in tissues().items()})[tissue]
-    idx, values = node_tissue_hu(lesions, tissue, nodes, contrast)
-    hu.ravel()[idx] = values
-    inst = lesions.instance.ravel()
-    sums = np.bincount(inst, weights=hu.ravel(), minlength=int(inst.max()) + 1)
+    idx, values = own_hu if own_hu is not None else node_tissue_hu(lesions, tissue, nodes, contrast)
+    voxels = np.flatnonzero(lesions.instance >= 3)  # sorted, and holds every solid node voxel of idx
+    hu = lookup_table({n: getattr(t, key) for n, t in tissues().items()})[tissue.ravel()[voxels]]
+    hu[np.searchsorted(voxels, idx)] = values
+    inst = lesions.instance.ravel()[voxels]
+    sums = np.bincount(inst, weights=hu, minlength=int(lesions.instance.max()) + 1)
     counts = np.bincount(inst, minlength=sums.size)
     return {n.instance: round(float(sums[n.instance] / counts[n.instance]), 1) for n in nodes if n.instance < counts.size and counts[n.instance]}
 
