@@ -112,7 +112,8 @@ class NStageApp(Application):
         volumes = StudyVolumesOperator(self, input_folder=study_dir, timer=timer, name="pet_ct_volumes")
         registration = AtlasRegistrationOperator(self, options=self._options, timer=timer, name="atlas_registration")
         features = StationFeaturesOperator(self, timer=timer, name="station_features")
-        classifier = StationClassifierOperator(self, models_dir=models_dir, timer=timer, name="station_classifier")
+        classifier = StationClassifierOperator(self, models_dir=models_dir, options=self._options, timer=timer,
+                                               name="station_classifier")
         n_stage = NStageOperator(self, options=self._options, timer=timer, name="n_stage")
         seg = StationSegOperator(self, timer=timer, name="seg_writer")
         sr = FindingsSrOperator(self, timer=timer, name="sr_writer")

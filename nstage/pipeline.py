@@ -104,13 +104,19 @@ def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | N
     return measure_stations(study, register_atlas(study, atlases, timer), timer)
 
 
-def classify_stations(study: Study, findings: StationFindings, classifier: StationClassifier,
+def station_case(study: Study, findings: StationFindings, side: str | None) -> StationCase:
+    """What the classifier reads of a study: images, station map, measurements, nodes, blood pool, tumour."""
+    primary = findings.primary.primary if findings.primary is not None else None
+    return StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.uptake,
+                       findings.nodes, findings.blood_pool.suv_mean, primary.suv_max if primary is not None else None, side)
+
+
+def classify_stations(study: Study, findings: StationFindings, classifier: StationClassifier, side: str | None = None,
                       timer: StageTimer | None = None) -> dict[str, StationCall]:
-    """The classifier's call for every station."""
+    """The classifier's call for every station (`side`: the tumour side, given or found)."""
     timer = timer or StageTimer()
     with timer.stage("station classifier"):
-        case = StationCase(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.uptake)
-        return classifier.classify(case)
+        return classifier.classify(station_case(study, findings, side))
 
 
 def tumour_side(study: Study, findings: StationFindings, side_given: str | None, timer: StageTimer | None = None) -> TumourSide:
@@ -144,7 +150,7 @@ def decide(study: Study, findings: StationFindings, classifier: StationClassifie
            timer: StageTimer | None = None) -> Staging:
     """Tumour side, station calls, N stage (with reasons) and both SUV baselines."""
     side = tumour_side(study, findings, side_given, timer)
-    return apply_rules(findings, side, classify_stations(study, findings, classifier, timer), rules, timer)
+    return apply_rules(findings, side, classify_stations(study, findings, classifier, side.side, timer), rules, timer)
 
 
 def result_document(study: Study, findings: StationFindings, staging: Staging, model: Mapping[str, object]) -> dict[str, Any]:

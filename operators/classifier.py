@@ -7,7 +7,7 @@ from pathlib import Path
 from monai.deploy.core import Fragment, Operator, OperatorSpec
 
 from nstage.analysis.classifier.slot import load_classifier
-from nstage.pipeline import classify_stations
+from nstage.pipeline import RunOptions, check_options, classify_stations, tumour_side
 from nstage.progress import StageTimer
 
 
@@ -16,7 +16,8 @@ class StationClassifierOperator(Operator):
 
     The classifier is loaded once, when the operator is made, from the app's models folder
     (MODELS/station_cnn/model.ts: the SDK's multi-model layout, sub-folder name = model name);
-    without a model the SUVmax slot stands in and result.json's ``model`` says so.
+    without a model the SUVmax slot stands in and result.json's ``model`` says so. The tumour
+    side (given in the options, else found on the images) tells the network each station's N category.
 
     Named inputs:
         study: nstage.ingest.study.Study.
@@ -32,8 +33,9 @@ class StationClassifierOperator(Operator):
     OUT_CALLS = "calls"
     OUT_MODEL = "model"
 
-    def __init__(self, fragment: Fragment, *args, models_dir: Path, timer: StageTimer, **kwargs) -> None:
+    def __init__(self, fragment: Fragment, *args, models_dir: Path, options: RunOptions, timer: StageTimer, **kwargs) -> None:
         self.classifier = load_classifier(Path(models_dir))
+        self.side_given = check_options(options)
         self.timer = timer
         super().__init__(fragment, *args, **kwargs)
 
@@ -46,5 +48,6 @@ class StationClassifierOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         study = op_input.receive(self.IN_STUDY)
         findings = op_input.receive(self.IN_FINDINGS)
-        op_output.emit(classify_stations(study, findings, self.classifier, self.timer), self.OUT_CALLS)
+        side = tumour_side(study, findings, self.side_given).side  # the classifier reads stations relative to the tumour
+        op_output.emit(classify_stations(study, findings, self.classifier, side, self.timer), self.OUT_CALLS)
         op_output.emit(dict(self.classifier.description), self.OUT_MODEL)

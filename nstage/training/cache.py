@@ -1,44 +1,57 @@
-"""On-disk cache of station patches: registration runs once per study, re-runs reuse it.
+"""On-disk cache of what the station network reads: registration runs once per study, re-runs reuse it.
 
 Layout under the cache folder (default COHORT/.nstage_cache):
   stations-<source>/<case>.npz      label map on the CT grid + station SUV figures + blood pool
-  patches-<source>-<key>/<case>.npz patches (float16) for one patch setting (<key> hashes it)
+  inputs-<source>-<key>/<case>.npz  network inputs (patches float16, features) and the measurements the
+                                    baselines read (nodes, tumour), for one patch setting (<key> hashes it)
 `source` is "registration" (the pipeline's own atlas registration, as at inference) or "truth"
-(the generator's station map, synthetic cohorts only: no registration, for quick training runs).
+(a given station map, `truth_stations.nii.gz` beside the study: the generator's, or one reviewed
+in the MONAI Label app; no registration). With a given map the blood pool is the generator's
+arterial blood SUV (the value the registered aorta region measures) when the case has the
+generator's truth.json, else unknown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from nstage.analysis.classifier.patches import extract_station_patches
+from nstage.analysis.classifier.features import PATIENT_FEATURES, STATION_FEATURES
+from nstage.analysis.classifier.inputs import StationInputs, station_inputs
 from nstage.analysis.classifier.settings import PatchSettings
+from nstage.analysis.classifier.station_case import StationCase
 from nstage.analysis.measure import StationUptake
+from nstage.analysis.nodes import Node, StationNodes
 from nstage.errors import InputError
 from nstage.stations import load_stations
 from nstage.training.cohort import CohortCase
 
 log = logging.getLogger("nstage.training")
 SOURCES = ("registration", "truth")
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class CachedCase:
-    """One study's station patches and figures, with its cohort row."""
+    """One study's network inputs and measurements, with its cohort row."""
 
     case: CohortCase
-    labels: np.ndarray  # (S,) station labels
-    patches: np.ndarray  # (S, 3, D, D, D) float16
-    suv_max: np.ndarray  # (S,) SUVmax per station (pipeline measurement)
-    blood_pool_suv: float | None  # blood-pool SUVmean (None: not measured)
-    uptake: dict[str, StationUptake] = field(default_factory=dict)  # station -> pipeline measurements (for the baselines)
+    inputs: StationInputs  # patches float16
+    uptake: dict[str, StationUptake]  # station -> pipeline measurements (for the baselines)
+    nodes: dict[str, StationNodes] = field(default_factory=dict)  # station -> nodes read (for the baselines)
+    blood_pool_suv: float | None = None  # blood-pool SUVmean (None: not measured)
+    tumour_suv: float | None = None  # the primary tumour's SUVmax (None: not found)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.inputs.labels
 
     @property
     def stations(self) -> list[str]:
@@ -66,13 +79,24 @@ def _station_file(cache: Path, case: CohortCase, source: str) -> Path:
     return cache / f"stations-{source}" / f"{case.case}.npz"
 
 
-def _patch_file(cache: Path, case: CohortCase, source: str, settings: PatchSettings) -> Path:
-    return cache / f"patches-{source}-{settings.key()}" / f"{case.case}.npz"
+def _input_file(cache: Path, case: CohortCase, source: str, settings: PatchSettings) -> Path:
+    """Named by the patch settings and the feature lists, so a change of either builds a new cache."""
+    names = hashlib.sha1(json.dumps([CACHE_VERSION, STATION_FEATURES, PATIENT_FEATURES]).encode()).hexdigest()[:6]
+    return cache / f"inputs-{source}-{settings.key()}-{names}" / f"{case.case}.npz"
 
 
 def _uptake_json(by_label: dict[int, StationUptake]) -> dict[str, dict]:
-    return {str(k): {f: getattr(u, f) for f in ("label", "volume_ml", "suv_max", "suv_mean", "suv_peak", "hottest_point_lps")}
-            for k, u in by_label.items()}
+    return {str(k): asdict(u) for k, u in by_label.items()}
+
+
+def _truth_blood_pool(case: CohortCase) -> float | None:
+    """The generator's arterial blood SUV (what the registered aorta region measures); None for a cohort
+    whose station maps come from elsewhere (e.g. maps reviewed in the MONAI Label app): no blood pool then."""
+    truth = case.study_dir.parent / "truth.json"
+    try:
+        return float(json.loads(truth.read_text())["pet"]["tissue_suv"]["arterial_blood"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _stations(case: CohortCase, study, source: str, cache: Path) -> tuple[np.ndarray, dict, float | None]:
@@ -83,9 +107,8 @@ def _stations(case: CohortCase, study, source: str, cache: Path) -> tuple[np.nda
     if path.is_file():
         z = np.load(path)
         meta = json.loads(str(z["meta"]))
-        if "uptake" not in meta:  # caches written before the full figures were kept: measure again (no registration)
-            meta["uptake"] = _uptake_json(station_uptake(study.pet.array, study.pet.grid, z["labels"], study.ct.grid))
-        return z["labels"], meta["uptake"], meta["blood_pool_suv"]
+        pool = meta["blood_pool_suv"] if source == "registration" else _truth_blood_pool(case)
+        return z["labels"], meta["uptake"], pool
     if source == "registration":
         from nstage.pipeline import RunOptions, find_stations, load_default_atlases
 
@@ -101,43 +124,74 @@ def _stations(case: CohortCase, study, source: str, cache: Path) -> tuple[np.nda
             raise InputError(f"station source 'truth' needs {truth_map} (synthetic cohorts only); use --stations registration")
         labels = load_nifti(truth_map)[0].astype(np.uint8)
         uptake = _uptake_json(station_uptake(study.pet.array, study.pet.grid, labels, study.ct.grid))
-        pool, status = None, "truth"
+        pool, status = _truth_blood_pool(case), "truth"
     meta = {"uptake": uptake, "blood_pool_suv": pool, "status": status}
     _tmp_save(path, labels=labels, meta=np.array(json.dumps(meta)))
     return labels, uptake, pool
 
 
-def build_case(case: CohortCase, source: str, settings: PatchSettings, cache: Path) -> Path:
-    """Cache one study's patches (registering it first unless its station map is cached)."""
-    out = _patch_file(cache, case, source, settings)
-    if out.is_file() and "uptake" in np.load(out).files:
+def _uptake_by_name(raw: dict[str, dict]) -> dict[str, StationUptake]:
+    names = {s.label: s.station for s in load_stations()}
+    return {names[int(k)]: StationUptake(**{**v, "hottest_point_lps": tuple(v["hottest_point_lps"])})
+            for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+
+
+def _node(d: dict) -> Node:
+    return Node(**{**d, "centre_lps": tuple(d["centre_lps"])})
+
+
+def _nodes_json(nodes: dict[str, StationNodes]) -> dict[str, dict]:
+    return {s: {"index": None if n.index_node is None else asdict(n.index_node), "nodes": [asdict(x) for x in n.nodes],
+                "candidates": n.candidates} for s, n in nodes.items()}
+
+
+def _nodes_from_json(raw: dict[str, dict]) -> dict[str, StationNodes]:
+    return {s: StationNodes(None if v["index"] is None else _node(v["index"]), tuple(_node(x) for x in v["nodes"]), int(v["candidates"]))
+            for s, v in raw.items()}
+
+
+def build_case(case: CohortCase, source: str, settings: PatchSettings, cache: Path, rules: str = "tnm") -> Path:
+    """Cache one study's network inputs (registering it first unless its station map is cached)."""
+    out = _input_file(cache, case, source, settings)
+    if out.is_file():
         return out
+    from nstage.analysis.measure import suv_peak_map
+    from nstage.analysis.nodes import read_nodes
+    from nstage.analysis.tumour_side import find_tumour_side
     from nstage.ingest.study import load_study
 
     study = load_study(case.study_dir)
-    labels, uptake, pool = _stations(case, study, source, cache)
-    p = extract_station_patches(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, labels, settings)
-    smax = np.array([uptake[str(int(lab))]["suv_max"] for lab in p.labels], np.float32)
-    _tmp_save(out, labels=p.labels, patches=p.patches.astype(np.float16), suv_max=smax,
-              blood_pool_suv=np.array(np.nan if pool is None else pool, np.float64), uptake=np.array(json.dumps(uptake)))
+    labels, uptake_raw, pool = _stations(case, study, source, cache)
+    ct, pet = study.ct, study.pet
+    names = {s.label: s.station for s in load_stations()}
+    primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, labels, pool).primary
+    tumour_suv = primary.suv_max if primary is not None else None
+    nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, labels, names, pool, tumour_suv, peak=suv_peak_map(pet.array, pet.grid))
+    uptake = _uptake_by_name(uptake_raw)
+    sc = StationCase(ct.array, ct.grid, pet.array, pet.grid, labels, uptake, nodes, pool, tumour_suv, case.tumour_side)
+    x = station_inputs(sc, settings, rules)
+    meta = {"version": CACHE_VERSION, "uptake": uptake_raw, "nodes": _nodes_json(nodes), "blood_pool_suv": pool,
+            "tumour_suv": tumour_suv, "rules": rules}
+    _tmp_save(out, labels=x.labels, node=x.node.astype(np.float16), context=x.context.astype(np.float16), features=x.features,
+              patient=x.patient, meta=np.array(json.dumps(meta)))
     return out
 
 
-def _build_one(args: tuple[CohortCase, str, PatchSettings, Path]) -> tuple[str, str | None]:
-    case, source, settings, cache = args
+def _build_one(args: tuple[CohortCase, str, PatchSettings, Path, str]) -> tuple[str, str | None]:
+    case, source, settings, cache, rules = args
     try:
-        build_case(case, source, settings, cache)
+        build_case(case, source, settings, cache, rules)
         return case.key, None
     except Exception as exc:  # one bad study must not stop a cohort; it is reported and left out
         return case.key, f"{type(exc).__name__}: {exc}"
 
 
 def build_cache(cases: list[CohortCase], source: str, settings: PatchSettings, cache: Path | None = None,
-                jobs: int = 1) -> dict[str, str]:
+                jobs: int = 1, rules: str = "tnm") -> dict[str, str]:
     """Cache every case; returns {case key: error} for the cases that failed."""
     if source not in SOURCES:
         raise InputError(f"unknown station source {source!r}; choose one of {', '.join(SOURCES)}")
-    work = [(c, source, settings, Path(cache) if cache else default_cache_dir(c)) for c in cases]
+    work = [(c, source, settings, Path(cache) if cache else default_cache_dir(c), rules) for c in cases]
     errors: dict[str, str] = {}
     t0 = time.time()
     results = ProcessPoolExecutor(jobs).map(_build_one, work) if jobs > 1 else map(_build_one, work)
@@ -153,18 +207,13 @@ def build_cache(cases: list[CohortCase], source: str, settings: PatchSettings, c
 def load_cached(cases: list[CohortCase], source: str, settings: PatchSettings, cache: Path | None = None) -> list[CachedCase]:
     """The cached cases (those with a cache file; build_cache first)."""
     out = []
-    names = {s.label: s.station for s in load_stations()}
     for c in cases:
-        path = _patch_file(Path(cache) if cache else default_cache_dir(c), c, source, settings)
+        path = _input_file(Path(cache) if cache else default_cache_dir(c), c, source, settings)
         if not path.is_file():
             continue
         z = np.load(path)
-        if "uptake" not in z.files:  # written by an older version: build_cache rewrites it, until then it is not cached
-            log.warning("cache file %s predates the station uptake figures; run without --cached-only to rebuild it", path)
-            continue
-        pool = float(z["blood_pool_suv"])
-        raw = json.loads(str(z["uptake"]))
-        uptake = {names[int(k)]: StationUptake(**{**v, "hottest_point_lps": tuple(v["hottest_point_lps"])})
-                  for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
-        out.append(CachedCase(c, z["labels"], z["patches"], z["suv_max"], None if np.isnan(pool) else pool, uptake))
+        meta = json.loads(str(z["meta"]))
+        inputs = StationInputs(z["labels"].astype(np.int64), z["node"], z["context"], z["features"], z["patient"])
+        out.append(CachedCase(c, inputs, _uptake_by_name(meta["uptake"]), _nodes_from_json(meta["nodes"]),
+                              meta["blood_pool_suv"], meta["tumour_suv"]))
     return out

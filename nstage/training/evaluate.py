@@ -21,9 +21,18 @@ import numpy as np
 from nstage.analysis.config import analysis_config
 from nstage.analysis.nrules import stage
 from nstage.training.cache import CachedCase
-from nstage.training.metrics import mcnemar, nstage_metrics, roc_curve, station_metrics
+from nstage.training.metrics import (
+    expected_calibration_error,
+    mcnemar,
+    nstage_metrics,
+    reliability,
+    roc_curve,
+    sensitivity_at_specificity,
+    station_metrics,
+)
 
 log = logging.getLogger("nstage.training")
+BASELINES = ("suvmax", "blood_pool", "ct_size", "combined")
 
 
 @dataclass(frozen=True)
@@ -74,20 +83,44 @@ def split_validation(cases: list[CachedCase], idx: np.ndarray, fraction: float, 
     return np.array(sorted(train), np.int64), np.array(sorted(val), np.int64)
 
 
+def combined_score(nodes: tuple, short_axis_mm: float) -> float:
+    """A ranking score of the combined reader rule: visual grade + 1 when large (ties broken by the
+    blood-pool ratio); calcified and ungraded nodes 0. With grades 4 / 3 the rule calls a station
+    positive exactly when this reaches 4."""
+    best = 0.0
+    for n in nodes:
+        if n.calcified or n.visual_grade is None:
+            continue
+        best = max(best, n.visual_grade + float(n.short_axis_mm >= short_axis_mm) + 0.01 * min(n.blood_pool_ratio or 0.0, 50.0))
+    return best
+
+
 def baselines(cases: list[CachedCase], rules: str = "tnm") -> list[MethodOutput]:
-    """Both SUV baselines exactly as the pipeline runs them (nstage.analysis.baselines); blood pool only when
-    every case has a blood-pool figure. Scores for the ROC: SUVmax, and the baseline's measure / blood pool."""
-    from nstage.analysis.baselines import blood_pool_baseline, suvmax_baseline
+    """The four reader baselines exactly as the pipeline runs them (nstage.analysis.baselines); the blood-pool
+    and combined ones only when every case has a blood-pool figure. ROC scores: SUVmax; the baseline's measure /
+    blood pool; the largest node short axis; the combined rule's score (combined_score)."""
+    from nstage.analysis.baselines import blood_pool_baseline, combined_baseline, ct_size_baseline, suvmax_baseline
 
     def calls(result, c: CachedCase) -> np.ndarray:
         return np.array([result.calls[s] for s in c.stations], bool)
 
+    def nodes(c: CachedCase, s: str) -> tuple:
+        return c.nodes[s].nodes if s in c.nodes else ()
+
+    cfg = analysis_config()["baselines"]
     out = [MethodOutput("suvmax", [np.array([c.uptake[s].suv_max for s in c.stations]) for c in cases],
                         [calls(suvmax_baseline(c.uptake, c.case.tumour_side, rules), c) for c in cases])]
-    if all(c.blood_pool_suv is not None for c in cases):
-        measure = str(analysis_config()["baselines"]["blood_pool"].get("measure", "suv_max"))
+    pooled = all(c.blood_pool_suv is not None for c in cases)
+    if pooled:
+        measure = str(cfg["blood_pool"].get("measure", "suv_max"))
         out.append(MethodOutput("blood_pool", [np.array([getattr(c.uptake[s], measure) / c.blood_pool_suv for s in c.stations]) for c in cases],
                                 [calls(blood_pool_baseline(c.uptake, c.blood_pool_suv, c.case.tumour_side, rules), c) for c in cases]))
+    out.append(MethodOutput("ct_size", [np.array([max((n.short_axis_mm for n in nodes(c, s)), default=0.0) for s in c.stations]) for c in cases],
+                            [calls(ct_size_baseline(c.uptake, c.nodes, c.case.tumour_side, rules), c) for c in cases]))
+    if pooled:
+        t = float(cfg["combined"]["short_axis_mm"])
+        out.append(MethodOutput("combined", [np.array([combined_score(nodes(c, s), t) for s in c.stations]) for c in cases],
+                                [calls(combined_baseline(c.uptake, c.nodes, c.case.tumour_side, rules), c) for c in cases]))
     return out
 
 
@@ -106,10 +139,14 @@ def summarise(cases: list[CachedCase], methods: list[MethodOutput], n_boot: int,
         stages[m.name] = n_stages(cases, m.calls, rules)
         out["methods"][m.name] = {"station": station_metrics(m.scores, [np.asarray(k, bool) for k in m.calls], truth, n_boot, seed),
                                   "n_stage": nstage_metrics(stages[m.name], nst)}
+        p, y = np.concatenate(m.scores), np.concatenate(truth)
+        out["methods"][m.name]["station"]["sensitivity_at_specificity_0.90"] = sensitivity_at_specificity(p, y, 0.90)
+        if m.name not in BASELINES:  # a model's probabilities: how well calibrated
+            out["methods"][m.name]["calibration"] = {"ece": expected_calibration_error(p, y), "bins": reliability(p, y)}
     weak = methods[0]
     right_weak = np.concatenate([np.asarray(k, bool) == t.astype(bool) for k, t in zip(weak.calls, truth)])
     for m in methods[1:]:
-        if m.name not in ("suvmax", "blood_pool"):
+        if m.name not in BASELINES:
             continue
         right = np.concatenate([np.asarray(k, bool) == t.astype(bool) for k, t in zip(m.calls, truth)])
         out["mcnemar"][f"{weak.name}_vs_{m.name}"] = {
@@ -127,7 +164,9 @@ def cross_validate(cases: list[CachedCase], cfg: dict[str, Any], epochs: int | N
 
     ecfg, tcfg = cfg["evaluation"], cfg["training"]
     k, seed = int(ecfg["folds"]), int(ecfg["seed"])
-    size = int(cfg["patch"]["size_voxels"])
+    from nstage.analysis.classifier.settings import patch_settings
+
+    size = patch_settings(cfg)
     n = len(cases)
     probs = {"weak": [np.zeros(0)] * n, "supervised": [np.zeros(0)] * n}
     calls = {"weak": [np.zeros(0, bool)] * n, "supervised": [np.zeros(0, bool)] * n}
@@ -172,6 +211,28 @@ def roc_png(cases: list[CachedCase], methods: list[MethodOutput], path: Path, ti
     plt.close(fig)
 
 
+def reliability_png(summary: dict[str, Any], path: Path, title: str) -> None:
+    """Reliability diagram of every model (observed malignant fraction against mean probability, per bin)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    for name, m in summary["methods"].items():
+        if "calibration" not in m:
+            continue
+        bins = m["calibration"]["bins"]
+        ax.plot([b["mean_probability"] for b in bins], [b["observed"] for b in bins], marker="o", ms=3,
+                label=f"{name} (ECE {m['calibration']['ece']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="mean predicted probability (bin)", ylabel="observed malignant fraction", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _fmt(d: dict[str, Any]) -> str:
     v, (lo, hi) = d["value"], d["ci95"]
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -186,6 +247,10 @@ def markdown_report(summary: dict[str, Any], title: str, roc_file: str, notes: l
     for name, m in summary["methods"].items():
         s = m["station"]
         lines.append(f"| {name} | {_fmt(s['accuracy'])} | {_fmt(s['sensitivity'])} | {_fmt(s['specificity'])} | {_fmt(s['auroc'])} |")
+    cal = {n: m["calibration"]["ece"] for n, m in summary["methods"].items() if "calibration" in m}
+    if cal:
+        lines += ["", "Expected calibration error (10 bins): " + ", ".join(f"{n} {v:.3f}" for n, v in cal.items())
+                  + ". ![reliability](reliability.png)"]
     lines += ["", f"![ROC]({roc_file})", "", "## N stage (TNM 8)", "",
               "| method | accuracy | macro sensitivity | macro specificity |", "|---|---|---|---|"]
     for name, m in summary["methods"].items():
@@ -211,6 +276,7 @@ def write_report(out_dir: Path, cases: list[CachedCase], methods: list[MethodOut
     summary = summarise(cases, methods, int(ecfg["bootstrap"]), int(ecfg["seed"]), cfg["training"].get("rules", "tnm"))
     summary.update(extra or {})
     roc_png(cases, methods, out_dir / "roc.png", title)
+    reliability_png(summary, out_dir / "reliability.png", title)
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "report.md").write_text(markdown_report(summary, title, "roc.png", notes))
     return summary

@@ -79,3 +79,30 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
     n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
     p = 1.0 if n01 + n10 == 0 else float(binomtest(n01, n01 + n10, 0.5).pvalue)
     return {"a_right_b_wrong": n01, "a_wrong_b_right": n10, "p_value": p}
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width probability bins: count, mean predicted probability and observed malignant fraction."""
+    probs, y = np.asarray(probs, float), np.asarray(y, float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(m.sum()),
+                        "mean_probability": float(probs[m].mean()), "observed": float(y[m].mean())})
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Sum over bins of (bin share) x |mean probability - observed fraction|."""
+    n = max(len(probs), 1)
+    return float(sum(b["count"] / n * abs(b["mean_probability"] - b["observed"]) for b in reliability(probs, y, bins)))
+
+
+def sensitivity_at_specificity(scores: np.ndarray, y: np.ndarray, specificity: float = 0.90) -> float:
+    """The highest sensitivity of any threshold whose specificity is at least `specificity` (ROC read-off)."""
+    fpr, tpr = roc_curve(scores, y)
+    ok = fpr <= 1.0 - specificity + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0

@@ -20,13 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from nstage.analysis.classifier.batch import slot_batch
+from nstage.analysis.classifier.features import PATIENT_FEATURES, STATION_FEATURES
+from nstage.analysis.classifier.inputs import StationInputs
 from nstage.analysis.classifier.model import StationNet, build_model
-from nstage.analysis.classifier.patches import crop
+from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
 from nstage.training.weak_labels import (
     WeakTargets,
-    group_scores,
+    known_negatives,
     supervised_loss,
     weak_loss,
     weak_targets,
@@ -41,8 +44,7 @@ class Example:
     """One case ready for the network."""
 
     key: str
-    patches: np.ndarray  # (S, 3, D, D, D) float16, cached size
-    station_index: np.ndarray  # (S,) label - 1
+    inputs: StationInputs
     weak: WeakTargets
     truth: np.ndarray | None  # (S,) station labels (supervised / evaluation only)
 
@@ -53,8 +55,13 @@ def prepare(cases: list[CachedCase], training_cfg: dict[str, Any]) -> list[Examp
     for c in cases:
         w = weak_targets(c.stations, c.case.tumour_side, c.case.n_tnm8, c.case.n_tnm9, training_cfg.get("rules", "tnm"),
                          bool(training_cfg.get("count_constraint", False)))
-        out.append(Example(c.case.key, c.patches, c.labels.astype(np.int64) - 1, w, c.truth()))
+        out.append(Example(c.case.key, c.inputs, w, c.truth()))
     return out
+
+
+def new_model(cfg: dict[str, Any]) -> StationNet:
+    """An untrained network of a config."""
+    return build_model(cfg["model"], len(STATION_FEATURES), len(PATIENT_FEATURES))
 
 
 @dataclass
@@ -64,6 +71,7 @@ class TrainResult:
     supervised: bool
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
+    calibration: tuple[float, float] = (1.0, 0.0)
 
 
 def device_for(name: str | None = None) -> torch.device:
@@ -100,88 +108,115 @@ def _pos_weight(examples: list[Example], supervised: bool, balance: bool) -> flo
     return float(neg) / float(pos) if pos else 1.0
 
 
-def _augment(patches: np.ndarray, size: int, aug: dict[str, Any], rng: np.random.Generator | None) -> np.ndarray:
-    """Crop (random shift when training, centre otherwise) and jitter CT/SUV intensities."""
-    if rng is None:
-        return np.ascontiguousarray(crop(patches, size), dtype=np.float32)
-    d = patches.shape[-1]
-    m = min(int(aug.get("max_shift_voxels", 0)), (d - size) // 2)
-    c = (d - size) // 2
-    out = np.empty(patches.shape[:2] + (size, size, size), np.float32)
-    for s in range(patches.shape[0]):
-        off = tuple(int(v) for v in c + rng.integers(-m, m + 1, size=3))
-        out[s] = crop(patches[s], size, off)
-    scale = 1.0 + rng.uniform(-1, 1, size=(patches.shape[0], 2)) * float(aug.get("intensity_scale", 0.0))
-    shift = rng.uniform(-1, 1, size=(patches.shape[0], 2)) * float(aug.get("intensity_shift", 0.0))
-    out[:, :2] = out[:, :2] * scale[:, :, None, None, None] + shift[:, :, None, None, None]
-    return out
+def _batch(examples: list[Example], settings: PatchSettings, aug: dict[str, Any], rng: np.random.Generator | None,
+           device: torch.device) -> tuple[tuple[torch.Tensor, ...], list[np.ndarray]]:
+    """The slot tensors of some examples and each example's slot indices (label - 1)."""
+    b = slot_batch([e.inputs for e in examples], settings, aug, rng)
+    return tuple(torch.from_numpy(a).to(device) for a in b.as_tuple()), [e.inputs.labels - 1 for e in examples]
 
 
-def _batch(examples: list[Example], size: int, aug: dict[str, Any], rng: np.random.Generator | None,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    x = np.concatenate([_augment(e.patches, size, aug, rng) for e in examples])
-    st = np.concatenate([e.station_index for e in examples])
-    return torch.from_numpy(x).to(device), torch.from_numpy(st).to(device), [len(e.station_index) for e in examples]
+def _case_logits(logits: torch.Tensor, slots: list[np.ndarray]) -> list[torch.Tensor]:
+    """(B, 17) slot logits -> each case's present stations, in label order."""
+    return [logits[i, torch.as_tensor(s, device=logits.device)] for i, s in enumerate(slots)]
 
 
-def _case_losses(logits: torch.Tensor, examples: list[Example], counts: list[int], supervised: bool,
-                 pos_weight: float) -> tuple[torch.Tensor, int]:
-    total, n = logits.sum() * 0.0, 0
-    for e, part in zip(examples, torch.split(logits.float(), counts)):
-        loss, k = supervised_loss(part, e.truth, pos_weight) if supervised else weak_loss(part, e.weak, pos_weight)
+def _case_losses(logits: list[torch.Tensor], examples: list[Example], supervised: bool, pos_weight: float,
+                 pooling: str = "max", lse_r: float = 4.0) -> tuple[torch.Tensor, int]:
+    total, n = logits[0].sum() * 0.0, 0
+    for e, part in zip(examples, logits):
+        part = part.float()
+        loss, k = supervised_loss(part, e.truth, pos_weight) if supervised else weak_loss(part, e.weak, pos_weight, pooling, lse_r)
         total, n = total + loss, n + k
     return total, n
 
 
 @torch.no_grad()
-def predict(model: nn.Module, examples: list[Example], size: int, device: torch.device | None = None,
-            batch_cases: int = 16) -> list[np.ndarray]:
-    """Station probabilities of each example (eval mode, centre crop)."""
+def predict_logits(model: nn.Module, examples: list[Example], settings: PatchSettings, device: torch.device | None = None,
+                   batch_cases: int = 16, raw: bool = False) -> list[np.ndarray]:
+    """Station logits of each example (eval mode, centre crops); `raw`: before calibration."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
     out: list[np.ndarray] = []
     for i in range(0, len(examples), batch_cases):
         part = examples[i:i + batch_cases]
-        x, st, counts = _batch(part, size, {}, None, device)
+        x, slots = _batch(part, settings, {}, None, device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            p = torch.sigmoid(model(x, st).float()).cpu().numpy()
-        out.extend(np.split(p, np.cumsum(counts)[:-1]))
+            z = model.raw_logits(*x) if raw else model(*x)
+        out.extend(p.float().cpu().numpy() for p in _case_logits(z, slots))
     model.train(was)
     return out
 
 
-def youden_threshold(scores: np.ndarray, targets: np.ndarray) -> float:
-    """The score threshold maximising sensitivity + specificity - 1 (0.5 without both classes)."""
-    scores, targets = np.asarray(scores, float), np.asarray(targets, int)
-    if targets.min(initial=1) == targets.max(initial=0):
+def predict(model: nn.Module, examples: list[Example], settings: PatchSettings, device: torch.device | None = None,
+            batch_cases: int = 16) -> list[np.ndarray]:
+    """Station probabilities (calibrated) of each example."""
+    return [1.0 / (1.0 + np.exp(-z)) for z in predict_logits(model, examples, settings, device, batch_cases)]
+
+
+def specificity_threshold(negative_scores: np.ndarray, specificity: float) -> float:
+    """The lowest threshold (calls at >=) that leaves at least `specificity` of the negatives below it."""
+    neg = np.sort(np.asarray(negative_scores, float))
+    if neg.size == 0:
         return 0.5
-    cand = np.unique(scores)
-    best, thr = -1.0, 0.5
-    for t in cand:
-        pred = scores >= t
-        j = pred[targets == 1].mean() + (~pred[targets == 0]).mean() - 1.0
-        if j > best:
-            best, thr = j, float(t)
-    return thr
+    k = int(np.ceil(specificity * neg.size)) - 1  # the k-th smallest negative must stay below
+    return float(np.nextafter(neg[min(max(k, 0), neg.size - 1)], np.inf))
 
 
-def _validation(model: nn.Module, val: list[Example], size: int, supervised: bool, pos_weight: float,
-                device: torch.device) -> tuple[float, float]:
-    """Validation loss and decision threshold (weak: from group scores; supervised: station labels)."""
-    probs = predict(model, val, size, device)
-    eps = 1e-6
+def _pooling(tcfg: dict[str, Any]) -> tuple[str, float]:
+    return str(tcfg.get("pooling", "max")), float(tcfg.get("lse_r", 4.0))
+
+
+def _loss_of(logits: list[np.ndarray], val: list[Example], supervised: bool, pos_weight: float, tcfg: dict[str, Any],
+             a: torch.Tensor | float = 1.0, b: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """The training loss of fixed station logits, scaled a * z + b (for validation and calibration)."""
+    parts = [a * torch.from_numpy(z).double() + b for z in logits]
+    total, n = _case_losses(parts, val, supervised, pos_weight, *_pooling(tcfg))
+    return total / max(n, 1)
+
+
+def calibrate(logits: list[np.ndarray], val: list[Example], supervised: bool, pos_weight: float,
+              tcfg: dict[str, Any]) -> tuple[float, float]:
+    """(a, b) so that sigmoid(a * z + b) fits the validation targets: station labels (supervised) or the
+    weak group labels through the same pooling as training (Platt scaling, no class weights)."""
+    if not val:
+        return 1.0, 0.0
+    a = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _loss_of(logits, val, supervised, 1.0, tcfg, a.clamp_min(0.05), b)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(a.detach().clamp_min(0.05)), float(b.detach())
+
+
+def operating_threshold(probs: list[np.ndarray], val: list[Example], supervised: bool, specificity: float) -> float:
+    """The probability threshold of `specificity` on the validation stations known to be benign
+    (supervised: station labels; weak: the stations of groups the N stage calls negative)."""
     if supervised:
-        s, t = np.concatenate(probs), np.concatenate([e.truth for e in val])
+        neg = np.concatenate([p[e.truth == 0] for p, e in zip(probs, val)]) if val else np.zeros(0)
     else:
-        pairs = [g for p, e in zip(probs, val) for g in group_scores(p, e.weak)]
-        s, t = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
-    if s.size == 0:
-        return float("nan"), 0.5
-    s = np.clip(s, eps, 1 - eps)
-    w = np.where(t == 1, pos_weight, 1.0)
-    loss = float(-(w * (t * np.log(s) + (1 - t) * np.log(1 - s))).sum() / len(val))
-    return loss, youden_threshold(s, t)
+        neg = np.concatenate([known_negatives(p, e.weak) for p, e in zip(probs, val)]) if val else np.zeros(0)
+    return specificity_threshold(neg, specificity)
+
+
+READER_PARAMETERS = ("uptake.", "linear.", "station_bias.")
+
+
+def param_groups(model: nn.Module, tcfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Adam parameter groups: the reader terms (uptake prior, linear reader, station bias) at `reader_lr_factor`
+    x the learning rate, since Adam moves a weight by at most about lr per step and a reader weight must travel
+    by whole units (the prior's slope is 2 per SUV); the networks at the learning rate."""
+    lr = float(tcfg["lr"])
+    named = list(model.named_parameters())
+    reader = [p for n, p in named if n.startswith(READER_PARAMETERS)]
+    rest = [p for n, p in named if not n.startswith(READER_PARAMETERS)]
+    return [{"params": rest, "lr": lr}, {"params": reader, "lr": lr * float(tcfg.get("reader_lr_factor", 1.0))}]
 
 
 def _set_determinism(seed: int) -> None:
@@ -194,8 +229,10 @@ def _set_determinism(seed: int) -> None:
 def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False,
           out_dir: Path | None = None, resume: bool = False, epochs: int | None = None,
           device: str | None = None) -> TrainResult:
-    """Train a station network; checkpoints to OUT_DIR/checkpoint.pt every epoch when given."""
-    tcfg, size = cfg["training"], int(cfg["patch"]["size_voxels"])
+    """Train a station network; checkpoints to OUT_DIR/checkpoint.pt every epoch when given. The best
+    epoch (validation loss) is kept, calibrated on the validation split and given its operating threshold."""
+    tcfg = cfg["training"]
+    settings = PatchSettings.from_dict(cfg["patch"])
     epochs = int(epochs if epochs is not None else tcfg["epochs"])
     seed = int(tcfg["seed"])
     rank, world = _dist()
@@ -206,12 +243,13 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
     if not train_ex:
         raise InputError("no training cases (build the cache first: nstage train --cohort DIR builds it)")
     _set_determinism(seed)
-    model = build_model(cfg["model"], suv_range=tuple(cfg["patch"]["suv_range"])).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg.get("weight_decay", 0.0)))
+    model = new_model(cfg).to(dev)
+    opt = torch.optim.Adam(param_groups(model, tcfg), weight_decay=float(tcfg.get("weight_decay", 0.0)))
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
     pos_weight = _pos_weight(train_ex, supervised, bool(tcfg.get("class_balance", True)))
+    pooling = _pooling(tcfg)
     history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, torch.Tensor], float] | None = None
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start = 0
     ckpt = Path(out_dir) / CHECKPOINT if out_dir else None
     if resume and ckpt and ckpt.is_file():
@@ -236,22 +274,23 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
         for step in range(steps):
             ids = order[step * batch * world:(step + 1) * batch * world][rank::world]
             part = [train_ex[i] for i in ids]
-            x, st, counts = _batch(part, size, aug, rng, dev)
+            x, slots = _batch(part, settings, aug, rng, dev)
             with torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda"):
-                logits = net(x, st)
-            loss, n = _case_losses(logits, part, counts, supervised, pos_weight)
+                logits = net(*x)
+            loss, n = _case_losses(_case_logits(logits, slots), part, supervised, pos_weight, *pooling)
             loss = loss / max(n, 1)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             run_loss += float(loss.detach())
-        val_loss, thr = _validation(model, val_ex, size, supervised, pos_weight, dev) if val_ex else (float("nan"), 0.5)
-        history.append({"epoch": epoch + 1, "train_loss": run_loss / steps, "val_loss": val_loss, "threshold": thr})
+        val_loss = float(_loss_of(predict_logits(model, val_ex, settings, dev), val_ex, supervised, pos_weight, tcfg)) \
+            if val_ex else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": run_loss / steps, "val_loss": val_loss})
         if rank == 0:
             log.info("epoch %d/%d: train loss %.4f, validation loss %.4f", epoch + 1, epochs, run_loss / steps, val_loss)
         if best is None or not np.isfinite(best[0]) or (np.isfinite(val_loss) and val_loss < best[0]):
-            best = (val_loss, epoch + 1, copy.deepcopy(model.state_dict()), thr)
+            best = (val_loss, epoch + 1, copy.deepcopy(model.state_dict()))
         if ckpt and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
@@ -260,9 +299,17 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
                         "config": json.loads(json.dumps(cfg))}, tmp)
             tmp.replace(ckpt)
     assert best is not None
-    final = build_model(cfg["model"], suv_range=tuple(cfg["patch"]["suv_range"])).to(dev)
+    final = new_model(cfg).to(dev)
     final.load_state_dict(best[2])
     final.eval()
+    calib = (1.0, 0.0)
+    if tcfg.get("calibrate", True) and val_ex:
+        calib = calibrate(predict_logits(final, val_ex, settings, dev, raw=True), val_ex, supervised, pos_weight, tcfg)
+    with torch.no_grad():
+        final.calibration.copy_(torch.tensor(calib, dtype=final.calibration.dtype))
     fixed = tcfg.get("threshold", "validation")
-    thr = best[3] if fixed == "validation" else float(fixed)
-    return TrainResult(final, float(thr), supervised, history, best[1])
+    if fixed == "validation":
+        thr = operating_threshold(predict(final, val_ex, settings, dev), val_ex, supervised, float(tcfg["operating_specificity"]))
+    else:
+        thr = float(fixed)
+    return TrainResult(final, float(thr), supervised, history, best[1], calib)

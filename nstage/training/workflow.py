@@ -24,7 +24,7 @@ def cached_cohort(roots: list[Path], source: str, cfg: dict[str, Any], cache: Pa
     cases = read_cohorts([Path(r) for r in roots])
     settings = patch_settings(cfg)
     if build:
-        errors = build_cache(cases, source, settings, cache, jobs)
+        errors = build_cache(cases, source, settings, cache, jobs, str(cfg["training"].get("rules", "tnm")))
         if errors:
             log.warning("%d of %d studies could not be cached and are left out", len(errors), len(cases))
     cached = load_cached(cases, source, settings, cache)
@@ -52,10 +52,13 @@ def model_metadata(cfg: dict[str, Any], threshold: float, supervised: bool, trai
                    extra: dict[str, Any]) -> dict[str, Any]:
     from nstage.stations import load_stations
 
-    m = cfg["model"]
+    m, t = cfg["model"], cfg["training"]
+    pooling = str(t.get("pooling", "max")).replace("_", "-")
+    reads = ("node and context patches (CT/SUV/station mask), node measurements"
+             + (", attention over the patient's stations and tumour" if m.get("patient_context") else ", each station alone"))
     return {"name": m["name"], "version": m["version"],
-            "kind": ("fully supervised (station labels)" if supervised else "weakly supervised (N-stage group labels, max pooling)")
-            + " 3D CNN on CT/SUV/station-mask patches",
+            "kind": ("fully supervised (station labels)" if supervised else f"weakly supervised (N-stage group labels, {pooling} pooling)")
+            + f" 3D CNN on {reads}",
             "training_data": training_data, "threshold": threshold, "patch": cfg["patch"], "model": m,
             "training": cfg["training"], "stations": [s.station for s in load_stations()], **extra}
 
@@ -82,7 +85,7 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
     t0 = time.time()
     res = train([cached[i] for i in tr], [cached[i] for i in va], cfg, supervised, out, resume, epochs)
     summary = {"cases": len(cached), "train": len(tr), "validation": len(va), "supervised": supervised,
-               "threshold": res.threshold, "best_epoch": res.best_epoch, "history": res.history,
+               "threshold": res.threshold, "best_epoch": res.best_epoch, "history": res.history, "calibration": list(res.calibration),
                "train_seconds": round(time.time() - t0, 1), "world_size": _dist()[1]}
     if rank == 0:
         if out:
@@ -92,8 +95,10 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
             from nstage.analysis.classifier.export import export_torchscript
 
             meta = model_metadata(cfg, res.threshold, supervised, describe_training_data(cached, source),
-                                  {"best_epoch": res.best_epoch, "train_cases": len(tr), "validation_cases": len(va)})
-            summary["exported"] = str(export_torchscript(res.model, meta, export, int(cfg["patch"]["size_voxels"])))
+                                  {"best_epoch": res.best_epoch, "train_cases": len(tr), "validation_cases": len(va),
+                                   "calibration": list(res.calibration),
+                                   "operating_point": f"specificity {cfg['training'].get('operating_specificity')} on the validation split"})
+            summary["exported"] = str(export_torchscript(res.model, meta, export, patch_settings(cfg)))
     if distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -101,19 +106,21 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
 
 
 def predict_exported(model_file: Path, cases: list[CachedCase]) -> tuple[list[np.ndarray], float, dict[str, Any]]:
-    """Station probabilities of cached cases from an exported model (the same crop as inference)."""
+    """Station probabilities of cached cases from an exported model (the same inputs as inference)."""
     import torch
 
+    from nstage.analysis.classifier.batch import slot_batch
     from nstage.analysis.classifier.export import load_torchscript
-    from nstage.analysis.classifier.patches import crop
+    from nstage.analysis.classifier.settings import PatchSettings
 
     module, meta = load_torchscript(model_file)
-    size = int(meta["patch"]["size_voxels"])
+    settings = PatchSettings.from_dict(meta["patch"])
     out = []
     with torch.no_grad():
         for c in cases:
-            x = torch.from_numpy(np.ascontiguousarray(crop(c.patches, size), dtype=np.float32))
-            out.append(torch.sigmoid(module(x, torch.from_numpy(c.labels.astype(np.int64) - 1))).numpy())
+            x = [torch.from_numpy(a) for a in slot_batch([c.inputs], settings).as_tuple()]
+            p = torch.sigmoid(module(*x))[0].numpy()
+            out.append(p[c.labels - 1])
     return out, float(meta["threshold"]), meta
 
 
@@ -154,7 +161,7 @@ def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path |
             tc = cached_cohort(train_cohorts, train_source, cfg, None, jobs)
             tr, va = split_validation(tc, np.arange(len(tc)), float(cfg["training"]["validation_fraction"]), int(cfg["training"]["seed"]))
             res = train([tc[i] for i in tr], [tc[i] for i in va], cfg, True, work / "supervised" if work else None, True, epochs)
-            p = predict(res.model, prepare(cases, cfg["training"]), int(cfg["patch"]["size_voxels"]))
+            p = predict(res.model, prepare(cases, cfg["training"]), patch_settings(cfg))
             methods.append(MethodOutput("supervised", p, [x >= res.threshold for x in p]))
             extra["supervised"] = {"train_cases": len(tr), "validation_cases": len(va), "threshold": res.threshold,
                                    "station_source": train_source}

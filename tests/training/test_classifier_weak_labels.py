@@ -69,3 +69,20 @@ def test_missing_stations_are_skipped_and_supervised_loss_is_station_bce():
     assert [(idx.tolist(), target) for idx, target in t.groups] == [([0, 2], 1)]  # G3 = 1R, 10L; G2/G1 unknown
     loss, n = supervised_loss(torch.zeros(3), np.array([1, 0, 0]))
     assert n == 3 and np.isclose(float(loss), 3 * np.log(2))
+
+
+def test_lse_and_noisy_or_pooling_reach_every_station_of_a_positive_group():
+    t = weak_targets(STATIONS, "R", "N2")
+    g2 = _idx(weak_label_groups("R")["G2"])
+    for pooling in ("lse", "noisy_or"):
+        logits = torch.linspace(-2, 2, len(STATIONS), requires_grad=True)
+        loss, n = weak_loss(logits, t, pooling=pooling)
+        loss.backward()
+        assert n == 2 and all(logits.grad[i] < 0 for i in g2), pooling  # each G2 station pushed up, not only the max
+    z = torch.tensor([-3.0, 0.5, -1.0])
+    one = weak_targets(["7", "4R", "2R"], "R", "N2")  # one known group (G2), positive
+    expected = -torch.log(1 - torch.prod(1 - torch.sigmoid(z)))
+    assert torch.isclose(weak_loss(z, one, pooling="noisy_or")[0], expected, atol=1e-5)
+    lse = (torch.logsumexp(4.0 * z, 0) - np.log(3)) / 4.0
+    assert z.mean() < lse < z.max()
+    assert torch.isclose(weak_loss(z, one, pooling="lse")[0], F.binary_cross_entropy_with_logits(lse, torch.tensor(1.0)))

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from nstage.analysis.classifier.batch import slot_batch
 from nstage.analysis.classifier.export import load_torchscript
-from nstage.analysis.classifier.patches import crop, extract_station_patches
+from nstage.analysis.classifier.inputs import station_inputs
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.analysis.classifier.station_case import StationCall, StationCase
 from nstage.stations import load_stations
@@ -48,14 +48,12 @@ class CnnStationClassifier:
     @torch.no_grad()
     def probabilities(self, case: StationCase) -> dict[int, float]:
         """Malignancy probability per station label present in the case's station map."""
-        s = self.settings
-        p = extract_station_patches(case.hu, case.ct_grid, case.suv, case.pet_grid, case.stations, s)
-        if p.labels.size == 0:
+        inputs = station_inputs(case, self.settings, str(self.metadata["training"].get("rules", "tnm")))
+        if inputs.labels.size == 0:
             return {}
-        x = torch.from_numpy(np.ascontiguousarray(crop(p.patches, s.size))).to(self.device)
-        st = torch.from_numpy(p.labels - 1).to(self.device)
-        prob = torch.sigmoid(self.module(x, st).float()).cpu().numpy()
-        return {int(lab): float(v) for lab, v in zip(p.labels, prob)}
+        batch = [torch.from_numpy(a).to(self.device) for a in slot_batch([inputs], self.settings).as_tuple()]
+        prob = torch.sigmoid(self.module(*batch).float())[0].cpu().numpy()
+        return {int(lab): float(prob[lab - 1]) for lab in inputs.labels}
 
     def classify(self, case: StationCase) -> dict[str, StationCall]:
         by_label = self.probabilities(case)

@@ -1,35 +1,27 @@
 """Station patches: the ONE extraction used by the training cache and by inference.
 
-Each station present in the label map gives one axis-aligned LPS cube of `cache_size` voxels at
-`spacing_mm`, centred on the station's bounding box: channel 0 CT (HU windowed to [0, 1]),
-channel 1 SUV (scaled from `suv_range` to [0, 1]), channel 2 the station mask. Patch arrays are
-``[c, k, j, i]`` with k along S, j along P, i along L (LPS axes). The network sees a `size` crop:
-random while training (augmentation), centred at inference.
+A patch is an axis-aligned LPS cube of `cache_size` voxels at `spacing_mm` around a centre:
+channel 0 CT (HU windowed to [0, 1]), channel 1 SUV (scaled from `suv_range` to [0, 1]),
+channel 2 the station's mask. Arrays are ``[c, k, j, i]`` with k along S, j along P, i along L
+(LPS axes). Each station gives two: a fine node patch on its index node and a coarse context
+patch on its bounding box (settings.PatchSettings). The network sees a `size` crop: random
+while training (augmentation), centred at inference.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
 
-from nstage.analysis.classifier.settings import PatchSettings
+from nstage.analysis.classifier.settings import Cube, PatchSettings
 from nstage.geometry import Grid, resample
 
 
-@dataclass(frozen=True)
-class StationPatches:
-    """Patches of the stations found in one study, in label order."""
-
-    labels: np.ndarray  # (S,) int station labels (atlas/stations.json)
-    patches: np.ndarray  # (S, 3, D, D, D) float32, D = cache_size
-    grids: tuple[Grid, ...]  # the LPS grid of each patch
-
-
-def patch_grid(centre_lps: np.ndarray, settings: PatchSettings) -> Grid:
+def patch_grid(centre_lps: np.ndarray, cube: Cube) -> Grid:
     """The cached-patch grid: `cache_size`^3 voxels of `spacing_mm`, centred on a LPS point."""
-    n, s = settings.cache_size, settings.spacing_mm
+    n, s = cube.cache_size, cube.spacing_mm
     origin = np.asarray(centre_lps, float) - s * (n - 1) / 2.0
     return Grid((n, n, n), (s, s, s), tuple(origin))
 
@@ -57,22 +49,18 @@ def scale_suv(suv: np.ndarray, settings: PatchSettings) -> np.ndarray:
     return np.clip((suv - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def extract_station_patches(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
-                            settings: PatchSettings) -> StationPatches:
-    """CT, SUV and mask patches of every station in `stations` (uint8 labels on `ct_grid`)."""
-    centres = station_centres(stations, ct_grid)
-    labels = np.array(sorted(centres), dtype=np.int64)
-    n = settings.cache_size
-    out = np.zeros((len(labels), 3, n, n, n), np.float32)
-    grids = []
+def extract_patches(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
+                    centres: Mapping[int, np.ndarray], cube: Cube, settings: PatchSettings) -> np.ndarray:
+    """(S, 3, n, n, n) CT / SUV / mask cubes of `cube` around each station label's centre, in the order of `centres`."""
+    n = cube.cache_size
+    out = np.zeros((len(centres), 3, n, n, n), np.float32)
     lab_map = np.asarray(stations)
-    for s, lab in enumerate(labels):
-        g = patch_grid(centres[int(lab)], settings)
-        grids.append(g)
+    for s, (lab, centre) in enumerate(centres.items()):
+        g = patch_grid(centre, cube)
         out[s, 0] = scale_ct(resample(hu, ct_grid, g, order=1, fill=-1000.0), settings)
         out[s, 1] = scale_suv(resample(suv, pet_grid, g, order=1, fill=0.0), settings)
         out[s, 2] = resample(lab_map, ct_grid, g, order=0, fill=0) == lab
-    return StationPatches(labels, out, tuple(grids))
+    return out
 
 
 def crop(patches: np.ndarray, size: int, offset: tuple[int, int, int] | None = None) -> np.ndarray:

@@ -8,12 +8,13 @@ implement the protocol, and neither imports the pipeline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from nstage.analysis.measure import StationUptake
+from nstage.analysis.nodes import StationNodes
 from nstage.geometry import Grid
 
 
@@ -33,6 +34,10 @@ class StationCase:
     pet_grid: Grid
     stations: np.ndarray  # uint8 station labels (atlas/stations.json) on `ct_grid`
     uptake: Mapping[str, StationUptake]  # station name -> measurements
+    nodes: Mapping[str, StationNodes] = field(default_factory=dict)  # station name -> nodes read in it
+    blood_pool: float | None = None  # blood-pool SUVmean (None: not measured)
+    tumour_suv: float | None = None  # the primary tumour's SUVmax (None: not found)
+    tumour_side: str | None = None  # "R" | "L" (given or found), None when unknown
 
 
 class StationClassifier(Protocol):
