@@ -1,6 +1,7 @@
 """A printed summary of one run's result.json: N stage, station table, stage times.
 
-`python -m nstage.summary OUT_DIR` prints it for an output folder (used by `make demo`).
+`python -m nstage.summary OUT_DIR [--truth truth.json]` prints it for an output folder (used by
+`make demo`); with a synthetic study's truth.json the generator's truth stands beside every call.
 """
 
 from __future__ import annotations
@@ -12,18 +13,43 @@ from pathlib import Path
 from typing import Any
 
 
-def summary_lines(result: Mapping[str, Any]) -> list[str]:
-    """The summary of a result.json document, line by line."""
+LETTERS = {"suvmax": "S", "blood_pool": "B", "ct_size": "C", "combined": "R"}
+
+
+def _baseline_calls(result: Mapping[str, Any]) -> dict[str, str]:
+    """Station -> letters of the baselines calling it malignant (S SUVmax, B blood pool, C CT size, R combined)."""
+    out = {s: "" for s in result["stations"]}
+    for name, b in result.get("baseline", {}).items():
+        for station, c in (b.get("stations") or {}).items():
+            if station in out and c.get("malignant"):
+                out[station] += LETTERS.get(name, name[:1].upper())
+    return out
+
+
+def summary_lines(result: Mapping[str, Any], truth: Mapping[str, Any] | None = None) -> list[str]:
+    """The summary of a result.json document, line by line (with the generator's truth when given)."""
     side = result["tumour_side"] or "unknown"
     lines = [f"N stage: {result['n_stage']['tnm8']} (TNM 8), {result['n_stage']['tnm9']} (TNM 9); tumour side {side} "
-             f"({result['tumour_side_source']}); rule set {result['rule_set']}; model {result['model']['name']}",
-             f"{'station':>7} {'call':<9} {'prob':>5} {'SUVmax':>7} {'SUVpeak':>7} {'ml':>6} {'node mm':>7} {'node SUV':>8} {'grade':>5}"]
+             f"({result['tumour_side_source']}); rule set {result['rule_set']}; model {result['model']['name']}"]
+    if truth is not None:
+        tn = truth.get("n_stage", {})
+        lines.append(f"truth (generator): {tn.get('tnm8', '?')} (TNM 8), {tn.get('tnm9', '?')} (TNM 9); tumour side "
+                     f"{truth.get('tumour_side', '?')}; model {'right' if tn.get('tnm8') == result['n_stage']['tnm8'] else 'WRONG'} (TNM 8)")
+    t_st = (truth or {}).get("stations", {})
+    letters = _baseline_calls(result)
+    lines.append(f"{'station':>7} {'call':<9} {'prob':>5} {'SUVmax':>7} {'SUVpeak':>7} {'ml':>6} {'node mm':>7} {'node SUV':>8} {'grade':>5}"
+                 f" {'baselines':>9}" + (f" {'truth':<9}" if truth is not None else ""))
     for name, s in result["stations"].items():
         node = s.get("index_node")  # older results have no node fields
         node_cols = (f" {node['short_axis_mm']:>7.1f} {node['suv_max']:>8.2f} {node['visual_grade'] or '-':>5}" if node
                      else f" {'-':>7} {'-':>8} {'-':>5}")
-        lines.append(f"{name:>7} {'MALIGNANT' if s['malignant'] else 'benign':<9} {s['probability']:>5.2f} {s['suv_max']:>7.2f} "
-                     f"{s['suv_peak']:>7.2f} {s['volume_ml']:>6.1f}{node_cols}")
+        line = (f"{name:>7} {'MALIGNANT' if s['malignant'] else 'benign':<9} {s['probability']:>5.2f} {s['suv_max']:>7.2f} "
+                f"{s['suv_peak']:>7.2f} {s['volume_ml']:>6.1f}{node_cols} {letters.get(name) or '-':>9}")
+        if truth is not None:
+            t = t_st.get(name, {}).get("malignant")
+            line += " " + ("-" if t is None else ("MALIGNANT" if t else "benign"))
+        lines.append(line)
+    lines.append("baselines: S SUVmax, B blood pool, C CT size, R combined reader (the stations each calls malignant)")
     for name, b in result.get("baseline", {}).items():
         if "n_stage" in b:
             lines.append(f"baseline {name} ({b['rule']}): {b['n_stage']['tnm8']} / {b['n_stage']['tnm9']}")
@@ -32,15 +58,24 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    truth_path = None
+    if "--truth" in args:
+        i = args.index("--truth")
+        truth_path = Path(args[i + 1]) if i + 1 < len(args) else None
+        del args[i:i + 2]
     if len(args) != 1:
-        print("usage: python -m nstage.summary OUT_DIR", file=sys.stderr)
+        print("usage: python -m nstage.summary OUT_DIR [--truth truth.json]", file=sys.stderr)
         return 2
     path = Path(args[0]) / "result.json"
     if not path.exists():
         print(f"error: {path} does not exist; run the app or `nstage run` first", file=sys.stderr)
         return 2
-    print("\n".join(summary_lines(json.loads(path.read_text()))))
+    if truth_path is not None and not truth_path.is_file():
+        print(f"error: truth file {truth_path} does not exist", file=sys.stderr)
+        return 2
+    truth = json.loads(truth_path.read_text()) if truth_path else None
+    print("\n".join(summary_lines(json.loads(path.read_text()), truth)))
     outputs = sorted(p.name for p in path.parent.iterdir() if not p.name.startswith("."))
     print(f"outputs in {path.parent}: {', '.join(outputs)}")
     return 0

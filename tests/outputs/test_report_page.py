@@ -5,6 +5,8 @@ All cases are small arrays built here (no study, no registration)."""
 
 from __future__ import annotations
 
+import json
+
 import io
 import re
 import shutil
@@ -231,16 +233,19 @@ def overlapping_words(pdf: bytes, tmp_path: Path) -> tuple[list[tuple[str, str]]
 @needs_poppler
 def test_station_table_shows_index_node_short_axis_and_grade(case, tmp_path):
     result = with_nodes(make_result())
-    result["baseline"] = FOUR_BASELINES
+    result["baseline"] = json.loads(json.dumps(FOUR_BASELINES))
+    result["baseline"]["suvmax"]["stations"] = {"4R": {"malignant": True}, "4L": {"malignant": False}, "7": {"malignant": True}}
+    result["baseline"]["ct_size"]["stations"] = {"4R": {"malignant": True}, "4L": {"malignant": False}, "7": {"malignant": False}}
     files = render_report(HEADER, result, *case)
     text = pdf_layout_text(files.pdf, tmp_path)
-    # cells after the region: short axis, grade, probability, SUVmax, call
-    assert table_row(text, "4R") == ["14.2", "5", "0.97", "12.0", "malignant"]
-    assert table_row(text, "4L") == ["6.3", "2", "0.08", "1.2", "benign"]
-    assert table_row(text, "7") == ["-", "-", "0.08", "1.2", "benign"]  # no node found in station 7
+    # cells after the region: short axis, grade, probability, SUVmax, baselines calling it malignant, call
+    assert table_row(text, "4R") == ["14.2", "5", "0.97", "12.0", "SC", "malignant"]
+    assert table_row(text, "4L") == ["6.3", "2", "0.08", "1.2", "-", "benign"]
+    assert table_row(text, "7") == ["-", "-", "0.08", "1.2", "S", "benign"]  # no node found in station 7; SUVmax calls it
     assert table_row(text, "11L") == ["not", "found"]
     flat = " ".join(text.split())
     assert "Short axis" in flat and "Grade" in flat and "index node" in flat  # the legend says what the columns are
+    assert "Baselines: the reader rules that call the station malignant" in flat
     assert "4R: node 14.2 mm, SUVmax 11.5, grade 5" in flat  # the first slice is the 4R node's
     # four baselines, the unavailable one with its reason
     for line in ("SUVmax >= 2.5: N2 / N2a (TNM 8 / 9)", "SUVpeak > 1 x blood pool (1.71): N1 / N1 (TNM 8 / 9)",

@@ -415,9 +415,26 @@ def _short_axis_cell(node: Mapping[str, Any] | None) -> str:
     return "-" if sa is None else f"{float(sa):.1f}"
 
 
+def _baseline_letters(result: Mapping[str, Any], style: ReportStyle) -> dict[str, list[str]]:
+    """Station -> the letters of the baselines that call it malignant ({} when the result has no baseline calls)."""
+    letters = _text(style, "baseline_letters")
+    out: dict[str, list[str]] = {s: [] for s in result["stations"]}
+    found = False
+    for name, b in (result.get("baseline") or {}).items():
+        calls = b.get("stations") if isinstance(b, Mapping) else None
+        if not isinstance(calls, Mapping):
+            continue
+        found = True
+        for station, c in calls.items():
+            if station in out and isinstance(c, Mapping) and c.get("malignant"):
+                out[station].append(str(letters.get(name, name[:1].upper())))
+    return out if found else {}
+
+
 def _station_table(page: _Page, left: float, top: float, width: float, height: float, result: Mapping[str, Any],
                    table: Sequence[Station], style: ReportStyle, fs: float) -> None:
-    """Station, region, [index node short axis and visual grade,] probability, SUVmax and call per station.
+    """Station, region, [index node short axis and visual grade,] probability, SUVmax, [the baselines calling
+    it malignant,] and call per station.
 
     The node columns appear when the result carries node readings ("-": no node found in the
     station); results written before node reading get the table without them. Numeric columns
@@ -430,7 +447,8 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
     nodes = _has_node_reading(res)
     heads = _text(style, "table_headers")
     head_fs = fs - 0.5
-    keys = [*(("short_axis", "grade") if nodes else ()), "probability", "suv_max", "call"]
+    letters = _baseline_letters(result, style)
+    keys = [*(("short_axis", "grade") if nodes else ()), "probability", "suv_max", *(("baselines",) if letters else ()), "call"]
     cells: dict[str, list[str]] = {k: [] for k in keys}
     for s in table:
         v = res.get(s.station)
@@ -444,6 +462,8 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
             if nodes:
                 node = v.get("index_node") if isinstance(v.get("index_node"), Mapping) else None
                 row |= {"short_axis": _short_axis_cell(node), "grade": _grade_cell(node, style)}
+            if letters:
+                row["baselines"] = "".join(letters[s.station]) or "-"
         for k in keys:
             cells[k].append(row.get(k, ""))
     gap = 0.1
@@ -460,6 +480,8 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
     notes = [f"* {model['probability']}"] if prob_note else []
     if nodes:
         notes.append(_text(style, "node_legend"))
+    if letters:
+        notes.append(_text(style, "baseline_legend"))
     note = [line for text in notes for line in _wrap(text, width, fs - 1.5)]
     head_lines = max(len(str(heads[k]).split("\n")) for k in ("station", "region", *keys))
     head_bottom = 0.22 + head_lines * _line_in(head_fs)
