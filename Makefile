@@ -39,14 +39,18 @@ demo: setup
 	$(VENV)/bin/nstage synth demo/study --cases 1 --seed $(DEMO_SEED) --preset clinical --preview
 	$(PY) -m nstage.synth.show demo/study/case_0000
 	$(PY) app.py -i demo/study/case_0000/dicom -o demo/output -m models
-	$(PY) -m nstage.summary demo/output
+	$(PY) -m nstage.summary demo/output --truth demo/study/case_0000/truth.json
 	@echo "report: demo/output/report.pdf (and report.png); DICOM SEG, SR and Encapsulated PDF: demo/output/*.dcm"
 
-# The shipped station classifier (models/station_cnn/, card in models/README.md): synthetic training
-# cohort (seed 1000, small preset; config/classifier.json "cohorts"), generator station maps, seeded training.
+# The shipped station classifier (models/station_cnn/, card in models/README.md): two synthetic training
+# cohorts of disease model 2 (small preset seed 17000, clinical preset seed 17100; config/classifier.json
+# "cohorts"), generator station maps, seeded training (deterministic on CPU).
+MODEL_DATA ?= data/v2
 model: setup
-	test -f data/model/train_s1000/cohort.csv || $(VENV)/bin/nstage synth data/model/train_s1000 --cases $(or $(MODEL_CASES),40) --seed 1000 --preset small --jobs 2
-	$(VENV)/bin/nstage train --cohort data/model/train_s1000 --stations truth --out data/model/checkpoint --resume --export models
+	test -f $(MODEL_DATA)/train_small_s17000/cohort.csv || $(VENV)/bin/nstage synth $(MODEL_DATA)/train_small_s17000 --cases 120 --seed 17000 --preset small --jobs 2
+	test -f $(MODEL_DATA)/train_clinical_s17100/cohort.csv || $(VENV)/bin/nstage synth $(MODEL_DATA)/train_clinical_s17100 --cases 30 --seed 17100 --preset clinical --jobs 2
+	$(VENV)/bin/nstage train --cohort $(MODEL_DATA)/train_small_s17000 --cohort $(MODEL_DATA)/train_clinical_s17100 --stations truth \
+	  --out $(MODEL_DATA)/checkpoint --resume --export models --jobs 2
 
 bench: setup
 	$(PY) -m bench.run
