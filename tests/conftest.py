@@ -36,6 +36,17 @@ def rendered_cohort():
 
 
 @pytest.fixture(scope="session")
+def shipped_model_run(small_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """`nstage run` once on the first small case with the shipped station model (models/); (case folder, output folder)."""
+    case = small_cohort / "case_0000"
+    out = tmp_path_factory.mktemp("run_shipped") / "out"
+    cmd = [sys.executable, "-m", "nstage.cli", "run", "-i", str(case / "dicom"), "-o", str(out), "-m", str(REPO / "models")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return case, out
+
+
+@pytest.fixture(scope="session")
 def pipeline_run(small_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """`nstage run` once on the first small case (no trained model: the SUV slot); (case folder, output folder)."""
     case = small_cohort / "case_0000"

@@ -56,6 +56,23 @@ def _decisions(result: dict) -> dict:
     }
 
 
+def test_app_with_the_shipped_model_gives_nstage_runs_probabilities(shipped_model_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """The exported network loads in both and gives the same station probabilities (to 1e-5)."""
+    case, ref_out = shipped_model_run
+    out = tmp_path / "out"
+    env = _env(HOLOSCAN_INPUT_PATH=str(case / "dicom"), HOLOSCAN_OUTPUT_PATH=str(out), HOLOSCAN_MODEL_PATH=str(REPO / "models"))
+    res = _app([], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ours, ref = json.loads((out / "result.json").read_text()), json.loads((ref_out / "result.json").read_text())
+    meta = json.loads((REPO / "models" / "station_cnn" / "metadata.json").read_text())
+    assert ours["model"]["name"] == ref["model"]["name"] == meta["name"] and ours["model"]["threshold"] == meta["threshold"]
+    assert _decisions(ours) == _decisions(ref)
+    for station, values in ref["stations"].items():
+        assert ours["stations"][station]["probability"] == pytest.approx(values["probability"], abs=1e-5)
+        if abs(values["probability"] - meta["threshold"]) > 1e-4:  # (result.json rounds probabilities to 4 places)
+            assert values["malignant"] == (values["probability"] >= meta["threshold"])  # the model's own threshold
+
+
 def test_app_decides_as_nstage_run(pipeline_run: tuple[Path, Path], tmp_path: Path) -> None:
     case, ref_out = pipeline_run
     models = tmp_path / "models"
