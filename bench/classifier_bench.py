@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,8 @@ def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, A
         res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised=name == "supervised",
                     out_dir=WORK / name, resume=True)
         seconds = time.time() - t0
-        timing = WORK / name / "train_seconds.json"  # the first run's training time, kept when a later run resumes
-        if timing.is_file() and seconds < 10:
+        timing = WORK / name / "train_seconds.json"  # the first run's training time, kept when later runs resume
+        if timing.is_file():
             seconds = float(json.loads(timing.read_text())["train_seconds"])
         else:
             timing.write_text(json.dumps({"train_seconds": seconds}))
@@ -237,8 +238,8 @@ def targets(e: dict[str, Any]) -> list[str]:
             f"- AUROC >= 95 % of the fully supervised model's ({sup:.3f}): {weak / sup:.1%}, {ok(weak >= 0.95 * sup)}",
             f"- sensitivity >= 0.80 at specificity >= 0.90: operating point {sens:.3f} at {spec:.3f}, {ok(sens >= 0.80 and spec >= 0.90)}; "
             f"best on this cohort's ROC {roc_sens:.3f}, {ok(roc_sens >= 0.80)}",
-            f"- N-stage accuracy >= 0.70 and >= every baseline + 0.10 (best baseline {ns_best:.3f}): {ns:.3f}, "
-            f"{ok(ns >= 0.70 and ns >= ns_best + 0.10)}"]
+            f"- N-stage accuracy >= 0.70: {ns:.3f}, {ok(ns >= 0.70)}",
+            f"- N-stage accuracy >= every baseline's + 0.10 (best baseline {ns_best:.3f}): {ns - ns_best:+.3f}, {ok(ns >= ns_best + 0.10)}"]
 
 
 def markdown(out: dict[str, Any]) -> str:
@@ -265,7 +266,7 @@ def markdown(out: dict[str, Any]) -> str:
               "machine; checkpoints resumed in a later run show as resumed)."]
     lines += ["", f"weak = the shipped model (config/classifier.json as is: patient context, {_config({})['training']['pooling']} pooling; "
               f"validation group AUROC {tr['_shipped_validation_group_auroc']:.3f}). The pooling was chosen on this validation split."]
-    lines += ["", "## Held-out cohorts", "",
+    lines += ["", *(f"Note: {n}" for n in out.get("notes", [])), "", "## Held-out cohorts", "",
               "Literature: Engelson et al. 2026 (patients): station accuracy 0.88, sensitivity 0.72, specificity 0.90, N-stage accuracy 0.63.", ""]
     for name, e in out["evaluations"].items():
         lines += [f"### {name}", "", f"{e['cases']} cases, {e['stations']} stations ({e['positive_stations']} malignant); station maps: {e['source']}.", "",
@@ -288,6 +289,12 @@ def markdown(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(out: dict[str, Any]) -> None:
+    """bench/classifier.json and bench/classifier.md (`--markdown-only` rewrites the page from the JSON)."""
+    (ROOT / "bench" / "classifier.json").write_text(json.dumps(out, indent=1, default=str))
+    (ROOT / "bench" / "classifier.md").write_text(markdown(out))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     p = argparse.ArgumentParser()
@@ -295,6 +302,9 @@ def main() -> None:
     p.add_argument("--held-out", action="append", required=True, help="NAME=DIR:SOURCE")
     p.add_argument("--model", type=Path, default=ROOT / "models")
     p.add_argument("--timing-studies", type=int, default=10)
+    if "--markdown-only" in sys.argv:
+        write(json.loads((ROOT / "bench" / "classifier.json").read_text()))
+        return
     a = p.parse_args()
     out: dict[str, Any] = {"machine": machine()}
     models, out["training"] = train_variants(a.train)
@@ -310,8 +320,7 @@ def main() -> None:
             timing_root = Path(root)
     if timing_root is not None:
         out["timing"] = throughput(a.model, timing_root, a.timing_studies)
-    (ROOT / "bench" / "classifier.json").write_text(json.dumps(out, indent=1, default=str))
-    (ROOT / "bench" / "classifier.md").write_text(markdown(out))
+    write(out)
     print((ROOT / "bench" / "classifier.md").read_text())
 
 

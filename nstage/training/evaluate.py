@@ -188,49 +188,47 @@ def cross_validate(cases: list[CachedCase], cfg: dict[str, Any], epochs: int | N
     return methods, folds_info
 
 
-def roc_png(cases: list[CachedCase], methods: list[MethodOutput], path: Path, title: str) -> None:
-    """One ROC plot of every method's station scores."""
+def _square_plot(path: Path, title: str, xlabel: str, ylabel: str, legend: str,
+                 curves: list[tuple[np.ndarray, np.ndarray, str, dict[str, Any]]]) -> None:
+    """One unit-square plot of labelled curves with the diagonal for reference."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nstage.training.metrics import auroc
-
-    truth = np.concatenate([c.truth() for c in cases])
     fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
-    for m in methods:
-        s = np.concatenate(m.scores)
-        fpr, tpr = roc_curve(s, truth)
-        ax.plot(fpr, tpr, label=f"{m.name} (AUROC {auroc(s, truth):.3f})")
+    for x, y, label, style in curves:
+        ax.plot(x, y, label=label, **style)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def roc_png(cases: list[CachedCase], methods: list[MethodOutput], path: Path, title: str) -> None:
+    """One ROC plot of every method's station scores."""
+    from nstage.training.metrics import auroc
+
+    truth = np.concatenate([c.truth() for c in cases])
+    curves = []
+    for m in methods:
+        s = np.concatenate(m.scores)
+        fpr, tpr = roc_curve(s, truth)
+        curves.append((fpr, tpr, f"{m.name} (AUROC {auroc(s, truth):.3f})", {}))
+    _square_plot(path, title, "1 - specificity", "sensitivity", "lower right", curves)
 
 
 def reliability_png(summary: dict[str, Any], path: Path, title: str) -> None:
     """Reliability diagram of every model (observed malignant fraction against mean probability, per bin)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    curves = []
     for name, m in summary["methods"].items():
-        if "calibration" not in m:
-            continue
-        bins = m["calibration"]["bins"]
-        ax.plot([b["mean_probability"] for b in bins], [b["observed"] for b in bins], marker="o", ms=3,
-                label=f"{name} (ECE {m['calibration']['ece']:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="mean predicted probability (bin)", ylabel="observed malignant fraction", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        if "calibration" in m:
+            bins = m["calibration"]["bins"]
+            curves.append((np.array([b["mean_probability"] for b in bins]), np.array([b["observed"] for b in bins]),
+                           f"{name} (ECE {m['calibration']['ece']:.3f})", {"marker": "o", "ms": 3}))
+    _square_plot(path, title, "mean predicted probability (bin)", "observed malignant fraction", "upper left", curves)
 
 
 def _fmt(d: dict[str, Any]) -> str:
