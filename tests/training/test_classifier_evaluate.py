@@ -1,0 +1,40 @@
+"""The evaluation report: every method beside the four reader baselines, McNemar against each, calibration
+error and the reliability and ROC figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nstage.training.evaluate import MethodOutput, baselines, write_report
+from nstage.training.metrics import expected_calibration_error, sensitivity_at_specificity
+from tests.training.test_classifier_training import TINY, fake_cases
+
+
+def test_report_has_every_baseline_mcnemar_and_calibration(tmp_path):
+    cases = fake_cases(12)
+    truth = [c.truth() for c in cases]
+    perfect = [t * 0.9 + 0.05 for t in truth]
+    methods = [MethodOutput("weak", perfect, [p >= 0.5 for p in perfect]), *baselines(cases)]
+    assert [m.name for m in methods[1:]] == ["suvmax", "blood_pool", "ct_size", "combined"]
+    summary = write_report(tmp_path, cases, methods, TINY, "test", [])
+    assert set(summary["mcnemar"]) == {f"weak_vs_{b}" for b in ("suvmax", "blood_pool", "ct_size", "combined")}
+    weak = summary["methods"]["weak"]
+    assert weak["station"]["auroc"]["value"] == 1.0 and weak["station"]["sensitivity_at_specificity_0.90"] == 1.0
+    assert weak["calibration"]["ece"] == pytest.approx(0.05, abs=1e-6)  # every station 0.05 from its truth
+    assert "calibration" not in summary["methods"]["suvmax"]  # a rule's score is not a probability
+    assert {p.name for p in tmp_path.iterdir()} == {"evaluation.json", "report.md", "roc.png", "reliability.png"}
+    assert json.loads((tmp_path / "evaluation.json").read_text())["cases"] == 12
+
+
+def test_sensitivity_at_specificity_and_ece():
+    y = np.array([0] * 10 + [1] * 10)
+    s = np.r_[np.arange(10) / 10.0, 0.85 + np.arange(10) / 100.0]
+    s[9] = 0.95  # one negative above every positive
+    assert sensitivity_at_specificity(s, y, 0.90) == pytest.approx(1.0)  # one false positive allowed: all positives
+    assert sensitivity_at_specificity(s, y, 0.95) == pytest.approx(0.0)  # none allowed: no positive lies above 0.95
+    assert expected_calibration_error(np.full(20, 0.5), y) == pytest.approx(0.0)
+    assert expected_calibration_error(np.r_[np.zeros(10), np.ones(10)], y) == pytest.approx(0.0)
+    assert expected_calibration_error(np.r_[np.ones(10), np.zeros(10)], y) == pytest.approx(1.0)
