@@ -45,10 +45,6 @@ class PatchSettings:
     ct_window: tuple[float, float]
     suv_range: tuple[float, float]
 
-    @property
-    def channels(self) -> int:
-        return len(CHANNELS)
-
     def key(self) -> str:
         """A short hash naming a cache built with these settings."""
         raw = json.dumps([self.node.spacing_mm, self.node.cache_size, self.context.spacing_mm, self.context.cache_size,
