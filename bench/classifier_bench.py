@@ -116,7 +116,7 @@ def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, A
 
 
 def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, models: dict[str, Any]) -> dict[str, Any]:
-    """All methods on one held-out cohort; writes bench/classifier/<name>/."""
+    """All methods on one held-out cohort and the bounds of its data; writes bench/classifier/<name>/."""
     from nstage.analysis.classifier.layout import find_model
     from nstage.analysis.classifier.settings import patch_settings
     from nstage.training.evaluate import MethodOutput, baselines, write_report
@@ -134,7 +134,7 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
     notes = [f"Held-out cohort {root.name} ({len(cases)} cases), station maps: {source}. weak = the shipped model "
              f"({meta['name']} {meta['version']}: {meta['kind']}; trained on {meta['training_data']})."]
     return write_report(ROOT / "bench" / "classifier" / name, cases, methods, base, f"Held-out: {name}", notes,
-                        {"kind": "held-out", "source": source, "cohort": root.name})
+                        {"kind": "held-out", "source": source, "cohort": root.name, "bounds": bounds(cases)})
 
 
 def _logistic_cv(x: list[np.ndarray], y: list[np.ndarray], folds: int = 5, l2: float = 1e-3) -> np.ndarray:
@@ -167,11 +167,10 @@ def _logistic_cv(x: list[np.ndarray], y: list[np.ndarray], folds: int = 5, l2: f
     return out
 
 
-def bounds(root: Path, source: str) -> dict[str, float]:
+def bounds(cases: list) -> dict[str, float]:
     """What the data allow on a held-out cohort (readers of the generator's truth, or fully supervised on it)."""
     from nstage.training.metrics import auroc
 
-    cases = _cases([root], source, _config({}))
     y = [c.truth() for c in cases]
     truth = [json.loads((c.case.study_dir.parent / "truth.json").read_text())["stations"] for c in cases]
     true_suv = np.concatenate([[t[s]["max_node_suv"] for s in c.stations] for c, t in zip(cases, truth)])
@@ -315,7 +314,6 @@ def main() -> None:
         name, rest = spec.split("=", 1)
         root, source = rest.rsplit(":", 1)
         out["evaluations"][name] = evaluate_held_out(name, Path(root), source, a.model, models)
-        out["evaluations"][name]["bounds"] = bounds(Path(root), source)
         if source == "registration":
             timing_root = Path(root)
     if timing_root is not None:

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 
-LETTERS = {"suvmax": "S", "blood_pool": "B", "ct_size": "C", "combined": "R"}
-
-
 def _baseline_calls(result: Mapping[str, Any]) -> dict[str, str]:
-    """Station -> letters of the baselines calling it malignant (S SUVmax, B blood pool, C CT size, R combined)."""
+    """Station -> letters of the baselines calling it malignant (the report's letters, config/report.json)."""
+    from nstage.paths import config_dir
+
+    letters = json.loads((config_dir() / "report.json").read_text())["texts"]["baseline_letters"]
     out = {s: "" for s in result["stations"]}
     for name, b in result.get("baseline", {}).items():
         for station, c in (b.get("stations") or {}).items():
             if station in out and c.get("malignant"):
-                out[station] += LETTERS.get(name, name[:1].upper())
+                out[station] += letters.get(name, name[:1].upper())
     return out
 
 

@@ -99,7 +99,7 @@ def _truth_blood_pool(case: CohortCase) -> float | None:
         return None
 
 
-def _stations(case: CohortCase, study, source: str, cache: Path) -> tuple[np.ndarray, dict, float | None]:
+def _stations(case: CohortCase, study, source: str, cache: Path, peak: np.ndarray) -> tuple[np.ndarray, dict, float | None]:
     """Label map, uptake figures (label -> StationUptake fields) and blood pool of a study (cached once)."""
     from nstage.analysis.measure import station_uptake
 
@@ -123,7 +123,7 @@ def _stations(case: CohortCase, study, source: str, cache: Path) -> tuple[np.nda
         if not truth_map.is_file():
             raise InputError(f"station source 'truth' needs {truth_map} (synthetic cohorts only); use --stations registration")
         labels = load_nifti(truth_map)[0].astype(np.uint8)
-        uptake = _uptake_json(station_uptake(study.pet.array, study.pet.grid, labels, study.ct.grid))
+        uptake = _uptake_json(station_uptake(study.pet.array, study.pet.grid, labels, study.ct.grid, peak))
         pool, status = _truth_blood_pool(case), "truth"
     meta = {"uptake": uptake, "blood_pool_suv": pool, "status": status}
     _tmp_save(path, labels=labels, meta=np.array(json.dumps(meta)))
@@ -161,12 +161,13 @@ def build_case(case: CohortCase, source: str, settings: PatchSettings, cache: Pa
     from nstage.ingest.study import load_study
 
     study = load_study(case.study_dir)
-    labels, uptake_raw, pool = _stations(case, study, source, cache)
     ct, pet = study.ct, study.pet
+    peak = suv_peak_map(pet.array, pet.grid)  # once, for the station figures and the nodes
+    labels, uptake_raw, pool = _stations(case, study, source, cache, peak)
     names = {s.label: s.station for s in load_stations()}
     primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, labels, pool).primary
     tumour_suv = primary.suv_max if primary is not None else None
-    nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, labels, names, pool, tumour_suv, peak=suv_peak_map(pet.array, pet.grid))
+    nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, labels, names, pool, tumour_suv, peak=peak)
     uptake = _uptake_by_name(uptake_raw)
     sc = StationCase(ct.array, ct.grid, pet.array, pet.grid, labels, uptake, nodes, pool, tumour_suv, case.tumour_side)
     x = station_inputs(sc, settings, rules)
