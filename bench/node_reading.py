@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
+from nstage.progress import configure_logging
+from nstage.cohort_executor import map_all
 
 ROOT = Path(__file__).resolve().parents[1]
 MATCH_MM = 5.0
@@ -144,14 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    configure_logging()  # the progress bar lines
     work = [(a.seed, i, a.preset, a.stations) for i in range(a.cases)]
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     mach = machine()
-    if a.jobs > 1:
-        with ProcessPoolExecutor(max_workers=a.jobs) as pool:
-            cases = list(pool.map(_case, work))
-    else:
-        cases = [_case(w) for w in work]
+    cases = map_all(_case, work, a.jobs, label="cases")
     result = {"measured": started, "machine": mach, "preset": a.preset, "seed": a.seed, "stations": a.stations, "jobs": a.jobs,
               "match_mm": MATCH_MM, "summary": summarise(cases), "literature": LITERATURE, "cases": cases}
     out = a.out or ROOT / "bench" / f"node_reading_{a.preset}_{a.stations}.json"

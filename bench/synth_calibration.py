@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
+from nstage.progress import configure_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,15 +42,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _counted(items: Any, total: int) -> Any:
-    """Yield the items, showing how many of `total` cases are done."""
-    start = time.perf_counter()
-    for k, item in enumerate(items, start=1):
-        print(f"\rrendered {k}/{total} cases ({time.perf_counter() - start:.0f} s)", end="", file=sys.stderr, flush=True)
-        yield item
-    print(file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     from nstage.synth.calibration import calibration_table, cohort_rows
     from nstage.synth.case import presets_config
@@ -62,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "synth_calibration.json")
     a = ap.parse_args(argv)
+    configure_logging()  # the progress bar lines
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     mach = machine()
     t0 = time.perf_counter()
-    cohort = cohort_rows(a.seed, a.cases, a.preset, a.jobs, progress=_counted)
+    cohort = cohort_rows(a.seed, a.cases, a.preset, a.jobs, progress=True)
     table = calibration_table(cohort, presets_config()["presets"]["clinical"])
     stations = [r for c in cohort for r in c.stations]
     result = {"measured": started, "machine": mach, "preset": a.preset, "seed": a.seed, "cases": a.cases, "jobs": a.jobs,

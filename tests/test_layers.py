@@ -14,7 +14,7 @@ from tests.conftest import REPO
 # Rank of each part: a module may import its own part and parts of a lower rank, nothing else.
 # Two parts of one rank are independent of each other.
 LAYERS: dict[str, int] = {
-    "nstage": 0,  # foundations: errors, geometry, paths, progress, atomic_output, stations (the station table)
+    "nstage": 0,  # foundations: errors, geometry, paths, progress, atomic_output, stations (the station table), cohort_executor
     "nstage.ingest": 1,
     "nstage.stationmap": 2,
     "nstage.analysis": 3,
@@ -32,7 +32,8 @@ LAYERS: dict[str, int] = {
     "bench": 10,
     "label_app": 10,  # the MONAI Label app: thin tasks over the domain package
 }
-FOUNDATIONS = {"nstage", "nstage.errors", "nstage.geometry", "nstage.paths", "nstage.progress", "nstage.atomic_output", "nstage.stations"}
+FOUNDATIONS = {"nstage", "nstage.errors", "nstage.geometry", "nstage.paths", "nstage.progress", "nstage.atomic_output", "nstage.stations",
+               "nstage.cohort_executor"}
 SOURCES = ("nstage", "operators", "bench", "app.py", "label_app")
 
 

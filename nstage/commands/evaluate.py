@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nstage.cohort_executor import add_executor_arguments, executor_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("evaluate", help="5-fold cross-validation (weak vs supervised vs SUV baselines), or held-out test with --model")
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--cache", type=Path, help="patch cache folder (default COHORT/.nstage_cache)")
     s.add_argument("--work", type=Path, help="checkpoint folder for the models trained here (resumable)")
     s.add_argument("--cached-only", action="store_true", help="use only the studies already in the cache (no registration here)")
-    s.add_argument("--jobs", type=int, default=1)
+    add_executor_arguments(s, "studies cached in parallel: worker processes of the embedded Dask cluster")
     s.add_argument("--config", type=Path)
     s.add_argument("--epochs", type=int, help="override the config's epochs")
     s.set_defaults(func=run)
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nstage.training.workflow import evaluate_command
 
-    s = evaluate_command(args.cohort, args.stations, args.out, args.config, args.epochs, args.jobs, args.cache, args.model,
+    s = evaluate_command(args.cohort, args.stations, args.out, args.config, args.epochs, executor_options(args), args.cache, args.model,
                          args.train_cohort, args.train_stations, args.work, not args.cached_only)
     for name, m in s["methods"].items():
         st, n = m["station"], m["n_stage"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nstage.cohort_executor import add_executor_arguments, executor_options
 from nstage.errors import InputError
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--preset", default="small", help="small (coarse, fast) or clinical (512x512 CT)")
     s.add_argument("--vendor", default="default", help="PET header style (see config/synth/vendors.json)")
     s.add_argument("--preview", action="store_true", help="also write preview.png per case")
-    s.add_argument("--jobs", type=int, default=1, help="cases rendered in parallel")
+    add_executor_arguments(s, "cases rendered in parallel: worker processes of the embedded Dask cluster")
     s.set_defaults(func=run)
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unknown vendor style {args.vendor!r}; choose one of {', '.join(vendor_names())}")
     if args.cases < 1:
         raise InputError("--cases must be at least 1")
-    truths = write_cohort(Path(args.out), args.cases, args.seed, args.preset, args.vendor, args.preview, args.jobs, args.first)
+    truths = write_cohort(Path(args.out), args.cases, args.seed, args.preset, args.vendor, args.preview, executor_options(args), args.first)
     for t in truths:
         pos = [s for s, v in t["stations"].items() if v["malignant"]]
         print(f"{t['case']}: tumour {t['tumour_side']} {t['tumour']['lobe']}, {t['n_stage']['tnm8']}/{t['n_stage']['tnm9']}, "

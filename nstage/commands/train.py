@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from nstage.cohort_executor import add_executor_arguments, executor_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("train", help="train the PET/CT station classifier on cohort(s) (runs under torchrun too)")
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--stations", default="registration", choices=["registration", "truth"],
                    help="station maps for the patches: atlas registration as at inference (default), or the generator's truth (synthetic only)")
     s.add_argument("--cache", type=Path, help="patch cache folder (default COHORT/.nstage_cache)")
-    s.add_argument("--jobs", type=int, default=1, help="studies cached in parallel")
+    add_executor_arguments(s, "studies cached in parallel: worker processes of the embedded Dask cluster")
     s.add_argument("--config", type=Path, help="classifier config (default config/classifier.json)")
     s.add_argument("--out", type=Path, help="checkpoint folder (checkpoint.pt every epoch, training.json)")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from nstage.training.workflow import train_command
 
     s = train_command(args.cohort, args.stations, args.out, args.export, args.config, args.epochs, args.supervised,
-                      args.resume, args.jobs, args.cache)
+                      args.resume, executor_options(args), args.cache)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print(json.dumps({k: v for k, v in s.items() if k != "history"}, indent=1))
     return 0

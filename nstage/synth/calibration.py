@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from nstage.analysis.measure import station_uptake, suv_peak_map
+from nstage.cohort_executor import ExecutorOptions, map_all
 from nstage.paths import config_dir
 from nstage.progress import StageTimer
 from nstage.stations import load_stations
@@ -125,17 +125,12 @@ def _render_rows(args: tuple[int, int, str]) -> CaseRows:
     return case_rows(rc, index)
 
 
-def cohort_rows(seed: int, cases: int, preset: str = "small", jobs: int = 2, progress: Any = None) -> list[CaseRows]:
-    """Render `cases` cases (no DICOM) and measure them; `progress` wraps the iterator (e.g. tqdm)."""
-    work = [(seed, i, preset) for i in range(cases)]
-    wrap = progress or (lambda it, **_: it)
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            return list(wrap(pool.map(_render_rows, work), total=cases))
-    return [_render_rows(w) for w in wrap(work, total=cases)]
+def cohort_rows(seed: int, cases: int, preset: str = "small", jobs: int | ExecutorOptions = 2, progress: bool = False) -> list[CaseRows]:
+    """Render `cases` cases (no DICOM) and measure them on the cohort executor; `progress` logs a bar line per case."""
+    return map_all(_render_rows, [(seed, i, preset) for i in range(cases)], jobs, label="rendered" if progress else None)
 
 
-def station_rows(seed: int, cases: int, preset: str = "small", jobs: int = 2) -> list[StationRow]:
+def station_rows(seed: int, cases: int, preset: str = "small", jobs: int | ExecutorOptions = 2) -> list[StationRow]:
     """The station rows of a rendered cohort."""
     return [r for c in cohort_rows(seed, cases, preset, jobs) for r in c.stations]
 

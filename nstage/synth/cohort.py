@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from nstage.atomic_output import staged_output
+from nstage.cohort_executor import ExecutorOptions, map_all
 from nstage.geometry import save_nifti
 from nstage.progress import StageTimer
 from nstage.synth.case import render_case
@@ -42,15 +43,16 @@ def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, previ
     return rc.truth
 
 
-def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, preview: bool = False, jobs: int = 1, first: int = 0) -> list[dict[str, Any]]:
-    """Render `cases` cases (indices first..first+cases-1) and write OUT/cohort.csv."""
+def _write_indexed_case(out: Path, seed: int, preset: str, vendor: str, preview: bool, index: int) -> dict[str, Any]:
+    return write_case(out, seed, index, preset, vendor, preview)
+
+
+def write_cohort(out: Path, cases: int, seed: int, preset: str, vendor: str, preview: bool = False, jobs: int | ExecutorOptions = 1,
+                 first: int = 0) -> list[dict[str, Any]]:
+    """Render `cases` cases (indices first..first+cases-1; on the cohort executor: `jobs` workers or a cluster) and write OUT/cohort.csv."""
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(first, first + cases))
-    if jobs > 1 and cases > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            truths = list(pool.map(write_case, *zip(*[(out, seed, i, preset, vendor, preview) for i in indices])))
-    else:
-        truths = [write_case(out, seed, i, preset, vendor, preview) for i in indices]
+    truths = map_all(partial(_write_indexed_case, out, seed, preset, vendor, preview), indices, jobs, label="synth")
     _write_cohort_csv(out / "cohort.csv", truths)
     return truths
 

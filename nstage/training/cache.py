@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +27,9 @@ from nstage.analysis.classifier.settings import PatchSettings
 from nstage.analysis.classifier.station_case import StationCase
 from nstage.analysis.measure import StationUptake
 from nstage.analysis.nodes import Node, StationNodes
+from nstage.cohort_executor import CohortExecutor, ExecutorOptions, WarmUp, as_options
 from nstage.errors import InputError
+from nstage.progress import ProgressBar
 from nstage.stations import load_stations
 from nstage.training.cohort import CohortCase
 
@@ -187,21 +187,32 @@ def _build_one(args: tuple[CohortCase, str, PatchSettings, Path, str]) -> tuple[
         return case.key, f"{type(exc).__name__}: {exc}"
 
 
+def _warm_atlas() -> None:
+    """Load the shipped atlas once in a worker process (the registration source reads it for every study)."""
+    from nstage.pipeline import RunOptions, load_default_atlases
+
+    load_default_atlases(RunOptions())
+
+
 def build_cache(cases: list[CohortCase], source: str, settings: PatchSettings, cache: Path | None = None,
-                jobs: int = 1, rules: str = "tnm") -> dict[str, str]:
-    """Cache every case; returns {case key: error} for the cases that failed."""
+                jobs: int | ExecutorOptions = 1, rules: str = "tnm") -> dict[str, str]:
+    """Cache every case on the cohort executor (`jobs` workers, or a cluster); returns {case key: error} for the cases that failed."""
     if source not in SOURCES:
         raise InputError(f"unknown station source {source!r}; choose one of {', '.join(SOURCES)}")
-    work = [(c, source, settings, Path(cache) if cache else default_cache_dir(c), rules) for c in cases]
+    todo = [(c, source, settings, Path(cache) if cache else default_cache_dir(c), rules) for c in cases]
+    work = [w for w in todo if not _input_file(w[3], w[0], source, settings).is_file()]
     errors: dict[str, str] = {}
-    t0 = time.time()
-    results = ProcessPoolExecutor(jobs).map(_build_one, work) if jobs > 1 else map(_build_one, work)
-    for n, (key, err) in enumerate(results, start=1):
-        if err:
-            errors[key] = err
-            log.warning("case %d of %d left out: %s", n, len(work), err)
-        if n % 10 == 0 or n == len(work):
-            log.info("cache: %d of %d studies (%.0f s)", n, len(work), time.time() - t0)
+    bar = ProgressBar(len(todo), "cache")
+    bar.counts["skipped"] = len(todo) - len(work)
+    if not work:
+        return errors
+    with CohortExecutor(as_options(jobs), WarmUp(_warm_atlas) if source == "registration" else None) as ex:
+        for outcome in ex.map(_build_one, work):
+            key, err = outcome.value if outcome.ok else (work[outcome.index][0].key, outcome.error)
+            if err:
+                errors[key] = err
+                log.warning("case %d of %d left out: %s", outcome.index + 1, len(work), err)  # no name: case folders may be patient IDs
+            bar.advance("failed" if err else "done")
     return errors
 
 

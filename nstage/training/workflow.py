@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from nstage.analysis.classifier.settings import classifier_config, patch_settings
+from nstage.cohort_executor import ExecutorOptions
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase, build_cache, load_cached
 from nstage.training.cohort import read_cohorts
@@ -18,7 +19,7 @@ from nstage.training.cohort import read_cohorts
 log = logging.getLogger("nstage.training")
 
 
-def cached_cohort(roots: list[Path], source: str, cfg: dict[str, Any], cache: Path | None = None, jobs: int = 1,
+def cached_cohort(roots: list[Path], source: str, cfg: dict[str, Any], cache: Path | None = None, jobs: int | ExecutorOptions = 1,
                   build: bool = True) -> list[CachedCase]:
     """Read cohort folders, cache every study once (registration or truth station maps), load the cache."""
     cases = read_cohorts([Path(r) for r in roots])
@@ -64,7 +65,7 @@ def model_metadata(cfg: dict[str, Any], threshold: float, supervised: bool, trai
 
 
 def train_command(cohorts: list[Path], source: str, out: Path | None, export: Path | None, config: Path | None,
-                  epochs: int | None, supervised: bool, resume: bool, jobs: int, cache: Path | None) -> dict[str, Any]:
+                  epochs: int | None, supervised: bool, resume: bool, jobs: int | ExecutorOptions, cache: Path | None) -> dict[str, Any]:
     """Cache, split (stratified 25 % validation), train, and export the model when asked."""
     import torch
 
@@ -124,7 +125,7 @@ def predict_exported(model_file: Path, cases: list[CachedCase]) -> tuple[list[np
     return out, float(meta["threshold"]), meta
 
 
-def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path | None, epochs: int | None, jobs: int,
+def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path | None, epochs: int | None, jobs: int | ExecutorOptions,
                      cache: Path | None, model: Path | None, train_cohorts: list[Path], train_source: str,
                      work: Path | None, build: bool = True) -> dict[str, Any]:
     """Cross-validation (no --model) or held-out testing of an exported model (--model)."""
