@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "nstage.training": 6,
     "nstage.synth": 6,
     "nstage.route": 7,
+    "nstage.batch": 7,  # `nstage batch`: many studies through nstage.runner, on the cohort executor
     "nstage.commands": 8,
     "nstage.cli": 8,
     "operators": 9,
