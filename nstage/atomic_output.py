@@ -69,6 +69,20 @@ def publish(staging: Path, final: Path, stale: Sequence[str] = ()) -> None:
             os.replace(entry, dest)
 
 
+def write_text_atomic(path: Path, text: str) -> bool:
+    """Write a small text file through a rename, only when its content changes; True when it was written."""
+    path, data = Path(path), text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

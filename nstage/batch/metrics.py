@@ -8,7 +8,6 @@ that failed are counted, not scored. Written beside summary.csv as cohort_metric
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -18,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from nstage.batch.table import BASELINES
+from nstage.atomic_output import write_text_atomic
+from nstage.batch.table import BASELINES, csv_text
 from nstage.errors import InputError
 from nstage.training.cohort import CSV_NAME, CohortCase, read_cohort
 from nstage.training.metrics import binary_figures, nstage_metrics
@@ -87,12 +87,8 @@ def write_metrics(out_root: Path, metrics: Mapping[str, Any]) -> list[Path]:
     """cohort_metrics.csv (one row per method) and cohort_metrics.json (everything) in OUT_ROOT."""
     out_root = Path(out_root)
     csv_path, json_path = out_root / METRICS_CSV, out_root / METRICS_JSON
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for name, m in metrics["methods"].items():
-            w.writerow({"method": name, **m})
-    json_path.write_text(json.dumps(metrics, indent=1) + "\n")
+    write_text_atomic(csv_path, csv_text(COLUMNS, [{"method": name, **m} for name, m in metrics["methods"].items()]))
+    write_text_atomic(json_path, json.dumps(metrics, indent=1) + "\n")
     return [csv_path, json_path]
 
 

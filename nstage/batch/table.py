@@ -11,10 +11,12 @@ the studies root carries the generator's cohort.csv), then per station (atlas/st
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nstage.atomic_output import write_text_atomic
 from nstage.batch.records import StudyRecord
 from nstage.stations import load_stations
 
@@ -58,14 +60,16 @@ def summary_row(name: str, record: StudyRecord | None, result: Mapping[str, Any]
     return row
 
 
+def csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """A comma-separated table with one header line (CRLF line ends, as the csv module writes for spreadsheets)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def write_summary(path: Path, rows: Sequence[Mapping[str, Any]], with_truth: bool) -> Path:
-    """Write the table atomically (a rename), UTF-8, comma-separated, one header line."""
-    path = Path(path)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=summary_columns(with_truth), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-    tmp.replace(path)
-    return path
+    """Write the table (UTF-8) atomically, and only when it changed (a batch that did nothing leaves it untouched)."""
+    write_text_atomic(Path(path), csv_text(summary_columns(with_truth), rows))
+    return Path(path)
