@@ -4,12 +4,14 @@ Only headers are read (``stop_before_pixels``). Each file ends up in exactly one
 places:
 
 - an image instance of a series (it has Rows and Columns): grouped by StudyInstanceUID and
-  SeriesInstanceUID in :class:`SeriesEntry`;
+  SeriesInstanceUID in :class:`SeriesEntry`; an enhanced multi-frame object gives one instance
+  per frame (:func:`image_instances`);
 - ``skipped``: not DICOM at all, or a DICOM object that is no image (DICOMDIR, SR, KO, PR,
   RT structure sets, ...); a DICOMDIR is not needed because the walk finds every file it names;
 - ``broken``: a DICOM file whose header cannot be read, an image whose header lacks Rows,
   Columns or the UIDs that place it in a series, or an image file that ends before its pixel
-  data is complete (checked from the file size for uncompressed transfer syntaxes). Callers
+  data is complete (checked from the file size for uncompressed transfer syntaxes; a deflated
+  file is checked when its pixels are decoded). Callers
   decide whether that is fatal.
 
 An instance seen twice (the same SOPInstanceUID in two files: a copied file) is kept once.
@@ -30,7 +32,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from nstage.errors import InputError
-from nstage.ingest.dicom_values import text
+from nstage.ingest.dicom_values import BadValue, text
+from nstage.ingest.multiframe import frame_headers, has_functional_groups
 
 log = logging.getLogger("nstage.ingest.dicom_index")
 
@@ -40,10 +43,28 @@ _REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 @dataclass(frozen=True)
 class Instance:
-    """One image file: its path and its header (no pixel data)."""
+    """One image slice: its file, its header (no pixel data) and, for a frame of an enhanced
+    multi-frame object, the frame's index in that file (its header then holds the frame's own
+    attributes, see :mod:`nstage.ingest.multiframe`)."""
 
     path: Path
     header: Dataset
+    frame: int | None = None
+
+    @property
+    def name(self) -> str:
+        """How messages name the slice: the file name, and the frame when there is one."""
+        return self.path.name if self.frame is None else f"{self.path.name} frame {self.frame + 1}"
+
+
+def image_instances(path: Path, header: Dataset) -> tuple[Instance, ...]:
+    """The slices of one image file: itself, or each frame of an enhanced multi-frame object.
+
+    A multi-frame file without per-frame functional groups stays one instance (the volume reader
+    refuses it with its reason); BadValue when the functional groups do not add up."""
+    if not has_functional_groups(header):
+        return (Instance(path, header),)
+    return tuple(Instance(path, h, k) for k, h in enumerate(frame_headers(header)))
 
 
 @dataclass(frozen=True)
@@ -145,10 +166,12 @@ def _is_image_class(sop_class: str | None) -> bool:
 def _truncation(path: Path, ds: Dataset, header_end: int) -> str | None:
     """Why an image file is incomplete: it ends before its pixel data, or (uncompressed) the
     pixel data is shorter than Rows x Columns x frames x samples x bytes per sample."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is not None and UID(str(ts)).is_deflated:
+        return None  # the offsets are in the inflated stream: the decoder finds a short file
     size = path.stat().st_size
     if header_end >= size:
         return "file ends before its pixel data (truncated)"
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts is None or UID(str(ts)).is_compressed:
         return None
     try:
@@ -228,7 +251,12 @@ def index_folder(root: str | Path) -> DicomIndex:
                 log.info("%s: same SOP instance as an earlier file, kept once", path.name)
                 continue
             seen.add(uid)
-            groups[(str(text(item.header, "StudyInstanceUID")), str(text(item.header, "SeriesInstanceUID")))].append(item)
+            try:
+                slices = image_instances(item.path, item.header)
+            except BadValue as e:
+                broken.append(SkippedFile(path, f"enhanced multi-frame object: {e}"))
+                continue
+            groups[(str(text(item.header, "StudyInstanceUID")), str(text(item.header, "SeriesInstanceUID")))].extend(slices)
     series = tuple(SeriesEntry(study, uid, tuple(items)) for (study, uid), items in groups.items())
     for b in broken:
         log.warning("unreadable DICOM file %s: %s", b.path.relative_to(root) if root.is_dir() else b.path.name, b.reason)

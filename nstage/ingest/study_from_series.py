@@ -8,7 +8,9 @@ their objects into the same study that :func:`nstage.ingest.study.load_study` bu
    file path, which pydicom keeps as ``Dataset.filename``, and its header), grouped into
    :class:`~nstage.ingest.dicom_index.SeriesEntry` objects in the order :func:`nstage.ingest.dicom_index.index_folder`
    would list them (sorted walk of the folder), so "first instance" means the same file;
-2. the SDK selector's matches (all of them: ``all_matched=True``) are the candidates; the
+2. the SDK selector's matches (all of them: ``all_matched=True``) are the candidates, with the
+   enhanced multi-frame series that meet the conditions in their functional groups, which the
+   SDK's selector does not read (:func:`with_enhanced`); the
    project preferences the SDK rule format cannot express (attenuation-corrected PET, coverage,
    slice spacing, one study and frame of reference) come from :func:`nstage.ingest.series_selection.select_ct_pet`;
 3. the CT and the PET are read by :mod:`nstage.ingest.volumes` and :mod:`nstage.ingest.study` (never by the
@@ -33,8 +35,8 @@ from typing import Any, Protocol
 from pydicom.dataset import Dataset
 
 from nstage.errors import InputError
-from nstage.ingest.dicom_index import DicomIndex, Instance, SeriesEntry
-from nstage.ingest.dicom_values import text
+from nstage.ingest.dicom_index import DicomIndex, Instance, SeriesEntry, image_instances
+from nstage.ingest.dicom_values import BadValue, text
 from nstage.ingest.series_selection import (
     Selection,
     load_rules,
@@ -80,14 +82,18 @@ def _walk_key(path: Path, root: Path) -> tuple[tuple[int, str], ...]:
     return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)
 
 
-def _image_instance(ds: Dataset) -> Instance | None:
-    """The instance of an image file the loader read; None for non-images and files without a path."""
+def _image_instances(ds: Dataset) -> tuple[Instance, ...]:
+    """The slices of an image file the loader read (each frame of an enhanced object); none for
+    non-images and files without a path."""
     filename = getattr(ds, "filename", None)
     if not isinstance(filename, (str, Path)) or not filename:
-        return None
+        return ()
     if "Rows" not in ds or "Columns" not in ds or any(text(ds, k) is None for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
-        return None
-    return Instance(Path(filename), ds)
+        return ()
+    try:
+        return image_instances(Path(filename), ds)
+    except BadValue as e:
+        raise InputError(f"{Path(filename).name}: enhanced multi-frame object: {e}; export the series again") from None
 
 
 def index_from_sdk(root: str | Path, studies: Iterable[SdkStudy]) -> DicomIndex:
@@ -97,13 +103,12 @@ def index_from_sdk(root: str | Path, studies: Iterable[SdkStudy]) -> DicomIndex:
     for study in studies:
         for series in study.get_all_series():
             for sop in series.get_sop_instances():
-                inst = _image_instance(sop.get_native_sop_instance())
-                if inst is not None:
+                for inst in _image_instances(sop.get_native_sop_instance()):
                     key = (str(text(inst.header, "StudyInstanceUID")), str(text(inst.header, "SeriesInstanceUID")))
                     groups.setdefault(key, []).append(inst)
     entries = []
     for (study_uid, series_uid), items in groups.items():
-        items.sort(key=lambda i: _walk_key(i.path, root))
+        items.sort(key=lambda i: (_walk_key(i.path, root), i.frame or 0))
         entries.append(SeriesEntry(study_uid, series_uid, tuple(items)))
     entries.sort(key=lambda s: _walk_key(s.instances[0].path, root))
     return DicomIndex(root=root, series=tuple(entries))
@@ -132,6 +137,19 @@ def disagreements(index: DicomIndex, chosen: Mapping[str, set[str]], rules: dict
     return found
 
 
+def with_enhanced(index: DicomIndex, chosen: Mapping[str, set[str]], rules: dict[str, Any] | None = None) -> dict[str, set[str]]:
+    """The SDK's matches plus the enhanced multi-frame series that meet the same conditions: the SDK's
+    selector reads top-level attributes only, and an enhanced object keeps some of them (such as
+    ImageOrientationPatient) in its functional groups."""
+    out = {name: set(uids) for name, uids in chosen.items()}
+    for name in SELECTIONS:
+        for s in matching(index, name, rules):
+            if s.instances[0].frame is not None and s.series_uid not in out.setdefault(name, set()):
+                log.info("%s: enhanced multi-frame series meets the %s conditions in its functional groups: a candidate", s.label, name)
+                out[name].add(s.series_uid)
+    return out
+
+
 def select_from_sdk(root: str | Path, studies: Sequence[SdkStudy], selections: Sequence[SdkStudySelection],
                     rules: dict[str, Any] | None = None) -> Selection:
     """The CT and PET to use: the SDK's candidates ranked by the project preferences."""
@@ -139,7 +157,7 @@ def select_from_sdk(root: str | Path, studies: Sequence[SdkStudy], selections: S
     index = index_from_sdk(root, studies)
     if not index.series:
         raise InputError(f"no DICOM image files in {index.root}; give the folder that holds the study's CT and PET")
-    chosen = selected_uids(selections)
+    chosen = with_enhanced(index, selected_uids(selections), rules)
     for problem in disagreements(index, chosen, rules):
         log.warning("series selection differs between MONAI Deploy's selector and nstage.ingest.series_selection (%s); "
                     "the SDK's candidates are used", problem)

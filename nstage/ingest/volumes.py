@@ -2,7 +2,9 @@
 
 Geometry checks, in order (each failure is an ``InputError`` naming the series):
 
-- single-frame images only (an enhanced multi-frame object must be converted first);
+- an enhanced multi-frame object arrives as one instance per frame with the frame's own header
+  (:mod:`nstage.ingest.multiframe`) and is checked like single-frame slices; a multi-frame image
+  without per-frame functional groups cannot be placed and is refused;
 - every slice has the same ImageOrientationPatient (cosines within ``ORIENTATION_TOL``), Rows,
   Columns and PixelSpacing (within ``PIXEL_SPACING_RTOL``);
 - slices are sorted by their position along the slice normal (row x column cosines);
@@ -105,15 +107,16 @@ def _plane(series: SeriesEntry) -> tuple[np.ndarray, tuple[float, float], int, i
             spacing = numbers(h, "PixelSpacing", 2)
             rows, cols = number(h, "Rows"), number(h, "Columns")
         except BadValue as e:
-            raise _fail(series, f"{inst.path.name}: {e}", redo) from None
+            raise _fail(series, f"{inst.name}: {e}", redo) from None
         if frames is not None and frames > 1:
-            raise _fail(series, f"multi-frame image ({int(frames)} frames in {inst.path.name})", "convert it to single-frame slices (e.g. dcmtk's dcmconv / emf2sf)")
+            raise _fail(series, f"multi-frame image without per-frame functional groups ({int(frames)} frames in {inst.name}): "
+                        "its frames cannot be placed in patient space", "export it as single-frame slices or as an Enhanced CT / PET object")
         if iop is None or spacing is None or number(h, "ImagePositionPatient") is None:
             missing = [k for k, v in (("ImageOrientationPatient (0020,0037)", iop), ("PixelSpacing (0028,0030)", spacing),
                                       ("ImagePositionPatient (0020,0032)", number(h, "ImagePositionPatient"))) if v is None]
-            raise _fail(series, f"{inst.path.name} lacks {', '.join(missing)}", "the series cannot be placed in patient space")
+            raise _fail(series, f"{inst.name} lacks {', '.join(missing)}", "the series cannot be placed in patient space")
         if min(spacing) <= 0 or not rows or not cols:
-            raise _fail(series, f"{inst.path.name}: PixelSpacing {spacing}, Rows {rows}, Columns {cols}", redo)
+            raise _fail(series, f"{inst.name}: PixelSpacing {spacing}, Rows {rows}, Columns {cols}", redo)
         try:
             direction = dicom_direction(iop)
         except ValueError as e:
@@ -137,7 +140,7 @@ def _positions(series: SeriesEntry) -> np.ndarray:
         try:
             out.append(numbers(inst.header, "ImagePositionPatient", 3))
         except BadValue as e:
-            raise _fail(series, f"{inst.path.name}: {e}", "the series cannot be placed in patient space") from None
+            raise _fail(series, f"{inst.name}: {e}", "the series cannot be placed in patient space") from None
     return np.asarray(out, dtype=float)
 
 
@@ -151,9 +154,30 @@ def _instance_number(inst: Instance) -> float:
 
 def _pixels_equal(a: Instance, b: Instance) -> bool:
     try:
-        return bytes(pydicom.dcmread(a.path).PixelData) == bytes(pydicom.dcmread(b.path).PixelData)
+        return bool(np.array_equal(_FrameReader().pixels(a), _FrameReader().pixels(b)))
     except Exception:
         return False
+
+
+class _FrameReader:
+    """Decoded pixels of one slice, the file decoded once for all the frames read in a row."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._ds: pydicom.Dataset | None = None
+        self._pixels: np.ndarray | None = None
+
+    def dataset(self, inst: Instance) -> pydicom.Dataset:
+        if inst.path != self._path:
+            self._path, self._ds, self._pixels = inst.path, pydicom.dcmread(inst.path), None
+        assert self._ds is not None
+        return self._ds
+
+    def pixels(self, inst: Instance) -> np.ndarray:
+        ds = self.dataset(inst)
+        if self._pixels is None:
+            self._pixels = ds.pixel_array
+        return self._pixels if inst.frame is None else self._pixels[inst.frame]
 
 
 def _drop_duplicates(series: SeriesEntry, order: list[int], dist: np.ndarray) -> tuple[list[int], list[str]]:
@@ -164,9 +188,9 @@ def _drop_duplicates(series: SeriesEntry, order: list[int], dist: np.ndarray) ->
         if keep and abs(dist[idx] - dist[keep[-1]]) < DUPLICATE_TOL_MM:
             a, b = series.instances[keep[-1]], series.instances[idx]
             if not _pixels_equal(a, b):
-                raise _fail(series, f"two different images at the same position ({dist[idx]:.2f} mm along the normal: {a.path.name}, {b.path.name})",
+                raise _fail(series, f"two different images at the same position ({dist[idx]:.2f} mm along the normal: {a.name}, {b.name})",
                             "the folder holds more than one acquisition in this series; export one")
-            repairs.append(f"dropped {b.path.name}: same position and pixels as {a.path.name}")
+            repairs.append(f"dropped {b.name}: same position and pixels as {a.name}")
             continue
         keep.append(idx)
     return keep, repairs
@@ -242,20 +266,21 @@ def read_rescaled(stack: SliceStack) -> np.ndarray:
     modality = (text(stack.instances[0].header, "Modality") or "").upper()
     fill = CT_AIR_HU if modality == "CT" else 0.0
     padded = 0
+    reader = _FrameReader()
     for k, inst in enumerate(stack.instances):
         try:
-            ds = pydicom.dcmread(inst.path)
-            pixels = ds.pixel_array
+            ds = reader.dataset(inst)
+            pixels = reader.pixels(inst)
         except Exception as e:
-            raise InputError(f"{stack.label}: cannot read the pixel data of {inst.path.name} ({type(e).__name__}: {str(e)[:160]}); "
+            raise InputError(f"{stack.label}: cannot read the pixel data of {inst.name} ({type(e).__name__}: {str(e)[:160]}); "
                              "the file may be truncated or use an unsupported compression: export the series again") from None
         if pixels.shape != (ny, nx):
-            raise InputError(f"{stack.label}: {inst.path.name} holds pixels of shape {pixels.shape}, expected {(ny, nx)} (single-frame greyscale)")
+            raise InputError(f"{stack.label}: {inst.name} holds pixels of shape {pixels.shape}, expected {(ny, nx)} (single-frame greyscale)")
         try:
             slope = number(inst.header, "RescaleSlope")
             intercept = number(inst.header, "RescaleIntercept")
         except BadValue as e:
-            raise InputError(f"{stack.label}: {inst.path.name}: {e}") from None
+            raise InputError(f"{stack.label}: {inst.name}: {e}") from None
         slope = 1.0 if slope is None else slope
         plane = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept or 0.0)
         if modality == "CT" and "PixelPaddingValue" in ds:

@@ -42,7 +42,7 @@ def output_file_names() -> tuple[str, ...]:
 def read_headers(files: Iterable[str | Path], what: str) -> list[Dataset]:
     """Headers (no pixel data) of one series' files; InputError when there are none or they mix series."""
     headers = []
-    for f in files:
+    for f in dict.fromkeys(Path(f) for f in files):  # the frames of an enhanced object share one file
         try:
             headers.append(pydicom.dcmread(Path(f), stop_before_pixels=True))
         except (OSError, pydicom.errors.InvalidDicomError) as e:
