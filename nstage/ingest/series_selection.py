@@ -112,36 +112,60 @@ def _orientation(value: Any) -> str | None:
     return ("Sagittal", "Coronal", "Axial")[int(np.argmax(np.abs(normal)))]
 
 
-def matches(conditions: dict[str, Any], series: SeriesEntry) -> bool:
-    """Whether ``series`` meets ``conditions`` as DICOMSeriesSelectorOperator decides it:
-    falsy conditions are ignored, a missing or empty attribute fails, strings match by
-    case-insensitive equality or regex search, numbers by value / range / relation / regex,
-    multi-valued attributes by (case-insensitive, substring) inclusion and '!' exclusion, and
-    ImageOrientationPatient by the dominant axis of the slice normal (needs PatientPosition)."""
+def _shown(ds: Dataset, key: str) -> str:
+    """The attribute's value as a message shows it (each value of a multi-valued one)."""
+    value = ds[key].value
+    return str([str(v) for v in value]) if isinstance(value, (list, MultiValue)) else repr(value)
+
+
+def unmet(conditions: dict[str, Any], series: SeriesEntry) -> str | None:
+    """The first condition ``series`` fails, as DICOMSeriesSelectorOperator decides it (attribute,
+    value found and what was asked), or None when it meets them all. Semantics: falsy conditions are
+    ignored, a missing or empty attribute fails, strings match by case-insensitive equality or regex
+    search, numbers by value / range / relation / regex, multi-valued attributes by
+    (case-insensitive, substring) inclusion and '!' exclusion, and ImageOrientationPatient by the
+    dominant axis of the slice normal (needs PatientPosition)."""
     ds = series.first
     for key, condition in conditions.items():
         if not condition:
             continue
         value = _attribute(ds, key)
         if not value:
-            return False  # the SDK treats a falsy attribute (missing, empty, 0) as missing
+            return f"{key} is missing or empty"  # the SDK treats a falsy attribute (missing, empty, 0) as missing
         if key == "ImageOrientationPatient":
-            if not text(ds, "PatientPosition") or _orientation(value) != str(condition).strip().capitalize():
-                return False
+            if not text(ds, "PatientPosition"):
+                return "PatientPosition is missing (needed to test ImageOrientationPatient)"
+            found = _orientation(value)
+            if found != str(condition).strip().capitalize():
+                return f"ImageOrientationPatient is {found or 'unreadable'}, not {condition}"
         elif isinstance(value, (int, float)):
             if not _match_number(condition, float(value)):
-                return False
+                return f"{key} is {value}, not {condition}"
         elif isinstance(value, str):
             if value.casefold() != str(condition).casefold() and not re.search(str(condition), value, re.IGNORECASE):
-                return False
+                return f"{key} is {value!r}, not {condition!r}"
         elif isinstance(value, (list, MultiValue)):
             haystack = str(list(value)).lower()
-            terms = [str(c).lower() for c in (condition if isinstance(condition, list) else [condition])]
-            if not all((t[1:] not in haystack) if t.startswith("!") else (t in haystack) for t in terms):
-                return False
+            for term in (str(c).lower() for c in (condition if isinstance(condition, list) else [condition])):
+                if term.startswith("!") and term[1:] in haystack:
+                    return f"{key} is {_shown(ds, key)}: it has {term[1:].upper()}"
+                if not term.startswith("!") and term not in haystack:
+                    return f"{key} is {_shown(ds, key)}: it lacks {term.upper()}"
         else:
-            return False
-    return True
+            return f"{key} is {_shown(ds, key)}, which the selection rules cannot compare"
+    return None
+
+
+def matches(conditions: dict[str, Any], series: SeriesEntry) -> bool:
+    """Whether ``series`` meets ``conditions`` as DICOMSeriesSelectorOperator decides it (:func:`unmet`)."""
+    return unmet(conditions, series) is None
+
+
+def _refused(index: DicomIndex, name: str, modality: str, rules: dict[str, Any]) -> str:
+    """' (series X: the condition it fails; ...)' for the series of ``modality`` that selection ``name`` refused."""
+    conditions = _conditions(rules, name)
+    found = [f"{s.label}: {unmet(conditions, s)}" for s in index.by_modality(modality)]
+    return f" ({modality} series not meeting the {name} conditions: {'; '.join(found)})" if found else ""
 
 
 def matching(index: DicomIndex, name: str, rules: dict[str, Any] | None = None) -> list[SeriesEntry]:
@@ -159,10 +183,17 @@ def attenuation_corrected(series: SeriesEntry) -> bool | None:
     return ("ATTN" in corrected) if corrected else None
 
 
+def original_activity(series: SeriesEntry) -> bool:
+    """Whether the PET holds the scanner's own activity values: ImageType ORIGINAL and Units BQML
+    (not a workstation's DERIVED export, nor values already in SUV: GML, CM2ML)."""
+    image_type = words(series.first, "ImageType")
+    return bool(image_type) and image_type[0] == "ORIGINAL" and (text(series.first, "Units") or "").upper() == "BQML"
+
+
 def _pet_key(series: SeriesEntry) -> tuple[float, ...]:
     summary = slice_summary(series)
     ac = attenuation_corrected(series)
-    return (0.0 if ac else 1.0, -(summary.extent_mm if summary else 0.0), -len(series.instances))
+    return (0.0 if ac else 1.0, 0.0 if original_activity(series) else 1.0, -(summary.extent_mm if summary else 0.0), -len(series.instances))
 
 
 def _safe_number(ds: Dataset, keyword: str) -> float:
@@ -187,10 +218,10 @@ def _ct_key(series: SeriesEntry, min_extent_mm: float) -> tuple[float, ...]:
 
 def ranked_pet(index: DicomIndex, rules: dict[str, Any] | None = None) -> list[SeriesEntry]:
     """Usable PET series, best first; InputError when there is none (or only NAC)."""
+    rules = rules or load_rules()
     found = matching(index, "PET", rules)
     if not found:
-        others = [s.label for s in index.by_modality("PT")]
-        hint = f" (PT series not meeting the PET conditions: {'; '.join(others)})" if others else ""
+        hint = _refused(index, "PET", "PT", rules)
         raise InputError(f"no PET series in {index.root}{hint}; found {index.summary()}. Give the folder with the study's PET (Modality PT)")
     usable = [s for s in found if attenuation_corrected(s) is not False]
     if not usable:
@@ -210,8 +241,7 @@ def ranked_ct(index: DicomIndex, rules: dict[str, Any] | None = None) -> list[Se
     rules = rules or load_rules()
     found = matching(index, "CT", rules)
     if not found:
-        others = [s.label for s in index.by_modality("CT")]
-        hint = f" (CT series not meeting the CT conditions - ORIGINAL/PRIMARY axial: {'; '.join(others)})" if others else ""
+        hint = _refused(index, "CT", "CT", rules)
         raise InputError(f"no CT series in {index.root}{hint}; found {index.summary()}. Give the folder with the study's axial CT")
     min_extent = float(rules.get("preferences", {}).get("ct_thorax_min_extent_mm", 200.0))
     return sorted(found, key=lambda s: _ct_key(s, min_extent))
