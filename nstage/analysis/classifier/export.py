@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nstage.analysis.classifier.batch import N_SLOTS
 from nstage.analysis.classifier.features import PATIENT_FEATURES, STATION_FEATURES
 from nstage.analysis.classifier.layout import METADATA, MODEL_DIR, MODEL_FILE
-from nstage.analysis.classifier.model import StationNet
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
+
+if TYPE_CHECKING:  # the network's module imports monai, whose package walk imports Holoscan (monai.deploy):
+    from nstage.analysis.classifier.model import StationNet  # inference needs neither
 
 
 def example_inputs(settings: PatchSettings, batch: int = 2) -> tuple[torch.Tensor, ...]:
