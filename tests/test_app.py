@@ -4,7 +4,9 @@
   HOLOSCAN_* variables only, writes the same decisions and the same output files as `nstage run`;
 - bad input given with -i/-o/-m ends with an `error:` line, a non-zero exit and no output folder;
 - nstage.ingest.study_from_series builds, from the SDK loader's and selector's objects, the study that
-  nstage.ingest.study.load_study builds from the folder, on a study with competing CT and PET series.
+  nstage.ingest.study.load_study builds from the folder, on a study with competing CT and PET series,
+  and in every lossless transfer syntax and as enhanced multi-frame objects;
+- the app on a compressed enhanced study decides as `nstage run` on the single-frame study.
 
 Each app run is a subprocess (`python app.py`): Holoscan wants a 32 MB stack, which app.py sets
 by re-executing itself.
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
+from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from tests.conftest import REPO
+from tests.encodings import LOSSLESS, legacy_enhanced_study, reencode_study
 from tests.study_factory import edit_series, write_phantom_study
 from tests.ingest.test_study import BAD_STUDIES
 
@@ -215,3 +218,71 @@ def test_run_options_come_from_the_environment(env: dict[str, str], expected: st
             "except InputError as e:\n    print('error')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env={**_env(), **env}, timeout=300)
     assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-1500:]
+
+
+# --- studies as hospitals send them: the SDK loader path reads every transfer syntax and enhanced objects --------
+
+SDK_ENCODINGS_SCRIPT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from monai.deploy.core import Fragment
+from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
+from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
+from nstage.ingest.series_selection import rules_path
+from nstage.ingest.study import load_study
+from nstage.ingest.study_from_series import study_from_sdk
+
+reference = load_study(sys.argv[1])
+rules = rules_path().read_text()
+out = {}
+for root in sys.argv[2:]:
+    fragment = Fragment()
+    studies = DICOMDataLoaderOperator(fragment, name="loader").load_data_to_studies(Path(root))
+    selection = DICOMSeriesSelectorOperator(fragment, rules=rules, all_matched=True, name="selector").filter(json.loads(rules), studies, all_matched=True)
+    study = study_from_sdk(root, studies, selection)
+    out[Path(root).name] = [float(np.abs(study.ct.array - reference.ct.array).max()), float(np.abs(study.pet.array - reference.pet.array).max()),
+                            bool(np.array_equal(study.ct.grid.affine, reference.ct.grid.affine) and np.array_equal(study.pet.grid.affine, reference.pet.grid.affine))]
+print(json.dumps(out))
+"""
+
+
+def _big_stack() -> None:
+    resource.setrlimit(resource.RLIMIT_STACK, (32 * 1024 * 1024, resource.getrlimit(resource.RLIMIT_STACK)[1]))
+
+
+def test_sdk_loader_path_reads_every_lossless_syntax_and_enhanced_objects(small_cohort: Path, tmp_path: Path) -> None:
+    """The app's loader (the SDK's DICOMDataLoaderOperator and selector, then nstage.ingest.study_from_series) gives the
+    uncompressed study's volumes for every lossless transfer syntax and for Legacy Converted Enhanced CT / PET."""
+    source = small_cohort / "case_0000" / "dicom"
+    roots = [reencode_study(source, tmp_path / name, name) for name in LOSSLESS]
+    roots.append(legacy_enhanced_study(source, tmp_path / "legacy-enhanced"))
+    res = subprocess.run([sys.executable, "-c", SDK_ENCODINGS_SCRIPT, str(source), *map(str, roots)], capture_output=True, text=True,
+                         cwd=REPO, preexec_fn=_big_stack, env=_env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got == {root.name: [0.0, 0.0, True] for root in roots}
+
+
+def test_app_on_a_compressed_enhanced_study_decides_as_nstage_run(pipeline_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """Legacy Converted Enhanced CT and PET with JPEG 2000 lossless frames through app.py: nstage run's decisions on the
+    single-frame study, and a SEG referencing the multi-frame CT, which dciodvfy accepts with the SR and the PDF."""
+    from nstage.outputs.validators import validate_file
+
+    case, ref_out = pipeline_run
+    study = legacy_enhanced_study(case / "dicom", tmp_path / "study", transfer_syntax=str(JPEG2000Lossless))
+    models = tmp_path / "models"
+    models.mkdir()
+    out = tmp_path / "out"
+    res = _app(["-i", str(study), "-o", str(out), "-m", str(models)], _env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    ours, ref = json.loads((out / "result.json").read_text()), json.loads((ref_out / "result.json").read_text())
+    assert {k: v for k, v in _decisions(ours).items() if k != "study"} == {k: v for k, v in _decisions(ref).items() if k != "study"}
+    seg = next(p for p in out.glob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SEG")
+    ct = next(p for p in study.iterdir() if p.name.startswith("ct"))
+    referenced = {r.ReferencedSOPInstanceUID for s in pydicom.dcmread(seg, stop_before_pixels=True).ReferencedSeriesSequence
+                  for r in s.ReferencedInstanceSequence}
+    assert referenced == {pydicom.dcmread(ct, stop_before_pixels=True).SOPInstanceUID}
+    for path in out.glob("*.dcm"):  # SEG, SR and PDF with the enhanced objects as their sources
+        for report in validate_file(path, skip=("DicomSRValidator",)):
+            assert report.ok, report.summary()
