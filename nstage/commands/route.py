@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--stable-age", type=int, help="seconds without new instances after which a study is processed (default from config/route.json)")
     s.add_argument("--models", type=Path, help="models folder for the pipeline (default: the repository's models/)")
     s.add_argument("--rules", help="station-to-N rule set (default from config/route.json)")
+    s.add_argument("--workers", type=int, help="pipeline runs at once (default from config/route.json: 1); intake and sending go on beside them")
     s.add_argument("--config", type=Path, help="routing defaults file (default: config/route.json)")
     s.add_argument("--orthanc", help="Orthanc executable (default: Orthanc on the PATH or /usr/sbin)")
     s.set_defaults(func=run_serve)
@@ -46,7 +47,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from nstage.route.supervisor import serve
 
     settings = build_settings(args.aet, args.port, args.dest, args.work, args.allow, args.http_port, args.models, args.rules, args.stable_age,
-                              args.config, args.orthanc)
+                              args.config, args.orthanc, args.workers)
     return serve(settings)
 
 

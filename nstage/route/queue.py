@@ -152,10 +152,15 @@ class JobQueue:
             out[state] = n
         return out
 
-    def next_due(self, now: float) -> Job | None:
-        """The active job to work on now: oldest due first (running ones only exist after a crash)."""
-        row = self.db.execute(f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(ACTIVE))}) AND not_before <= ? "
-                              "ORDER BY not_before, id LIMIT 1", (*ACTIVE, now)).fetchone()
+    def next_due(self, now: float, states: tuple[str, ...] = ACTIVE, exclude: Iterable[int] = ()) -> Job | None:
+        """The job in `states` to work on now: oldest due first, leaving out the ids in `exclude` (runs in progress).
+
+        With the default states, running jobs only come back after a crash (a worker runs them in the background).
+        """
+        skip = list(exclude)
+        row = self.db.execute(f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) AND not_before <= ? "
+                              + (f"AND id NOT IN ({','.join('?' * len(skip))}) " if skip else "")
+                              + "ORDER BY not_before, id LIMIT 1", (*states, now, *skip)).fetchone()
         return Job(**dict(row)) if row else None
 
     def next_wakeup(self) -> float | None:

@@ -112,6 +112,7 @@ class NodeSettings:
     maximum_storage_mb: int
     worker_restart_backoff: Backoff
     worker_stop_timeout_s: float
+    workers: int = 1  # pipeline runs at once (intake and sending go on beside them)
 
     # --- paths inside WORK -------------------------------------------------------------------
     @property
@@ -198,7 +199,7 @@ def free_port() -> int:
 
 def build_settings(aet: str, port: int, dest: str, work: Path, allow: list[str] | None = None, http_port: int = 0,
                    models: Path | None = None, rules: str | None = None, stable_age_s: int | None = None,
-                   defaults_file: Path | None = None, orthanc_binary: str | None = None) -> NodeSettings:
+                   defaults_file: Path | None = None, orthanc_binary: str | None = None, workers: int | None = None) -> NodeSettings:
     """Resolve a node's settings from the command line and config/route.json.
 
     Without `allow`, the destination's AE title at the destination's host is the one caller
@@ -211,6 +212,9 @@ def build_settings(aet: str, port: int, dest: str, work: Path, allow: list[str] 
     stable = int(stable_age_s if stable_age_s is not None else cfg["stable_age_s"])
     if stable < 1:
         raise InputError(f"--stable-age {stable} must be at least 1 second")
+    runs = int(workers if workers is not None else pipe.get("workers", 1))
+    if runs < 1:
+        raise InputError(f"--workers {runs} must be at least 1")
     models = Path(models) if models else REPO_ROOT / "models"
     if not models.is_dir():
         raise InputError(f"models folder {models} does not exist (pass --models with the app's models folder)")
@@ -227,4 +231,5 @@ def build_settings(aet: str, port: int, dest: str, work: Path, allow: list[str] 
         orthanc_start_timeout_s=float(orth["start_timeout_s"]), orthanc_stop_timeout_s=float(orth["stop_timeout_s"]),
         unknown_sop_class_accepted=bool(orth["unknown_sop_class_accepted"]), maximum_storage_mb=int(orth["maximum_storage_mb"]),
         worker_restart_backoff=Backoff.from_dict(work_cfg["restart_delay_s"]), worker_stop_timeout_s=float(work_cfg["stop_timeout_s"]),
+        workers=runs,
     )

@@ -40,6 +40,8 @@ STABLE_RUN_S = 60.0  # a child that ran this long before dying restarts without 
 
 def check_port_free(port: int, host: str, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as Orthanc binds: connections of a node killed a moment ago (TIME_WAIT) do not block a restart; a listener does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:

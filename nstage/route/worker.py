@@ -1,11 +1,15 @@
 """The node's worker: stable studies -> queue -> pipeline -> C-STORE of the results.
 
-One process, one loop: read Orthanc's changes (StableStudy events; the last seq handled is kept
-in the queue database), then advance the oldest due job by one step. Every step is persisted
-before the next starts, so the worker can be killed (SIGKILL) at any moment and resumes on
-restart: a run without persisted outputs is re-run; persisted outputs are sent (again, with the
-same SOP Instance UIDs) without re-running. Started by `nstage route serve`, or by hand:
-`python -m nstage.route.worker WORK`.
+One process owns the queue and Orthanc's change cursor; its loop reads Orthanc's changes
+(StableStudy events; the last seq handled is kept in the queue database), collects the pipeline
+runs that ended, starts queued jobs while fewer than `workers` runs are going (each run is an
+`nstage run` child process waited for by a thread of its own), and sends the results of one job
+that is due. Intake and sending therefore go on while studies are processed. Every step is
+persisted before the next starts, so the worker can be killed (SIGKILL) at any moment and resumes
+on restart: runs without persisted outputs are re-run; persisted outputs are sent (again, with the
+same SOP Instance UIDs) without re-running. A job runs in one child at a time: the queue moves it
+queued -> running in one transaction, and the loop never starts a job that is already running.
+Started by `nstage route serve`, or by hand: `python -m nstage.route.worker WORK`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 
@@ -66,6 +72,19 @@ Sender = Callable[..., None]
 PipelineCommand = Callable[[Path, Path, Path, str], list[str]]
 
 
+@dataclass
+class ActiveRun:
+    """A pipeline run in progress: its job, child, run folder and final output folder; `outcome` once it ended."""
+
+    job: Job
+    run: PipelineRun
+    tmp: Path
+    out: Path
+    started: float  # time.monotonic()
+    thread: threading.Thread | None = None
+    outcome: RunOutcome | None = None
+
+
 class Worker:
     """The loop; `request_stop()` (signal-safe) ends it after the current step."""
 
@@ -78,7 +97,8 @@ class Worker:
         self.pipeline = pipeline or (lambda i, o, m, r: pipeline_command(i, o, m, r, settings.pipeline_command))
         self.clock = clock
         self.stop_event = threading.Event()
-        self.current_run: PipelineRun | None = None
+        self.active: dict[int, ActiveRun] = {}  # job id -> its run in progress
+        self._wake = threading.Event()  # set when a run ends (or on stop): the loop looks again at once
         self._intake_failures: dict[int, int] = {}
         self._step_failures: dict[int, int] = {}
         for d in (settings.jobs_dir, settings.work / "inputs"):
@@ -86,22 +106,16 @@ class Worker:
 
     def request_stop(self) -> None:
         self.stop_event.set()
-        run = self.current_run
-        if run is not None:
-            run.terminate()
+        self._wake.set()
+        for active in list(self.active.values()):
+            active.run.terminate()
 
     # --- start-up --------------------------------------------------------------------------
     def recover(self) -> None:
         """Bring jobs left `running` by a dead worker back into the state machine."""
         clean_incoming(self.s.work)
         for job in self.queue.jobs([RUNNING]):
-            remove(run_dir(self.s.jobs_dir, job.id))
-            if output_dir(self.s.jobs_dir, job.id).is_dir():
-                log.info("job %d: outputs were persisted before the worker stopped; sending them", job.id)
-                self._record_outputs(job)
-            else:
-                log.info("job %d: the worker stopped during the pipeline run; it runs again", job.id)
-                self.queue.interrupted(job.id, count_attempt=True, now=self.clock())
+            self._recover_running(job)
         for job in self.queue.jobs([DONE]):
             if not self.s.keep_input_after_done:
                 remove(input_dir(self.s.work, job.study_key, job.fingerprint))
@@ -112,6 +126,16 @@ class Worker:
                 self.queue.set_cursor(0)
         except OrthancUnavailable:
             pass
+
+    def _recover_running(self, job: Job) -> None:
+        """A job left `running` with no run in progress: send its persisted outputs, or queue it again."""
+        remove(run_dir(self.s.jobs_dir, job.id))
+        if output_dir(self.s.jobs_dir, job.id).is_dir():
+            log.info("job %d: outputs were persisted before the worker stopped; sending them", job.id)
+            self._record_outputs(job)
+        else:
+            log.info("job %d: the worker stopped during the pipeline run; it runs again", job.id)
+            self.queue.interrupted(job.id, count_attempt=True, now=self.clock())
 
     # --- intake ------------------------------------------------------------------------------
     def poll_changes(self) -> int:
@@ -136,18 +160,46 @@ class Worker:
 
     # --- jobs --------------------------------------------------------------------------------
     def step(self) -> bool:
-        """Advance the oldest due job by one step; False when none is due."""
+        """Advance the oldest due job by one step, a pipeline run included (waited for here); False when none is due."""
         job = self.queue.next_due(self.clock())
         if job is None:
             return False
+        if job.state == QUEUED:
+            self._guarded(job, lambda: self._run(job))
+        elif job.state == RUNNING:  # only after a crash within this process's life
+            self._guarded(job, self.recover)
+        elif job.state == SENDING:
+            self._guarded(job, lambda: self._send(job))
+        return True
+
+    def tick(self) -> bool:
+        """One pass of the loop without waiting for runs: collect ended runs, start queued jobs up to `workers`,
+        send one due job. True when something was done."""
+        did = self._harvest()
+        stale = self.queue.next_due(self.clock(), (RUNNING,), self.active)
+        if stale is not None:  # left running by a step that raised within this process's life
+            self._guarded(stale, lambda: self._recover_running(stale))
+            did = True
+        while len(self.active) < self.s.workers and not self.stop_event.is_set():
+            job = self.queue.next_due(self.clock(), (QUEUED,), self.active)
+            if job is None:
+                break
+            active = self._guarded(job, lambda: self._begin_run(job))
+            if active is not None:
+                self._launch(active)
+            did = True
+        job = self.queue.next_due(self.clock(), (SENDING,))
+        if job is not None and not self.stop_event.is_set():
+            self._guarded(job, lambda: self._send(job))
+            did = True
+        return did
+
+    def _guarded(self, job: Job, action: Callable[[], Any]) -> Any:
+        """Run one step of a job; an exception is logged and counted, and the job fails after STEP_TRIES of them."""
         try:
-            if job.state == QUEUED:
-                self._run(job)
-            elif job.state == RUNNING:  # only after a crash within this process's life
-                self.recover()
-            elif job.state == SENDING:
-                self._send(job)
+            value = action()
             self._step_failures.pop(job.id, None)
+            return value
         except OrthancUnavailable:
             raise
         except Exception as e:  # noqa: BLE001
@@ -159,41 +211,77 @@ class Worker:
                     self.queue.give_up(job.id, f"internal error: {type(e).__name__}: {e}", now=self.clock())
             else:
                 time.sleep(1)
-        return True
+            return None
 
     def _run(self, job: Job) -> None:
+        """The whole pipeline run of a queued job, waited for in this thread."""
+        active = self._begin_run(job)
+        if active is None:
+            return
+        self.active[job.id] = active
+        try:
+            outcome = active.run.run(self.s.pipeline_timeout_s)
+        finally:
+            self.active.pop(job.id, None)
+        self._end_run(active, outcome)
+
+    def _launch(self, active: ActiveRun) -> None:
+        """Start a run in a thread of its own; the loop collects its outcome (`_harvest`)."""
+        def wait() -> None:
+            try:
+                active.outcome = active.run.run(self.s.pipeline_timeout_s)
+            except Exception as e:  # noqa: BLE001 - e.g. the child could not be started
+                active.outcome = RunOutcome(CRASHED, None, f"the pipeline could not be run: {type(e).__name__}: {e}")
+            finally:
+                self._wake.set()
+
+        self.active[active.job.id] = active
+        active.thread = threading.Thread(target=wait, name=f"job-{active.job.id}", daemon=True)
+        active.thread.start()
+
+    def _harvest(self) -> bool:
+        """Record the outcome of every run that ended; True when there was one."""
+        ended = [a for a in self.active.values() if a.thread is not None and not a.thread.is_alive()]
+        for a in ended:
+            del self.active[a.job.id]
+            outcome = a.outcome or RunOutcome(CRASHED, None, "the pipeline run ended without an outcome")
+            self._guarded(a.job, lambda: self._end_run(a, outcome))
+        return bool(ended)
+
+    def _begin_run(self, job: Job) -> ActiveRun | None:
+        """Queued -> running with a prepared run folder; None when the job needs no run (or can have none)."""
         if job.attempts >= self.s.max_attempts:
             self.queue.give_up(job.id, f"the pipeline did not complete in {job.attempts} attempt(s) (the worker died each time)", now=self.clock())
             log.error("job %d failed: the worker died during each of %d attempts", job.id, job.attempts)
-            return
+            return None
         inp = input_dir(self.s.work, job.study_key, job.fingerprint)
         out = output_dir(self.s.jobs_dir, job.id)
         if out.is_dir():  # finished and persisted, but the worker died before recording it
             self._record_outputs(job)
-            return
+            return None
         if not inp.is_dir():
             self.queue.give_up(job.id, f"input folder {inp} is missing; send the study again", now=self.clock())
             log.error("job %d failed: its input folder is missing", job.id)
-            return
+            return None
         tmp = run_dir(self.s.jobs_dir, job.id)
         remove(tmp)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         job = self.queue.start_run(job.id, now=self.clock())
-        log.info("job %d: pipeline attempt %d of %d", job.id, job.attempts, self.s.max_attempts)
-        t0 = time.monotonic()
+        log.info("job %d: pipeline attempt %d of %d (%d of %d runs at once)", job.id, job.attempts, self.s.max_attempts,
+                 len(self.active) + 1, self.s.workers)
         run = PipelineRun(self.pipeline(inp, tmp, self.s.models, self.s.rules), f"job {job.id} ")
-        self.current_run = run
         if self.stop_event.is_set():
             run.terminate()
-        try:
-            outcome = run.run(self.s.pipeline_timeout_s)
-        finally:
-            self.current_run = None
+        return ActiveRun(job, run, tmp, out, time.monotonic())
+
+    def _end_run(self, active: ActiveRun, outcome: RunOutcome) -> None:
+        """Record how a run ended: outputs persisted and `sending`, queued again, or failed."""
+        job, tmp, out = active.job, active.tmp, active.out
         if outcome.status == OK and not (tmp / "result.json").is_file():
             outcome = RunOutcome(CRASHED, 0, "the pipeline exited 0 without writing result.json")
         if outcome.status == OK:
             move_into_place(tmp, out)
-            log.info("job %d: pipeline finished in %.1f s; outputs persisted", job.id, time.monotonic() - t0)
+            log.info("job %d: pipeline finished in %.1f s; outputs persisted", job.id, time.monotonic() - active.started)
             self._record_outputs(job)
             return
         remove(tmp)
@@ -261,18 +349,30 @@ class Worker:
         self.recover()
         unavailable_logged = False
         while not self.stop_event.is_set():
+            n, did = 0, False
             try:
                 n = self.poll_changes()
-                did = self.step()
+                did = self.tick()
                 unavailable_logged = False
             except OrthancUnavailable as e:
                 if not unavailable_logged:
                     log.warning("%s; waiting for it", e)
                     unavailable_logged = True
-                n, did = 0, False
+                did = self._harvest()  # runs that end while Orthanc is away are still recorded
             if not did and not n:
-                self.stop_event.wait(self.s.poll_interval_s)
+                self._wake.wait(self.s.poll_interval_s)
+                self._wake.clear()
+        self.stop_runs()
         log.info("worker stopped")
+
+    def stop_runs(self) -> None:
+        """Stop the runs in progress (their jobs go back to queued without using an attempt) and record them."""
+        for a in list(self.active.values()):
+            a.run.terminate()
+        for a in list(self.active.values()):
+            if a.thread is not None:
+                a.thread.join(self.s.worker_stop_timeout_s)
+        self._harvest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,12 +3,15 @@
 python tests/route_fake_pipeline.py MODE COUNTER -i IN -o OUT -m MODELS --rules R
 MODE: ok (result.json + two DICOM files), input-error (exit 2 with an `error:` line),
 crash (exit 1, a traceback), sleep (ok after 30 s). COUNTER: a file that counts the runs.
+Modes for runs at once, where COUNTER is a folder and each run leaves a file `<job folder>.<pid>` in it:
+gated (ok once COUNTER/go-<job folder> exists, at most 60 s), timed-S (ok after S seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +49,17 @@ def main() -> int:
     for flag in ("-i", "-o", "-m", "--rules"):
         p.add_argument(flag)
     args = p.parse_args(sys.argv[3:])
-    counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))
+    job = Path(args.o).parent.name  # WORK/jobs/<job>/run.tmp
+    if mode == "gated" or mode.startswith("timed-"):
+        (counter / f"{job}.{os.getpid()}").write_text("")
+        if mode == "gated":
+            deadline = time.monotonic() + 60
+            while not (counter / f"go-{job}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        else:
+            time.sleep(float(mode.split("-", 1)[1]))
+    else:
+        counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))
     print("load study ...", file=sys.stderr, flush=True)
     if mode == "input-error":
         print("error: series 3 PatientWeight (0010,1030) is missing: add the weight", file=sys.stderr)

@@ -103,7 +103,8 @@ class TestPacs:
 class Node:
     """`nstage route serve` in a child process, as a hospital would run it."""
 
-    def __init__(self, work: Path, dest: str, config: Path, models: Path | None = None, aet: str = NODE_AET, allow: str = PACS_AET) -> None:
+    def __init__(self, work: Path, dest: str, config: Path, models: Path | None = None, aet: str = NODE_AET, allow: str = PACS_AET,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.work = Path(work)
         self.port = free_port()
         self.http_port = free_port()
@@ -112,12 +113,13 @@ class Node:
         self.models = models or REPO / "models"
         self.aet = aet
         self.allow = allow
+        self.extra_args = tuple(extra_args)  # more `serve` options, e.g. ("--workers", "2")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Node:
         cmd = [sys.executable, "-m", "nstage.cli", "route", "serve", "--aet", self.aet, "--port", str(self.port), "--dest", self.dest,
                "--work", str(self.work), "--allow", f"{self.allow}@127.0.0.1", "--http-port", str(self.http_port), "--config", str(self.config),
-               "--models", str(self.models)]
+               "--models", str(self.models), *self.extra_args]
         self.work.mkdir(parents=True, exist_ok=True)
         self.stderr = open(self.work / "serve.stderr", "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.stderr, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -148,6 +150,15 @@ class Node:
         self.proc = None
         return rc
 
+    def kill(self) -> None:
+        """SIGKILL the serve process, as a power cut or `kill -9` would (its children die with it)."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.stderr.close()
+        self.proc = None
+
     def jobs(self) -> list:
         path = self.work / "queue.sqlite"
         if not path.is_file():
@@ -173,6 +184,19 @@ class Node:
     def stderr_text(self) -> str:
         p = self.work / "serve.stderr"
         return p.read_text(errors="replace") if p.is_file() else ""
+
+
+def processes_of(work: Path) -> list[int]:
+    """Process ids whose command line names the work folder (serve, Orthanc, the worker, pipeline runs)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "cmdline").read_bytes().replace(b"\0", b" ").find(str(work).encode()) >= 0 and _alive(int(p.name)):
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
 
 
 def _alive(pid: int) -> bool:

@@ -15,10 +15,8 @@ import pytest
 from nstage.route.layout import input_dir, output_dir, run_dir
 from nstage.route.queue import DONE, FAILED, QUEUED, SENDING, JobQueue
 from nstage.route.sender import SendError
-from nstage.route.settings import build_settings
 from nstage.route.worker import Worker
 from tests.route.route_fake_pipeline import tiny_dicom
-from tests.route.route_harness import fast_route_config
 
 FAKE = Path(__file__).with_name("route_fake_pipeline.py")
 
@@ -63,14 +61,6 @@ class FakeClient:
 
     def last_change(self) -> int:
         return 0
-
-
-@pytest.fixture()
-def node(tmp_path: Path):
-    settings = build_settings("NODE", 11112, "PACS@127.0.0.1:4242", tmp_path / "work", http_port=18042,
-                              defaults_file=fast_route_config(tmp_path / "route.json"))
-    settings.work.mkdir(parents=True)
-    return settings
 
 
 def make_worker(settings, mode: str, sender: Sender, clock: Clock, client: FakeClient | None = None) -> Worker:

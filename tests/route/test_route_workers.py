@@ -1,0 +1,72 @@
+"""The routing node with several pipeline runs at once (`nstage route serve --workers 2`), real servers
+on loopback (the node's Orthanc, a test PACS, storescu) and a stand-in pipeline that takes a few seconds
+(tests/route/route_fake_pipeline.py `timed-S`, writing two DICOM results per study).
+
+Three studies are sent back to back; once two runs go on at once the node is killed with SIGKILL (serve,
+worker, Orthanc and the runs all die) and started again on the same work folder. Every study's results
+arrive at the PACS exactly once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.route.route_harness import (
+    Node,
+    TestPacs,
+    fast_route_config,
+    orthanc_available,
+    processes_of,
+    send_study,
+    study_uid_of,
+    study_variant,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not orthanc_available(), reason="Orthanc (Debian package `orthanc`) or storescu (`dcmtk`) is not installed: "
+                                                                 "run scripts/install-system-deps.sh")]
+
+FAKE = Path(__file__).with_name("route_fake_pipeline.py")
+RUN_S = 12  # one stand-in pipeline run
+
+
+def test_three_studies_with_two_workers_and_a_kill_9_arrive_once_each(small_cohort: Path, tmp_path: Path) -> None:
+    src = small_cohort / "case_0000" / "dicom"
+    studies = [study_variant(src, tmp_path / "studies" / f"s{k}", keep_modalities=("CT", "PT")) for k in range(3)]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    command = ["{python}", str(FAKE), f"timed-{RUN_S}", str(runs), "-i", "{input}", "-o", "{output}", "-m", "{models}", "--rules", "{rules}"]
+    config = fast_route_config(tmp_path / "route.json", pipeline={"command": command})
+    pacs = TestPacs(tmp_path / "pacs").start()
+    node = Node(tmp_path / "node", pacs.dest, config, extra_args=("--workers", "2"))
+    try:
+        node.start()
+        for s in studies:
+            assert send_study(s, node.port).returncode == 0
+        wait_for(lambda: "(2 of 2 runs at once)" in node.log_text(), 120, "two pipeline runs at once")
+        running = [j.id for j in node.jobs() if j.state == "running"]
+        assert len(running) == 2
+        node.kill()
+        wait_for(lambda: not processes_of(node.work), 30, "every process of the node to die with it")
+        node.start()
+        uids = [study_uid_of(s) for s in studies]
+        wait_for(lambda: sorted(j.state for j in node.jobs()) == ["done"] * 3, 240, "every study to be done after the restart")
+        jobs = {j.study_uid: j for j in node.jobs()}
+        assert sorted(jobs) == sorted(uids)  # one job per study
+        for uid in uids:
+            held = pacs.instances_of_study(uid)
+            recorded = node.outputs(jobs[uid].id)
+            assert sorted(i["Modality"] for i in held) == ["DOC", "SR"]
+            assert sorted(i["SOPInstanceUID"] for i in held) == sorted(o.sop_instance_uid for o in recorded)  # once each
+        assert all(jobs[u].attempts == 2 for u in uids if jobs[u].id in running)  # the killed runs ran again
+        log = node.log_text()
+        assert log.count("pipeline attempt") == 3 + len(running)
+        assert "(2 of 2 runs at once)" in log.split("worker started (node")[-1]  # again two at once after the restart
+    finally:
+        node.stop()
+        pacs.stop()
+    assert sys.platform != "linux" or not processes_of(node.work)
