@@ -24,7 +24,7 @@ from nstage.errors import InputError
 from nstage.progress import ProgressBar, configure_logging
 
 log = logging.getLogger("nstage")
-ALLOWED_FAILURES = 2  # worker deaths a task survives (each time it is rescheduled on another worker)
+ALLOWED_FAILURES = 2  # worker deaths a task survives (rescheduled each time); the next one ends it with KilledWorker
 # Dask's nanny would set these in every local worker: one OpenMP/BLAS thread (Elastix, torch and numpy are
 # meant to use their threads here) and a malloc trim threshold that disables glibc's adaptive mmap threshold
 # (measured: the generator's PET stage 3x slower, mostly in page faults). None leaves them unset.
