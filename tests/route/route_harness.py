@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 
 from nstage.route.config import orthanc_config, write_orthanc_config
@@ -37,6 +38,12 @@ FAST = {"stable_age_s": 2, "poll_interval_s": 0.3,
 
 def orthanc_available() -> bool:
     return bool(shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")) and bool(shutil.which("storescu"))
+
+
+def needs_orthanc() -> pytest.MarkDecorator:
+    """The skip mark of tests that need real servers (Orthanc and storescu)."""
+    return pytest.mark.skipif(not orthanc_available(), reason="Orthanc (Debian package `orthanc`) or storescu (`dcmtk`) is not installed: "
+                                                              "run scripts/install-system-deps.sh")
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.3) -> Any:

@@ -18,7 +18,7 @@ from tests.route.route_harness import (
     Node,
     TestPacs,
     fast_route_config,
-    orthanc_available,
+    needs_orthanc,
     processes_of,
     send_study,
     study_uid_of,
@@ -26,9 +26,7 @@ from tests.route.route_harness import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not orthanc_available(), reason="Orthanc (Debian package `orthanc`) or storescu (`dcmtk`) is not installed: "
-                                                                 "run scripts/install-system-deps.sh")]
+pytestmark = [pytest.mark.slow, needs_orthanc()]
 
 FAKE = Path(__file__).with_name("route_fake_pipeline.py")
 RUN_S = 12  # one stand-in pipeline run
