@@ -6,7 +6,9 @@ runs (`dask scheduler` + `dask worker`, dask-jobqueue on Slurm/PBS, Dask on Kube
 workers. `--jobs 1` without a scheduler runs in this process. Work items are mapped with a
 picklable function; results come back as they complete. A task whose worker process dies (killed,
 out of memory) is run again on another worker by the scheduler, up to `allowed_failures` deaths
-(then the item ends with an error and the rest go on). A warm-up function runs once in every worker
+(then the item ends with an error and the rest go on). A worker is given one task per thread at a
+time (worker-saturation 1.0: no study waits behind another on a busy worker, and a worker's death
+touches only the study it was running). A warm-up function runs once in every worker
 process as it starts (a WorkerPlugin; again in a worker the nanny restarts): heavy objects (the
 model, the atlas) are loaded there and kept by the per-process caches of the code that loads them.
 """
@@ -38,6 +40,7 @@ class ExecutorOptions:
     jobs: int = 1
     scheduler: str | None = None
     allowed_failures: int = ALLOWED_FAILURES
+    connect_timeout_s: float = 20.0  # how long to try reaching `scheduler`
 
     @property
     def in_process(self) -> bool:
@@ -135,12 +138,13 @@ class CohortExecutor:
         from distributed import Client, LocalCluster
 
         self._config = dask.config.set({"distributed.scheduler.allowed-failures": self.options.allowed_failures,
+                                        "distributed.scheduler.worker-saturation": 1.0,
                                         "distributed.nanny.pre-spawn-environ": LOCAL_WORKER_ENVIRON})
         self._config.__enter__()
         quiet_dask_logs()
         try:
             if self.options.scheduler:
-                self.client = Client(self.options.scheduler, timeout="30s")
+                self.client = Client(self.options.scheduler, timeout=f"{self.options.connect_timeout_s}s")
             else:
                 self.cluster = LocalCluster(n_workers=self.options.jobs, threads_per_worker=1, processes=True, dashboard_address=None,
                                             silence_logs=logging.WARNING)

@@ -78,3 +78,21 @@ def test_a_task_that_kills_every_worker_ends_with_an_error_and_the_rest_go_on() 
         outcomes = {o.index: o for o in ex.map(_die_always, [0, 1, 2])}
     assert [outcomes[i].value for i in (1, 2)] == [1, 2]
     assert not outcomes[0].ok and "KilledWorker" in outcomes[0].error
+
+
+def test_joins_a_running_cluster_by_its_address_and_leaves_it_running(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with CohortExecutor(ExecutorOptions(scheduler=cluster.scheduler_address), WarmUp(_warm, (str(tmp_path),))) as ex:
+            workers = set(ex.worker_pids().values())
+            pids = {o.value for o in ex.map(_pid_of_task, [(str(tmp_path), i) for i in range(3)])}
+        assert pids == workers and len(workers) == 1
+        assert [p.name for p in tmp_path.glob("warm-*")] == [f"warm-{workers.pop()}"]
+        assert len(cluster.scheduler_info["workers"]) == 1  # the cluster is the user's: still there
+
+
+def test_an_unreachable_scheduler_is_an_error_line() -> None:
+    with pytest.raises(InputError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9 \(.*\); start it or check --scheduler"):
+        with CohortExecutor(ExecutorOptions(scheduler="tcp://127.0.0.1:9", connect_timeout_s=2)):
+            pass
