@@ -2,11 +2,11 @@
 
 N synthetic `small` studies are sent back to back with storescu to a node whose results go to a
 second Orthanc (the PACS); the figure is N over the time from the first job's start to the last
-job's end (one worker: the pipeline runs one study at a time). Also: per-study latency from the
-end of its sending to its results being delivered, and the node's overhead per study (intake,
-persisting, C-STORE) besides the pipeline run.
+job's end (`--workers` pipeline runs at once, default 1). Also: per-study latency from the end of
+its sending to its results being delivered, and the node's overhead per study (intake, persisting,
+C-STORE) besides the pipeline run.
 
-python -m bench.route_bench [--studies 3] [--stable-age 5]   ->  bench/route.json
+python -m bench.route_bench [--studies 3] [--workers 1] [--stable-age 5]   ->  bench/route.json
 """
 
 from __future__ import annotations
@@ -38,22 +38,18 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "route.json"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--studies", type=int, default=3)
-    p.add_argument("--stable-age", type=int, default=5)
-    p.add_argument("--seed", type=int, default=9090)
-    args = p.parse_args(argv)
+def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9090) -> dict:
+    """Send `studies_n` small studies to a fresh node with `workers` runs at once; its figures (see the module docstring)."""
     info = machine()
     work = Path(tempfile.mkdtemp(prefix="nstage-route-bench-"))
     try:
-        subprocess.run([sys.executable, "-m", "nstage.cli", "synth", str(work / "synth"), "--cases", "1", "--seed", str(args.seed), "--preset", "small"],
+        subprocess.run([sys.executable, "-m", "nstage.cli", "synth", str(work / "synth"), "--cases", "1", "--seed", str(seed), "--preset", "small"],
                        check=True, capture_output=True, cwd=ROOT)
         src = work / "synth" / "case_0000" / "dicom"
-        studies = [study_variant(src, work / "studies" / f"s{i}") for i in range(args.studies)]  # same images, distinct studies
+        studies = [study_variant(src, work / "studies" / f"s{i}") for i in range(studies_n)]  # same images, distinct studies
         pacs = TestPacs(work / "pacs").start()
-        cfg = fast_route_config(work / "route.json", stable_age_s=args.stable_age)
-        node = Node(work / "node", pacs.dest, cfg)
+        cfg = fast_route_config(work / "route.json", stable_age_s=stable_age)
+        node = Node(work / "node", pacs.dest, cfg, extra_args=("--workers", str(workers)))
         try:
             node.start()
             sent_at = {}
@@ -73,25 +69,36 @@ def main(argv: list[str] | None = None) -> int:
         span = max(j.finished_at for j in jobs) - min(j.started_at for j in jobs)
         latency = [j.finished_at - sent_at[j.study_uid][1] for j in jobs]
         per_study = span / len(jobs)
-        result = {
+        return {
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
             "preset": "small", "studies": len(jobs), "states": sorted(j.state for j in jobs),
             "instances_per_study": jobs[0].n_instances, "results_sent_per_study": [len(node.outputs(j.id)) for j in jobs],
-            "stable_age_s": args.stable_age, "workers": 1,
+            "stable_age_s": stable_age, "workers": workers,
             "studies_per_hour": round(3600 / per_study, 1),
             "seconds_per_study": round(per_study, 1),
             "pipeline_run_s": {"mean": round(statistics.mean(run_s), 1), "runs": run_s} if run_s else None,
-            "node_overhead_per_study_s": round(per_study - statistics.mean(run_s), 2) if run_s else None,
+            "node_overhead_per_study_s": round(per_study - statistics.mean(run_s) / workers, 2) if run_s else None,
             "send_to_results_latency_s": {"min": round(min(latency), 1), "max": round(max(latency), 1)},
             "storescu_send_s": round(statistics.mean(b - a for a, b in sent_at.values()), 2),
-            "note": "one worker runs one pipeline at a time; scale out with several nodes (docs/routing.md)",
+            "note": f"{workers} pipeline run(s) at once; scale out with several nodes (docs/routing.md)",
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--studies", type=int, default=3)
+    p.add_argument("--workers", type=int, default=1, help="pipeline runs at once (`nstage route serve --workers`)")
+    p.add_argument("--stable-age", type=int, default=5)
+    p.add_argument("--seed", type=int, default=9090)
+    args = p.parse_args(argv)
+    result = measure(args.studies, args.workers, args.stable_age, args.seed)
     OUT.write_text(json.dumps(result, indent=1) + "\n")
+    info, run_s = result["machine"], result["pipeline_run_s"]
     print(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_average_1min_at_start']}")
-    print(f"{result['studies']} small studies: {result['studies_per_hour']} studies/hour ({result['seconds_per_study']} s each; "
-          f"pipeline {result['pipeline_run_s']['mean'] if run_s else '?'} s, node overhead {result['node_overhead_per_study_s']} s); states {result['states']}")
+    print(f"{result['studies']} small studies, {args.workers} worker(s): {result['studies_per_hour']} studies/hour ({result['seconds_per_study']} s each; "
+          f"pipeline {run_s['mean'] if run_s else '?'} s, node overhead {result['node_overhead_per_study_s']} s); states {result['states']}")
     return 0
 
 
