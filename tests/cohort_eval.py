@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from nstage.analysis.tumour_side import TumourSide, find_tumour_side
+from nstage.cohort_executor import map_all
 from nstage.progress import StageTimer
 from nstage.synth.calibration import CaseRows, StationRow, case_rows
 from nstage.synth.case import render_case
@@ -33,5 +33,5 @@ def evaluate_case(index: int) -> CaseResult:
 
 
 def evaluate_cohort(jobs: int = 2) -> list[CaseResult]:
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(evaluate_case, range(COHORT_CASES)))
+    """Every case rendered and evaluated on the cohort executor (`jobs` local worker processes), in index order."""
+    return map_all(evaluate_case, range(COHORT_CASES), jobs)
