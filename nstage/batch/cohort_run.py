@@ -97,9 +97,7 @@ def _tables(studies_root: Path, out_root: Path, studies: list[BatchStudy], ran: 
         result = json.loads((output_dir(out_root, s) / RESULT).read_text()) if is_finished(out_root, s) else None
         if result is not None:
             results[s.name] = result
-        case = truth.get(s.name) if truth else None
-        rows.append(summary_row(s.name, read_record(out_root, s.name), result,
-                                {"n_tnm8": case.n_tnm8, "n_tnm9": case.n_tnm9 or ""} if case else ({} if truth is not None else None)))
+        rows.append(summary_row(s.name, read_record(out_root, s.name), result, truth.get(s.name) if truth else None))
     written = [write_summary(out_root / SUMMARY, rows, truth is not None)]
     metrics = None
     if truth:

@@ -19,6 +19,7 @@ from typing import Any
 from nstage.atomic_output import write_text_atomic
 from nstage.batch.records import StudyRecord
 from nstage.stations import load_stations
+from nstage.training.cohort import CohortCase
 
 SUMMARY = "summary.csv"
 BASELINES = ("suvmax", "blood_pool", "ct_size", "combined")  # result.json's baseline blocks, in the report's order
@@ -35,14 +36,13 @@ def summary_columns(with_truth: bool) -> list[str]:
     return cols
 
 
-def summary_row(name: str, record: StudyRecord | None, result: Mapping[str, Any] | None,
-                truth: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """One study's row: from its result.json when it finished, else its record's error."""
+def summary_row(name: str, record: StudyRecord | None, result: Mapping[str, Any] | None, truth: CohortCase | None = None) -> dict[str, Any]:
+    """One study's row: from its result.json when it finished, else its record's error (columns left out stay empty)."""
     row: dict[str, Any] = {"study": name, "status": record.status if record else ("ok" if result else "not run"),
                            "error": record.error if record and not result else "",
                            "seconds": "" if record is None or record.seconds is None else record.seconds}
     if truth is not None:
-        row["truth_tnm8"], row["truth_tnm9"] = truth.get("n_tnm8", ""), truth.get("n_tnm9", "")
+        row["truth_tnm8"], row["truth_tnm9"] = truth.n_tnm8, truth.n_tnm9 or ""
     if not result:
         return row
     row["status"] = "ok"

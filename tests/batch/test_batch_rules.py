@@ -78,7 +78,8 @@ def _result(calls: dict[str, bool], n8: str) -> dict:
 
 
 def test_summary_rows_of_a_finished_and_a_failed_study() -> None:
-    ok = summary_row("a", StudyRecord("a", "ok", "", 31.5), _result({"7": True, "4R": False}, "N2"), {"n_tnm8": "N2", "n_tnm9": "N2a"})
+    ok = summary_row("a", StudyRecord("a", "ok", "", 31.5), _result({"7": True, "4R": False}, "N2"),
+                     CohortCase("c", "a", Path("a"), "R", "N2", "N2a", None))
     assert (ok["status"], ok["error"], ok["seconds"], ok["n_tnm8"], ok["truth_tnm9"]) == ("ok", "", 31.5, "N2", "N2a")
     assert (ok["7_call"], ok["7_probability"], ok["4R_call"]) == ("malignant", 0.9, "benign")
     assert ok["baseline_suvmax_stations"] == "7 4R" and "baseline_blood_pool_tnm8" not in ok
