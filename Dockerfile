@@ -2,39 +2,42 @@
 # MAP-style image of the nstage MONAI Deploy app (app.py), laid out as `monai-deploy package` lays a
 # MAP out: app in /opt/holoscan/app, models in /opt/holoscan/models, I/O under /var/holoscan.
 #
-#   docker build -t nstage-app:0.1.0 .
+#   make image                      # scripts/build-image.sh: docker, else podman; tags nstage-app:latest
 #   docker run --rm --gpus all --ulimit stack=33554432 --user "$(id -u):$(id -g)" \
-#       -v "$PWD/study:/var/holoscan/input:ro" -v "$PWD/results:/var/holoscan/output" nstage-app:0.1.0
-# (outputs are staged inside a mounted output folder, so the final renames stay on one file system)
+#       -v "$PWD/study:/var/holoscan/input:ro" -v "$PWD/results:/var/holoscan/output" nstage-app:latest
+# (docs/app.md: running it, on a GPU host, podman, `monai-deploy package`).
 #
-# Stack size: Holoscan wants 32 MB (`--ulimit stack=33554432`). app.py raises the soft limit
-# itself when the container's hard limit allows it, but say it on the command line anyway.
-# Without --gpus the app runs on the CPU (the classifier falls back; Holoscan logs a CUDA warning).
+# Base: any Debian bookworm image (it ships Python 3.11, which pyproject.toml asks for). The default
+# is the public one; scripts/build-image.sh passes a locally bootstrapped bookworm where the public
+# registry cannot be reached. No CUDA base is needed for the GPU: PyTorch's and Holoscan's wheels
+# bring their CUDA runtime libraries (Holoscan's libcudart.so.13: the nvidia-cuda-runtime wheel of the
+# lock, on LD_LIBRARY_PATH below) and the host's driver is mounted by --gpus / CDI.
 # The install steps are those of `make setup` (Makefile): keep the two in step.
-
-FROM nvidia/cuda:13.0.1-runtime-ubuntu24.04
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+FROM ${BASE_IMAGE}
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 
-# Python 3.11 (pyproject: >=3.11,<3.12); Ubuntu 24.04 ships 3.12, deadsnakes has 3.11.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends software-properties-common gpg-agent \
-    && add-apt-repository -y ppa:deadsnakes/ppa \
-    && apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
-    && apt-get purge -y software-properties-common gpg-agent && apt-get autoremove -y \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/holoscan/app
 
-# make setup, step 1: the virtual environment from the pinned lock (its own layer: changes rarely).
-# On this image `torch==2.13.0` resolves to the CUDA build from PyPI (the Makefile's note on the CPU
-# build applies to machines with a local CPU wheel only).
+# make setup, step 1: the virtual environment from the pinned lock (its own layer: it changes rarely,
+# so a code change does not reinstall it). Where pip finds its packages is the build's business:
+# PIP_* build arguments (a wheel folder, an index mirror, a CA bundle) apply to this step only.
+# With PyPI alone, `torch==2.13.0` is PyPI's CUDA build (the GPU image); a local CPU wheel given in
+# PIP_FIND_LINKS (2.13.0+cpu) wins over it, as in `make setup` on a machine that has one.
+ARG PIP_FIND_LINKS=
+ARG PIP_EXTRA_INDEX_URL=
+ARG PIP_CERT=
 COPY requirements.lock ./
-RUN python3.11 -m venv .venv \
+RUN python3 -m venv .venv \
     && .venv/bin/python -m pip install --quiet --upgrade pip==26.3 \
     && .venv/bin/python -m pip install --quiet -r requirements.lock
 
@@ -55,11 +58,14 @@ ENV HOLOSCAN_APPLICATION=/opt/holoscan/app \
     HOLOSCAN_MODEL_PATH=/opt/holoscan/models \
     HOLOSCAN_WORKDIR=/var/holoscan \
     HOLOSCAN_CONFIG_PATH=/var/holoscan/app.config \
-    PATH=/opt/holoscan/app/.venv/bin:$PATH
+    PATH=/opt/holoscan/app/.venv/bin:$PATH \
+    LD_LIBRARY_PATH=/opt/holoscan/app/.venv/lib/python3.11/site-packages/nvidia/cu13/lib \
+    HOME=/tmp
 
+# HOME=/tmp: a --user with no entry in the image has no home, and CuPy keeps its kernel cache there.
 # Any user may write results (run with --user "$(id -u):$(id -g)" so that files on a bind mount
-# belong to you). The outputs are staged in a folder made next to the output folder and moved in
-# at the end: mount the output folder's parent, not the output folder itself (docs/app.md).
+# belong to you). The outputs are staged inside a mounted output folder and moved into place at
+# the end, so every move is a rename on one file system (nstage/atomic_output.py).
 RUN mkdir -p /var/holoscan/input /var/holoscan/output && chmod -R a+rwX /var/holoscan
 
 ENTRYPOINT ["/opt/holoscan/app/.venv/bin/python", "/opt/holoscan/app/app.py"]

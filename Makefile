@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 DEMO_SEED ?= 2026
 
-.PHONY: setup system test test-fast demo bench lock clean model
+.PHONY: setup system test test-fast demo bench lock clean model image test-image
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -28,8 +28,20 @@ $(SYSTEM_STAMP): scripts/install-system-deps.sh
 system:
 	bash scripts/install-system-deps.sh
 
-test: setup
+test: setup test-image
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The MAP-style image of the app, tagged nstage-app:latest (Dockerfile; docker, else podman set up by
+# scripts/setup-podman.sh; a locally bootstrapped Debian base where the public one cannot be pulled).
+image:
+	bash scripts/build-image.sh
+
+# Before the tests: the image where it can be built (root may install podman; an engine may be there
+# already); elsewhere tests/test_image.py skips and says why.
+test-image:
+	@if [ "$$(id -u)" -eq 0 ] || command -v podman >/dev/null 2>&1 || docker info >/dev/null 2>&1; then \
+	  bash scripts/build-image.sh; \
+	else echo "no container engine, and not root to install podman: the image is not built (tests/test_image.py skips)"; fi
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
