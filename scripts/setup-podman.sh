@@ -19,7 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "installing system packages: ${need[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null  # with recommends (fuse-overlayfs, catatonit, uidmap), as tested
 fi
 
 conf=/etc/containers/containers.conf
