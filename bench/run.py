@@ -62,7 +62,7 @@ def bench_pipeline(work: Path) -> dict[str, object]:
 
 
 COLLECTED = ("pipeline_eval.json", "registration.json", "dicom_outputs.json", "classifier.json", "classifier_ceiling.json", "route.json",
-             "batch.json", "ingest.json")
+             "batch.json", "ingest.json", "encodings_decisions.json")
 
 
 def collected() -> dict[str, object]:
