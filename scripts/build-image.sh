@@ -46,7 +46,7 @@ args=(--build-arg "BASE_IMAGE=$base" -t "$TAG" -f Dockerfile)
 if [ "$engine" = podman ]; then
   links=() ; indexes=()
   for dir in ${PIP_FIND_LINKS:-} /opt/wheels; do
-    [ -d "$dir" ] && links+=("$dir") && args+=(-v "$dir:$dir:ro")
+    [[ -d "$dir" && " ${links[*]} " != *" $dir "* ]] && links+=("$dir") && args+=(-v "$dir:$dir:ro")
   done
   for url in $(python3 -m pip config get global.extra-index-url 2>/dev/null || true); do
     dir=${url#file://}; dir=${dir%/simple}
