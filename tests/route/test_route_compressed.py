@@ -19,15 +19,13 @@ from tests.route.route_harness import (
     Node,
     TestPacs,
     fast_route_config,
-    orthanc_available,
+    needs_orthanc,
     study_uid_of,
     study_variant,
     wait_for,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not orthanc_available(), reason="Orthanc (Debian package `orthanc`) or storescu (`dcmtk`) is not installed: "
-                                                                 "run scripts/install-system-deps.sh")]
+pytestmark = [pytest.mark.slow, needs_orthanc()]
 
 PIPELINE_WAIT_S = 400  # a small study takes about 30-60 s through the pipeline on a shared 2-core machine
 JPEG_LOSSLESS_SV1 = ENCODINGS["jpeg-lossless-sv1"].transfer_syntax

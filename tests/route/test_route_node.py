@@ -30,7 +30,7 @@ from tests.route.route_harness import (
     Node,
     TestPacs,
     fast_route_config,
-    orthanc_available,
+    needs_orthanc,
     patient_identity,
     send_study,
     study_uid_of,
@@ -38,9 +38,7 @@ from tests.route.route_harness import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not orthanc_available(), reason="Orthanc (Debian package `orthanc`) or storescu (`dcmtk`) is not installed: "
-                                                                 "run scripts/install-system-deps.sh")]
+pytestmark = [pytest.mark.slow, needs_orthanc()]
 
 RESULT_MODALITIES = {"SEG": "1.2.840.10008.5.1.4.1.1.66", "SR": "1.2.840.10008.5.1.4.1.1.88.", "DOC": "1.2.840.10008.5.1.4.1.1.104.1"}
 PIPELINE_WAIT_S = 400  # the pipeline on a small study takes about 30 s on an idle 2-core machine; tests share the cores
