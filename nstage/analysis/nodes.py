@@ -70,6 +70,8 @@ class NodeSettings:
     focus_min_suv: float
     focus_min_blood_pool_ratio: float
     focus_radius_mm: float
+    focus_background_mm: tuple[float, float]
+    focus_min_contrast: float
     calcified_min_fraction: float
     fat_min_volume_ml: float
     fat_hu_mean_max: float
@@ -96,6 +98,7 @@ class NodeSettings:
             split_min_radius_mm=float(c["split_min_radius_mm"]), split_closing_mm=float(c["split_closing_mm"]),
             pet_margin_mm=float(c["pet_margin_mm"]), focus_min_suv=float(c["focus_min_suv"]),
             focus_min_blood_pool_ratio=float(c["focus_min_blood_pool_ratio"]), focus_radius_mm=float(c["focus_radius_mm"]),
+            focus_background_mm=(float(c["focus_background_mm"][0]), float(c["focus_background_mm"][1])), focus_min_contrast=float(c["focus_min_contrast"]),
             calcified_min_fraction=float(c["calcified_min_fraction"]), fat_min_volume_ml=float(c["fat_min_volume_ml"]),
             fat_hu_mean_max=float(c["fat_hu_mean_max"]), low_density_drop_hu=float(c["low_density_drop_hu"]),
             low_density_min_short_axis_mm=float(c["low_density_min_short_axis_mm"]), avid_visual_grade=int(c["avid_visual_grade"]),
@@ -421,8 +424,31 @@ def _ct_blobs(ctx: _Context, s: NodeSettings) -> list[_Blob]:
     return out
 
 
+def _shell(r0_mm: float, r1_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Voxels between `r0_mm` and `r1_mm` from the centre of a box ``[k, j, i]``."""
+    sx, sy, sz = spacing
+    n = [int(np.floor(r1_mm / sp)) for sp in (sz, sy, sx)]
+    k, j, i = np.meshgrid(*(np.arange(-m, m + 1) * sp for m, sp in zip(n, (sz, sy, sx))), indexing="ij")
+    d = np.sqrt(k * k + j * j + i * i)
+    return (d >= r0_mm) & (d <= r1_mm)
+
+
+def _background_suv(ctx: _Context, p: np.ndarray, shell: np.ndarray) -> float:
+    """Median SUV of a shell around voxel `p` (the part of it inside the context box)."""
+    r = np.array(shell.shape) // 2
+    box = tuple(slice(max(int(p[a] - r[a]), 0), min(int(p[a] + r[a]) + 1, ctx.suv.shape[a])) for a in range(3))
+    cut = tuple(slice(b.start - int(p[a] - r[a]), b.stop - int(p[a] - r[a])) for a, b in enumerate(box))
+    return float(np.median(ctx.suv[box][shell[cut]]))
+
+
 def _focus_blobs(ctx: _Context, taken: list[_Blob], blood_pool: float | None, s: NodeSettings) -> list[_Blob]:
-    """FDG foci near the stations that no CT blob explains: the soft tissue around each focus."""
+    """FDG foci near the stations that stand out of their surroundings and that no CT blob explains:
+    the soft tissue around each focus.
+
+    The contrast test (SUV at the focus against the median of a shell round it) keeps a node beside the
+    heart and drops the edge of the myocardium itself, whose noise makes local maxima inside a station
+    that overlaps it.
+    """
     limit = max(s.focus_min_suv, s.focus_min_blood_pool_ratio * blood_pool) if blood_pool else s.focus_min_suv
     hot = (ctx.suv >= limit) & ctx.region
     if not hot.any():
@@ -436,10 +462,13 @@ def _focus_blobs(ctx: _Context, taken: list[_Blob], blood_pool: float | None, s:
     hb = _pad((slice(k.min(), k.max() + 1), slice(j.min(), j.max() + 1), slice(i.min(), i.max() + 1)), tuple(int(v) for v in r), hot.shape)
     local = ctx.suv[hb] == ndimage.maximum_filter(ctx.suv[hb], size=ball.shape)  # a box: separable, so fast
     peaks = hot[hb] & local & ~ndimage.binary_dilation(covered[hb], structure=ball)
+    shell = _shell(*s.focus_background_mm, ctx.grid.spacing)
     out: list[_Blob] = []
     for p in np.argwhere(peaks) + np.array([b.start for b in hb]):
         box = _pad(tuple(slice(int(v), int(v) + 1) for v in p), tuple(int(v) for v in r), ctx.hu.shape)
         if covered[tuple(int(v) for v in p)]:
+            continue
+        if ctx.suv[tuple(int(v) for v in p)] < s.focus_min_contrast * _background_suv(ctx, p, shell):
             continue
         off = p - np.array([b.start for b in box])
         sphere = ball[tuple(slice(int(r[a] - off[a]), int(r[a] - off[a]) + (box[a].stop - box[a].start)) for a in range(3))]

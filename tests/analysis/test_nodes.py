@@ -158,3 +158,36 @@ def test_thick_slices_do_not_shrink_the_axes() -> None:
     assert long_ax == pytest.approx(12.0, abs=1.0) and short_ax == pytest.approx(9.0, abs=1.0)
     widest = max(axial_axes(sl, (1.5, 1.5))[1] for sl in m)
     assert widest < short_ax  # the nearest slice alone under-reads it
+
+
+def _heart_phantom() -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A large hot organ (the myocardium's uptake, noisy) reaching into a station, and a hot node in the fat beside it."""
+    rng = np.random.default_rng(11)
+    heart_c, heart_r = (0.0, -60.0, 0.0), 45.0  # its posterior 15 mm lie in the box, its edge in the station
+    node_c = (-20.0, 5.0, 0.0)
+    hu = np.full(CT.shape, -95.0, np.float32)
+    act = np.full(CT.shape, 0.4, np.float32)
+    heart = ellipsoid(heart_c, (heart_r,) * 3)
+    hu[heart], act[heart] = 40.0, 2.6
+    node = ellipsoid(node_c, (4.5, 4.5, 5.0))
+    hu[node], act[node] = 35.0, 7.0
+    hu = hu + rng.normal(0, 6.0, CT.shape).astype(np.float32)
+    fine = ndimage.gaussian_filter(act, (6.0 / 2.355 / 2.0, 6.0 / 2.355 / 0.8, 6.0 / 2.355 / 0.8))
+    suv = resample(fine, CT, PET, order=1, fill=0.4).astype(np.float32)
+    suv *= rng.normal(1.0, 0.08, suv.shape).astype(np.float32)  # PET noise: local maxima all along the organ's edge
+    stations = np.zeros(CT.shape, np.uint8)
+    stations[ellipsoid((0.0, 0.0, 0.0), (35.0, 22.0, 30.0))] = 8
+    return hu, suv, stations, node_c
+
+
+def test_the_edge_of_a_hot_organ_is_no_focus_but_a_node_beside_it_is() -> None:
+    hu, suv, stations, node_c = _heart_phantom()
+    heart_surface_y = -15.0
+    found = read_nodes(hu, CT, suv, PET, stations, {8: "8"}, BLOOD_POOL, None)["8"]
+    assert any(np.linalg.norm(np.subtract(n.centre_lps, node_c)) < 3.0 for n in found.nodes)
+    on_heart = [n for n in found.nodes if n.centre_lps[1] < heart_surface_y + 6.0]
+    assert on_heart == [], on_heart
+    # without the contrast test the organ's edge gives foci: the phantom does test it
+    no_contrast = dataclasses.replace(node_settings(), focus_min_contrast=0.0, max_nodes_per_station=50)
+    loose = read_nodes(hu, CT, suv, PET, stations, {8: "8"}, BLOOD_POOL, None, no_contrast)["8"]
+    assert any(n.source == "pet" and n.centre_lps[1] < heart_surface_y + 6.0 for n in loose.nodes)
