@@ -14,6 +14,8 @@ import numpy as np
 
 from nstage.geometry import Grid
 
+SLAB_VOXELS = 1 << 18  # grid_coordinates works on about this many voxels at a time
+
 
 @dataclass(frozen=True)
 class CanonicalFrame:
@@ -53,11 +55,42 @@ class CanonicalFrame:
 
     def grid_coordinates(self, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Canonical coordinates of every voxel of an axis-aligned grid, float32 ``[k, j, i]`` arrays."""
+        xyz = self.grid_coordinates_stacked(grid)
+        return xyz[0], xyz[1], xyz[2]
+
+    def grid_coordinates_stacked(self, grid: Grid) -> np.ndarray:
+        """grid_coordinates as one float32 (3, k, j, i) array.
+
+        The numbers of ``(X - t) / s - displacement(X, Y, Z)`` over the broadcast axes, worked out a
+        few slices at a time (the same operations on each voxel, with small temporaries)."""
         xs, ys, zs = (a.astype(np.float32) for a in grid.axis_coordinates())
         X, Y, Z = xs[None, None, :], ys[None, :, None], zs[:, None, None]
-        dx, dy, dz = self.displacement(X, Y, Z)
         t, s = self.translation.astype(np.float32), self.scale.astype(np.float32)
-        return (X - t[0]) / s[0] - dx, (Y - t[1]) / s[1] - dy, (Z - t[2]) / s[2] - dz
+        nz, ny, nx = grid.shape
+        out = np.empty((3, nz, ny, nx), np.float32)
+        base = ((X - t[0]) / s[0], (Y - t[1]) / s[1], (Z - t[2]) / s[2])
+        planes = [k[0] * X + k[1] * Y for k in self.wave_k]  # float64 (1, ny, nx)
+        step = max(1, SLAB_VOXELS // max(1, ny * nx))
+        arg = np.empty((min(step, nz), ny, nx))
+        wave = np.empty(arg.shape, np.float32)
+        term = np.empty(arg.shape, np.float32)
+        for z0 in range(0, nz, step):
+            z1 = min(z0 + step, nz)
+            n = z1 - z0
+            d = out[:, z0:z1]
+            d[...] = 0.0
+            a, w, tm = arg[:n], wave[:n], term[:n]
+            for k, ph, amp, plane in zip(self.wave_k, self.wave_phase, self.wave_amp, planes):
+                np.add(plane, k[2] * Z[z0:z1], out=a)
+                a += ph
+                np.sin(a.astype(np.float32), out=w)
+                for c in range(3):
+                    if amp[c] != 0:
+                        np.multiply(np.float32(amp[c]), w, out=tm)
+                        d[c] += tm
+            for c in range(3):
+                np.subtract(base[c] if c < 2 else base[2][z0:z1], d[c], out=d[c])
+        return out
 
     def patient_box(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A patient-space box sure to contain the canonical box [lo, hi]."""

@@ -106,7 +106,9 @@ def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, 
         semi = np.array([spec.long_axis_mm / 2.0, spec.short_axis_mm / 2.0, spec.short_axis_mm / 2.0 * rng.uniform(0.9, 1.05)]) / scale
         shape = Ellipsoid(centre, semi, _random_rotation(rng, True))
         placed.append(PlacedNode(spec, shape, instance=3 + k))
-        free[canvas.mask_of(shape.inflated(1.0))] = 0
+        found = canvas.box_mask(shape.inflated(1.0))
+        if found is not None:
+            free[found[0]][found[1]] = 0
     return sorted(placed, key=lambda n: n.instance)
 
 

@@ -42,28 +42,39 @@ def _sign_shape(node: PlacedNode) -> Ellipsoid | None:
 
 
 def paint_lesions(canvas: Canvas, tumour: PlacedTumour, nodes: list[PlacedNode]) -> Lesions:
-    """Paint tumour and nodes (with hilum fat, calcium and necrotic cores) onto the canvas."""
+    """Paint tumour and nodes (with hilum fat, calcium and necrotic cores) onto the canvas.
+
+    Each lesion is worked on within a box that holds it (the same voxels as on the whole grid)."""
     instance = np.zeros(canvas.grid.shape, np.uint16)
     core = np.zeros(canvas.grid.shape, bool)
-    m = canvas.mask_of(tumour.shape) & np.isin(canvas.tissue, [label("lung"), label("mediastinal_fat")])
-    canvas.tissue[m] = label("tumour")
-    instance[m] = TUMOUR_INSTANCE
-    if tumour.necrosis is not None:
-        instance[canvas.mask_of(tumour.necrosis) & m] = NECROSIS_INSTANCE
+    found = canvas.box_mask(tumour.shape)
+    if found is not None:
+        box, m = found
+        tissue = canvas.tissue[box]
+        m &= np.isin(tissue, [label("lung"), label("mediastinal_fat")])
+        tissue[m] = label("tumour")
+        instance[box][m] = TUMOUR_INSTANCE
+        if tumour.necrosis is not None:
+            instance[box][canvas.mask_in(tumour.necrosis, box) & m] = NECROSIS_INSTANCE
     for node in nodes:
-        m = canvas.mask_of(node.shape) & (canvas.tissue == label("mediastinal_fat"))
-        canvas.tissue[m] = label("lymph_node")
-        instance[m] = node.instance
+        found = canvas.box_mask(node.shape)
+        if found is None:
+            continue
+        box, m = found
+        tissue = canvas.tissue[box]
+        m &= tissue == label("mediastinal_fat")
+        tissue[m] = label("lymph_node")
+        instance[box][m] = node.instance
         inner = _sign_shape(node)
         if inner is None:
             continue
-        part = canvas.mask_of(inner) & m
+        part = canvas.mask_in(inner, box) & m
         if node.spec.fatty_hilum:
-            canvas.tissue[part] = label("mediastinal_fat")
+            tissue[part] = label("mediastinal_fat")
         elif node.spec.calcified:
-            canvas.tissue[part] = label("calcification")
+            tissue[part] = label("calcification")
         elif node.spec.necrotic:
-            core |= part
+            core[box] |= part
     return Lesions(instance, core)
 
 
@@ -194,6 +205,30 @@ def uptake_map(canvas: Canvas, lesions: Lesions, tumour: PlacedTumour, nodes: li
     return np.maximum(suv, 0.0)
 
 
+def sample_points(source: Grid, target: Grid) -> np.ndarray:
+    """(3, N) continuous source indices (k, j, i) of the target's voxel centres, in C order: the numbers
+    ``source.lps_to_index(target.index_to_lps(ijk))`` gives. Axis-aligned grids map each axis on its own
+    (the matrices' other entries are zeros, which add nothing), so three short rows are worked out and spread."""
+    to_lps = target.direction * np.asarray(target.spacing)[None, :]
+    to_index = source._to_index
+    if not (_is_diagonal(to_lps) and _is_diagonal(to_index)):
+        k, j, i = np.meshgrid(*(np.arange(n) for n in target.shape), indexing="ij")
+        idx = source.lps_to_index(target.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3)))
+        return np.stack([idx[:, 2], idx[:, 1], idx[:, 0]])
+    out = np.empty((3, *target.shape))
+    for c in range(3):  # c: x, y, z = array axes 2, 1, 0
+        n = np.arange(target.shape[2 - c], dtype=float)
+        row = ((n * to_lps[c, c] + target.origin[c]) - source.origin[c]) * to_index[c, c]
+        view = [1, 1, 1]
+        view[2 - c] = row.size
+        out[2 - c] = row.reshape(view)
+    return out.reshape(3, -1)
+
+
+def _is_diagonal(m: np.ndarray) -> bool:
+    return np.count_nonzero(m - np.diag(np.diag(m))) == 0
+
+
 def render_pet(uptake: np.ndarray, source: Grid, target: Grid, settings: PetSettings, rng: np.random.Generator) -> np.ndarray:
     """Scanner image in SUV on the PET grid: PSF blur, voxel sampling and count-dependent noise."""
     sigma_mm = settings.fwhm_mm / 2.3548
@@ -202,10 +237,7 @@ def render_pet(uptake: np.ndarray, source: Grid, target: Grid, settings: PetSett
     # blur by the PSF and the PET voxel's own extent (box of the target spacing ~ sd spacing/sqrt(12))
     sig = [np.sqrt(sigma_mm**2 + t**2 / 12.0) / s for s, t in ((sz, tz), (sy, ty), (sx, tx))]
     blurred = ndimage.gaussian_filter(uptake, sig, mode="constant")
-    k, j, i = np.meshgrid(*(np.arange(n) for n in target.shape), indexing="ij")
-    pts = target.index_to_lps(np.stack([i, j, k], axis=-1).reshape(-1, 3))
-    idx = source.lps_to_index(pts)
-    mean = ndimage.map_coordinates(blurred, [idx[:, 2], idx[:, 1], idx[:, 0]], order=1, mode="constant", cval=0.0)
+    mean = ndimage.map_coordinates(blurred, sample_points(source, target), order=1, mode="constant", cval=0.0)
     mean = mean.reshape(target.shape).astype(np.float32)
     noise = smooth_noise(rng, target.shape, 0.6)
     img = mean + settings.noise * np.sqrt(np.maximum(mean, 0.0)) * noise

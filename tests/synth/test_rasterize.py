@@ -43,3 +43,58 @@ def test_a_too_small_lipschitz_bound_would_change_voxels(monkeypatch: pytest.Mon
     monkeypatch.setattr(rasterize, "LIPSCHITZ", 0.0)
     careless = _paint(grid, frame, anatomy, True, monkeypatch)
     assert (careless != direct).sum() > 100
+
+
+def _plain_paint(canvas: rasterize.Canvas, shape, tissue: str, over) -> None:
+    """The painter as it was before sub-boxes and unions: piece after piece over each piece's whole
+    index box, blocked as Canvas._inside documents (the yardstick for the fast painter)."""
+    from nstage.synth.tissues import label
+
+    allowed = None
+    if over is not None:
+        allowed = np.zeros(256, bool)
+        allowed[[label(t) for t in over]] = True
+    spacing = np.array(canvas.grid.spacing[::-1], float)
+    block = np.maximum(np.rint(rasterize.BLOCK_MM / spacing).astype(int), 1)
+    for piece in rasterize._pieces(shape):
+        box = canvas.index_box(piece.lo, piece.hi)
+        if box is None:
+            continue
+        cx, cy, cz = canvas.cx[box], canvas.cy[box], canvas.cz[box]
+        if cx.size < rasterize.MIN_BLOCKED_VOXELS or np.prod(block) < rasterize.MIN_BLOCK_VOXELS:
+            mask = piece.sdf(cx, cy, cz) < 0
+        else:
+            reach = rasterize.LIPSCHITZ * float(np.linalg.norm(block * spacing)) / float(np.min(canvas.frame.scale))
+            centres = np.ix_(*(np.minimum(np.arange(-(-n // b)) * b + b // 2, n - 1) for b, n in zip(block, cx.shape)))
+            coarse = piece.sdf(cx[centres], cy[centres], cz[centres])
+
+            def full(flags: np.ndarray, shape: tuple[int, ...] = cx.shape) -> np.ndarray:
+                for axis, b in enumerate(block):
+                    flags = flags.repeat(b, axis=axis)
+                return flags[: shape[0], : shape[1], : shape[2]]
+
+            mask = full(coarse < -reach)
+            near = np.nonzero(full(np.abs(coarse) <= reach))
+            mask[near] = piece.sdf(cx[near], cy[near], cz[near]) < 0
+        if allowed is not None:
+            mask &= allowed[canvas.tissue[box]]
+        canvas.tissue[box][mask] = label(tissue)
+
+
+@pytest.mark.parametrize("spacing", [(1.9, 1.9, 2.5), (3.1, 3.1, 5.0)])
+def test_fast_painting_labels_every_voxel_as_piece_by_piece_painting(spacing: tuple[float, float, float]) -> None:
+    """Looking only at each piece's sub-box, evaluating tube segments together and skipping voxels
+    that other pieces hold must not change one label (blocked and voxel-by-voxel pieces both)."""
+    rng = np.random.default_rng(11)
+    params = sample_params(rng, "M", 31.0, 1.80)
+    anatomy = with_lung_vessels(build_anatomy(params), rng)
+    frame = sample_frame(rng, params.size, params.width, params.depth, np.array([3.0, -22.0, -340.0]))
+    n = (int(130 / spacing[2]), int(230 / spacing[1]), int(300 / spacing[0]))
+    grid = Grid(shape=n, spacing=spacing, origin=(-150.0, -125.0, -465.0))
+    fast = rasterize.Canvas.create(grid, frame)
+    rasterize.paint_anatomy(fast, anatomy)
+    plain = rasterize.Canvas.create(grid, frame)
+    for s in anatomy.structures:
+        _plain_paint(plain, s.shape, s.tissue, s.over)
+    assert len(np.unique(plain.tissue)) > 10
+    assert np.array_equal(fast.tissue, plain.tissue), int((fast.tissue != plain.tissue).sum())
