@@ -228,11 +228,16 @@ def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: s
 def _stations_with_nodes(stations: np.ndarray, instance: np.ndarray, nodes: list[PlacedNode]) -> np.ndarray:
     """Station map with every node's voxels in its own station and tumour voxels in none."""
     out = stations.copy()
-    out[instance == 1] = 0
-    out[instance == 2] = 0
     labels = {s.station: s.label for s in load_stations()}
+    table = np.zeros(max([2, *(n.instance for n in nodes)]) + 1, np.int64)
+    table[3:] = -1  # instances of no node keep their station
     for n in nodes:
-        out[instance == n.instance] = labels[n.spec.station]
+        table[n.instance] = labels[n.spec.station]
+    lesion = np.flatnonzero(instance)
+    lesion = lesion[instance.ravel()[lesion] < table.size]
+    value = table[instance.ravel()[lesion]]
+    keep = value >= 0
+    out.ravel()[lesion[keep]] = value[keep]
     return out
 
 

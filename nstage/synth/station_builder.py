@@ -33,8 +33,9 @@ class _Context:
         self.ox, self.oy = _centre_at(o["oesophagus"], z)
         self.vessel_front = _front_at(z, [o[n] for n in ("svc", "brachiocephalic_trunk", "left_bcv", "right_bcv", "left_carotid")]
                                       + [_ascending(o["aorta"])], fallback=self.ty - self.tr - 12)
-        self.hilar_r = _distance_to([o[n] for n in ("rmb", "rul_bronchus", "bronchus_intermedius", "rml_bronchus", "rll_bronchus", "rpa")], x, y, z)
-        self.hilar_l = _distance_to([o[n] for n in ("lmb", "lul_bronchus", "lll_bronchus", "lingula_bronchus", "lpa")], x, y, z)
+        by_z = _ByZ(z)
+        self.hilar_r = _distance_to([o[n] for n in ("rmb", "rul_bronchus", "bronchus_intermedius", "rml_bronchus", "rll_bronchus", "rpa")], x, y, z, by_z)
+        self.hilar_l = _distance_to([o[n] for n in ("lmb", "lul_bronchus", "lll_bronchus", "lingula_bronchus", "lpa")], x, y, z, by_z)
         self.left_wall = self.tx + self.tr
         self.ligamentum = self.left_wall + 16.0
 
@@ -49,12 +50,37 @@ def _centre_at(tube: Tube, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.interp(z, p[order, 2], p[order, 0]), np.interp(z, p[order, 2], p[order, 1])
 
 
-def _distance_to(tubes: list[Tube], x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Distance from each point to the nearest wall of any of the tubes (0 inside)."""
+HILAR_REACH_MM = 16.0  # the rules ask only whether a hilar distance is below this (or less)
+
+
+class _ByZ:
+    """Points in order of height, to find those within a height range at once."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.order = np.argsort(z, kind="stable")
+        self.z = z[self.order]
+
+    def between(self, lo: float, hi: float) -> np.ndarray:
+        return self.order[np.searchsorted(self.z, lo, "left"):np.searchsorted(self.z, hi, "right")]
+
+
+def _distance_to(tubes: list[Tube], x: np.ndarray, y: np.ndarray, z: np.ndarray, by_z: _ByZ | None = None,
+                 within: float = HILAR_REACH_MM) -> np.ndarray:
+    """Distance from each point to the nearest wall of any of the tubes (0 inside), where it is below
+    `within`; elsewhere some value of at least `within`.
+
+    A segment is evaluated only at the points of its box grown by `within` (farther points are
+    farther from its wall than that), so every distance below `within` is the same number as the
+    minimum over all segments gives."""
+    by_z = by_z or _ByZ(z)
     d = np.full(x.shape, np.inf)
     for t in tubes:
-        for i in range(len(t.points) - 1):
-            d = np.minimum(d, t.segment_sdf(i, x, y, z))
+        for i, (lo, hi) in enumerate(t.segment_boxes()):
+            lo, hi = lo - within - 1e-3, hi + within + 1e-3
+            idx = by_z.between(lo[2], hi[2])
+            idx = idx[(x[idx] >= lo[0]) & (x[idx] <= hi[0]) & (y[idx] >= lo[1]) & (y[idx] <= hi[1])]
+            if idx.size:
+                d[idx] = np.minimum(d[idx], t.segment_sdf(i, x[idx], y[idx], z[idx]))
     return np.maximum(d, 0.0)
 
 
