@@ -11,7 +11,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import (
+    correct_ambiguous_vr,
+    write_data_element,
+    write_file_meta_info,
+)
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
@@ -125,19 +133,36 @@ def base_dataset(
 
 def add_image_plane(ds: Dataset, grid: Grid, k: int) -> None:
     """Image Plane attributes of slice ``k`` of ``grid``."""
+    add_plane_constants(ds, grid)
+    add_slice_position(ds, grid, k)
+
+
+def add_plane_constants(ds: Dataset, grid: Grid) -> None:
+    """The Image Plane attributes that every slice of ``grid`` shares."""
     d = grid.direction
     sx, sy, sz = grid.spacing
-    pos = grid.slice_positions()[k]
     ds.PixelSpacing = [ds_text(sy), ds_text(sx)]
     ds.ImageOrientationPatient = [ds_text(v) for v in (*d[:, 0], *d[:, 1])]
-    ds.ImagePositionPatient = [ds_text(v) for v in pos]
     ds.SliceThickness = ds_text(sz)
+
+
+def add_slice_position(ds: Dataset, grid: Grid, k: int, positions: np.ndarray | None = None) -> None:
+    """ImagePositionPatient and SliceLocation of slice ``k`` (``positions``: grid.slice_positions(), if at hand)."""
+    d = grid.direction
+    pos = (grid.slice_positions() if positions is None else positions)[k]
+    ds.ImagePositionPatient = [ds_text(v) for v in pos]
     ds.SliceLocation = ds_text(float(np.dot(pos, d[:, 2])))
 
 
 def add_pixels(ds: Dataset, pixels: np.ndarray, *, signed: bool) -> None:
     """Image Pixel attributes and PixelData of one 16-bit greyscale slice."""
-    rows, cols = pixels.shape
+    add_pixel_format(ds, pixels.shape, signed=signed)
+    add_pixel_data(ds, pixels, signed=signed)
+
+
+def add_pixel_format(ds: Dataset, shape: tuple[int, ...], *, signed: bool) -> None:
+    """Image Pixel attributes (all but PixelData) of 16-bit greyscale slices of ``shape`` (rows, columns)."""
+    rows, cols = shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
@@ -146,12 +171,46 @@ def add_pixels(ds: Dataset, pixels: np.ndarray, *, signed: bool) -> None:
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 1 if signed else 0
+
+
+def add_pixel_data(ds: Dataset, pixels: np.ndarray, *, signed: bool) -> None:
+    """PixelData of one 16-bit greyscale slice."""
     dtype = np.dtype("<i2") if signed else np.dtype("<u2")
     ds.PixelData = np.ascontiguousarray(pixels, dtype=dtype).tobytes()
 
 
-def save(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` as a Part 10 file, Explicit VR Little Endian."""
+class SharedElements:
+    """The encoded form (Explicit VR Little Endian) of the elements of a dataset that every slice of a
+    series holds, worked out once (see :func:`save`)."""
+
+    def __init__(self, template: Dataset) -> None:
+        self.encodings = template.get("SpecificCharacterSet", default_encoding)
+        self._bytes: dict[int, tuple[DataElement, object, bytes]] = {}
+        correct_ambiguous_vr(template, True)
+        for elem in template:
+            self._bytes[id(elem)] = (elem, elem._value, _encoded(elem, self.encodings))
+
+    def encoded(self, elem: DataElement, encodings: object) -> bytes:
+        hit = self._bytes.get(id(elem))
+        if hit is not None and hit[0] is elem and hit[1] is elem._value and encodings == self.encodings:
+            return hit[2]
+        return _encoded(elem, encodings)
+
+
+def _encoded(elem: DataElement, encodings: object) -> bytes:
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = False, True
+    write_data_element(buffer, elem, encodings)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def save(ds: Dataset, path: Path, shared: SharedElements | None = None) -> None:
+    """Write ``ds`` as a Part 10 file, Explicit VR Little Endian.
+
+    ``shared``: elements ``ds`` took from a series template, whose encoding is reused; the file is
+    then put together as ``ds.save_as(path, enforce_file_format=True)`` writes it, byte for byte:
+    preamble, prefix, file meta information, and the elements in tag order after the same
+    correction of ambiguous VRs (tests/synth/test_dicom_writer.py compares the two)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -159,7 +218,23 @@ def save(ds: Dataset, path: Path) -> None:
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     ds.file_meta = meta
-    ds.save_as(path, enforce_file_format=True)
+    if shared is None:
+        ds.save_as(path, enforce_file_format=True)
+        return
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    fp.write(b"\x00" * 128)
+    fp.write(b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    correct_ambiguous_vr(ds, True)
+    if "PixelData" in ds:
+        ds["PixelData"].is_undefined_length = False
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:  # retired group lengths are not written
+            continue
+        fp.write(shared.encoded(ds[tag], encodings))
+    Path(path).write_bytes(fp.getvalue())
 
 
 def check_volume(array: np.ndarray, grid: Grid, what: str) -> np.ndarray:

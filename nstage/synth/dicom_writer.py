@@ -23,8 +23,11 @@ from pydicom.uid import CTImageStorage, PositronEmissionTomographyImageStorage
 from nstage.geometry import Grid
 from nstage.synth.acquisition import PatientStudy, PetAcquisition, suv_bw_factor
 from nstage.synth.dicom_common import (
-    add_image_plane,
-    add_pixels,
+    SharedElements,
+    add_pixel_data,
+    add_pixel_format,
+    add_plane_constants,
+    add_slice_position,
     base_dataset,
     check_volume,
     code_item,
@@ -103,38 +106,44 @@ def write_ct_series(
         weight_value=study.weight_kg,
     )
     sx = grid.spacing[0]
+    template = Dataset()  # what every slice holds
+    template.update(base)
+    template.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    template.AcquisitionNumber = 1
+    template.AcquisitionDate, template.AcquisitionTime = da(when), tm(when)
+    template.ContentDate, template.ContentTime = da(when), tm(when)
+    template.BurnedInAnnotation = "NO"
+    template.LossyImageCompression = "00"
+    add_plane_constants(template, grid)
+    add_pixel_format(template, stored.shape[1:], signed=True)
+    template.RescaleIntercept = ds_text(CT_INTERCEPT)
+    template.RescaleSlope = "1"
+    template.RescaleType = "HU"
+    template.WindowCenter, template.WindowWidth = "40", "400"
+    template.KVP = "120"
+    template.ScanOptions = "HELICAL MODE"
+    template.DataCollectionDiameter = "500"
+    template.ReconstructionDiameter = ds_text(sx * grid.shape[2])
+    template.GantryDetectorTilt = "0"
+    template.TableHeight = "150"
+    template.RotationDirection = "CW"
+    template.XRayTubeCurrent = 120 if contrast else 40
+    template.ConvolutionKernel = "STANDARD"
+    template.SpiralPitchFactor = 1.0
+    if contrast:
+        _add_contrast(template, when)
+    shared = SharedElements(template)
+    positions = grid.slice_positions()
     paths: list[Path] = []
     for k in range(grid.shape[0]):
         ds = Dataset()
-        ds.update(base)
+        ds.update(template)
         ds.SOPInstanceUID = make_uid(study, "CT", "instance", series_number, k)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.InstanceNumber = k + 1
-        ds.AcquisitionNumber = 1
-        ds.AcquisitionDate, ds.AcquisitionTime = da(when), tm(when)
-        ds.ContentDate, ds.ContentTime = da(when), tm(when)
-        ds.BurnedInAnnotation = "NO"
-        ds.LossyImageCompression = "00"
-        add_image_plane(ds, grid, k)
-        add_pixels(ds, stored[k], signed=True)
-        ds.RescaleIntercept = ds_text(CT_INTERCEPT)
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
-        ds.WindowCenter, ds.WindowWidth = "40", "400"
-        ds.KVP = "120"
-        ds.ScanOptions = "HELICAL MODE"
-        ds.DataCollectionDiameter = "500"
-        ds.ReconstructionDiameter = ds_text(sx * grid.shape[2])
-        ds.GantryDetectorTilt = "0"
-        ds.TableHeight = "150"
-        ds.RotationDirection = "CW"
-        ds.XRayTubeCurrent = 120 if contrast else 40
-        ds.ConvolutionKernel = "STANDARD"
-        ds.SpiralPitchFactor = 1.0
-        if contrast:
-            _add_contrast(ds, when)
+        add_slice_position(ds, grid, k, positions)
+        add_pixel_data(ds, stored[k], signed=True)
         path = out_dir / f"CT{series_number:02d}_{k + 1:04d}.dcm"
-        save(ds, path)
+        save(ds, path, shared)
         paths.append(path)
     return paths
 
@@ -254,30 +263,39 @@ def write_pet_series(
         patient_position=None,
     )
     _pet_series_attrs(base, style, grid, acq, timing)
+    template = Dataset()  # what every slice holds
+    template.update(base)
+    template.ImageType = ["ORIGINAL", "PRIMARY"]
+    template.AcquisitionNumber = 1
+    if style.acquisition_time == "series":
+        template.AcquisitionDate, template.AcquisitionTime = da(timing.series_time), tm(timing.series_time)
+    template.ContentDate, template.ContentTime = da(timing.series_time), tm(timing.series_time)
+    template.BurnedInAnnotation = "NO"
+    template.LossyImageCompression = "00"
+    add_plane_constants(template, grid)
+    add_pixel_format(template, ints.shape[1:], signed=signed)
+    template.RescaleIntercept = "0"
+    template.ActualFrameDuration = int(round(acq.bed_duration_s * 1000.0))
+    template.SliceSensitivityFactor = "1"
+    shared = SharedElements(template)
+    positions = grid.slice_positions()
     for k in range(n):
         ds = Dataset()
-        ds.update(base)
+        ds.update(template)
         ds.SOPInstanceUID = make_uid(study, "PT", "instance", series_number, vendor, k)
-        ds.ImageType = ["ORIGINAL", "PRIMARY"]
         ds.InstanceNumber = k + 1
         ds.ImageIndex = k + 1
-        ds.AcquisitionNumber = 1
-        acq_t = timing.series_time if style.acquisition_time == "series" else timing.bed_start[timing.bed_of_slice[k]]
-        ds.AcquisitionDate, ds.AcquisitionTime = da(acq_t), tm(acq_t)
-        ds.ContentDate, ds.ContentTime = da(timing.series_time), tm(timing.series_time)
-        ds.BurnedInAnnotation = "NO"
-        ds.LossyImageCompression = "00"
-        add_image_plane(ds, grid, k)
-        add_pixels(ds, ints[k], signed=signed)
-        ds.RescaleIntercept = "0"
+        if style.acquisition_time != "series":
+            acq_t = timing.bed_start[timing.bed_of_slice[k]]
+            ds.AcquisitionDate, ds.AcquisitionTime = da(acq_t), tm(acq_t)
+        add_slice_position(ds, grid, k, positions)
+        add_pixel_data(ds, ints[k], signed=signed)
         ds.RescaleSlope = ds_text(slopes[k])
         ds.FrameReferenceTime = ds_text(slices[k].frame_reference_ms)
-        ds.ActualFrameDuration = int(round(acq.bed_duration_s * 1000.0))
         if slices[k].decay_factor is not None:
             ds.DecayFactor = ds_text(slices[k].decay_factor)
-        ds.SliceSensitivityFactor = "1"
         _add_private(ds, ge_scan, suv_sf[k] if suv_sf else None, acsf)
-        save(ds, out_dir / f"PT{series_number:02d}_{k + 1:04d}.dcm")
+        save(ds, out_dir / f"PT{series_number:02d}_{k + 1:04d}.dcm", shared)
 
     reference = {"START": timing.scan_start, "ADMIN": timing.injection}.get(style.decay_correction)
     return PetHeaderTruth(

@@ -298,6 +298,24 @@ def test_same_inputs_same_bytes(tmp_path: Path) -> None:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
+def test_series_files_are_what_pydicom_writes(written: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer reuses the encoding of what every slice shares; the files stay the bytes that
+    Dataset.save_as(enforce_file_format=True) writes for the same datasets, in every header style."""
+    import nstage.synth.dicom_writer as writer
+    from nstage.synth.dicom_common import save
+
+    monkeypatch.setattr(writer, "save", lambda ds, path, shared=None: save(ds, path))
+    act, hu = written["act"], written["hu"]
+    write_ct_series(hu, CT_GRID, STUDY, tmp_path / "ct", contrast=True)
+    write_ct_series(hu, CT_GRID, STUDY, tmp_path / "ct-plain", contrast=False, series_number=4)
+    for v in vendor_names():
+        write_pet_series(act, PET_GRID, STUDY, ACQ, tmp_path / v, vendor=v)
+    ours = sorted(p.relative_to(written["root"]) for p in written["root"].rglob("*.dcm"))
+    assert ours == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.dcm")) and ours
+    for rel in ours:
+        assert (written["root"] / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
 def test_negative_activity_is_stored_signed(tmp_path: Path) -> None:
     act = _pet_phantom() - 500.0
     truth = write_pet_series(act, PET_GRID, STUDY, ACQ, tmp_path, vendor="default")
