@@ -14,7 +14,6 @@ from nstage.cohort_executor import ExecutorOptions, map_all
 from nstage.geometry import save_nifti
 from nstage.progress import StageTimer
 from nstage.synth.case import render_case
-from nstage.synth.preview import write_preview
 
 log = logging.getLogger("nstage")
 COHORT_COLUMNS = ("case", "tumour_side", "n_tnm8", "n_tnm9")
@@ -38,6 +37,9 @@ def write_case(out: Path, seed: int, index: int, preset: str, vendor: str, previ
             rc.truth["timings_s"] = dict(timer.timings)
             (tmp / "truth.json").write_text(json.dumps(rc.truth, indent=1))
         if preview:
+            # matplotlib is imported only when a preview is asked for
+            from nstage.synth.preview import write_preview
+
             with timer.stage("preview"):
                 write_preview(tmp / "preview.png", rc.ct_grid, rc.hu, rc.stations, rc.pet_grid, rc.suv, rc.truth)
     return rc.truth
