@@ -172,10 +172,12 @@ class AppPaths:
 
 
 def options_from_env(env: dict[str, str] | None = None) -> RunOptions:
-    """The options of `nstage run` that a MAP takes from its environment: NSTAGE_RULES (tnm | paper-2026)
-    and NSTAGE_TUMOUR_SIDE (R | L; found on the images when unset); checked before any work."""
+    """The options of `nstage run` that a MAP takes from its environment: NSTAGE_RULES (tnm | paper-2026),
+    NSTAGE_TUMOUR_SIDE (R | L; found on the images when unset) and NSTAGE_REGISTRATION (elastix | torch |
+    auto: torch on a CUDA GPU, else Elastix; unset: config/registration.json's `backend`); checked before any work."""
     env = dict(os.environ if env is None else env)
-    options = RunOptions(rules=env.get("NSTAGE_RULES") or "tnm", tumour_side=env.get("NSTAGE_TUMOUR_SIDE") or None)
+    options = RunOptions(rules=env.get("NSTAGE_RULES") or "tnm", tumour_side=env.get("NSTAGE_TUMOUR_SIDE") or None,
+                         registration=env.get("NSTAGE_REGISTRATION") or None)
     check_options(options)
     return options
 

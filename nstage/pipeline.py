@@ -33,6 +33,7 @@ from nstage.paths import atlas_dir
 from nstage.progress import StageTimer
 from nstage.stationmap.atlas import AtlasImage, load_atlases
 from nstage.stationmap.registration import StationResult, map_stations
+from nstage.stationmap.registration_settings import BACKENDS
 from nstage.stations import load_stations
 
 log = logging.getLogger("nstage")
@@ -51,10 +52,13 @@ class RunOptions:
     rules: str = "tnm"
     tumour_side: str | None = None  # given by the user; None = find it on the images
     atlas_dirs: tuple[Path, ...] = field(default_factory=tuple)
+    registration: str | None = None  # elastix | torch | auto; None: `backend` of config/registration.json
 
 
 def check_options(options: RunOptions) -> str | None:
     """Fail on a bad rule set or side before any work (InputError); the side given by the user (normalised) or None."""
+    if options.registration is not None and options.registration not in BACKENDS:
+        raise InputError(f"registration backend {options.registration!r}: choose one of {', '.join(BACKENDS)}")
     try:
         load_rules(options.rules)
         return normalise_side(options.tumour_side) if options.tumour_side else None
@@ -67,11 +71,13 @@ def load_default_atlases(options: RunOptions) -> list[AtlasImage]:
     return load_atlases(list(options.atlas_dirs) or [atlas_dir()])
 
 
-def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationResult:
-    """Register the atlas(es) to the CT and carry the stations over; InputError when it failed."""
+def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None, backend: str | None = None) -> StationResult:
+    """Register the atlas(es) to the CT and carry the stations over; InputError when it failed.
+
+    `backend`: elastix | torch | auto (None: config/registration.json's `backend`)."""
     timer = timer or StageTimer()
     with timer.stage("stations (atlas registration)"):
-        reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "))
+        reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "), backend=backend)
     if reg.labels is None or reg.status == "failed":
         raise InputError(f"the atlas could not be registered to the CT series {study.ct.description!r}: {'; '.join(reg.grade.reasons)}")
     return reg
@@ -98,10 +104,10 @@ def measure_stations(study: Study, reg: StationResult, timer: StageTimer | None 
     return StationFindings(reg, reg.labels, uptake, pool, primary, nodes)
 
 
-def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None) -> StationFindings:
-    """Register the atlas to the CT, measure every station and the blood pool."""
+def find_stations(study: Study, atlases: list[AtlasImage], timer: StageTimer | None = None, backend: str | None = None) -> StationFindings:
+    """Register the atlas to the CT (with `backend`, see :func:`register_atlas`), measure every station and the blood pool."""
     timer = timer or StageTimer()
-    return measure_stations(study, register_atlas(study, atlases, timer), timer)
+    return measure_stations(study, register_atlas(study, atlases, timer, backend), timer)
 
 
 def station_case(study: Study, findings: StationFindings, side: str | None) -> StationCase:
@@ -192,6 +198,6 @@ def analyse_study(study_dir: Path, models_dir: Path, options: RunOptions, timer:
     classifier = load_classifier(models_dir)
     with timer.stage("load study"):
         study = load_study(study_dir)
-    findings = find_stations(study, load_default_atlases(options), timer)
+    findings = find_stations(study, load_default_atlases(options), timer, options.registration)
     staging = decide(study, findings, classifier, options.rules, side_given, timer)
     return Analysis(study, findings, staging, result_document(study, findings, staging, classifier.description))

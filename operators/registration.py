@@ -9,7 +9,8 @@ from nstage.progress import StageTimer
 
 
 class AtlasRegistrationOperator(Operator):
-    """Register the atlas(es) to the CT (Elastix) and map the stations onto the CT grid.
+    """Register the atlas(es) to the CT (Elastix, or the PyTorch backend: `options.registration`,
+    NSTAGE_REGISTRATION for the app) and map the stations onto the CT grid.
 
     The atlases are loaded once, when the operator is made.
 
@@ -26,6 +27,7 @@ class AtlasRegistrationOperator(Operator):
 
     def __init__(self, fragment: Fragment, *args, options: RunOptions, timer: StageTimer, **kwargs) -> None:
         self.atlases = load_default_atlases(options)
+        self.backend = options.registration
         self.timer = timer
         super().__init__(fragment, *args, **kwargs)
 
@@ -35,4 +37,4 @@ class AtlasRegistrationOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         study = op_input.receive(self.IN_STUDY)
-        op_output.emit(register_atlas(study, self.atlases, self.timer), self.OUT_REGISTRATION)
+        op_output.emit(register_atlas(study, self.atlases, self.timer, self.backend), self.OUT_REGISTRATION)

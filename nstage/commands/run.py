@@ -26,15 +26,23 @@ def add_analysis_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--rules", default="tnm", choices=available_rule_sets(), help="station-to-N rule set")
     s.add_argument("--tumour-side", choices=["R", "L"], help="side of the primary tumour (found on the images when omitted)")
     s.add_argument("--atlas", action="append", type=Path, default=[], help="atlas folder (repeat for several atlases: majority vote)")
+    add_registration_argument(s)
     s.add_argument("--seg-type", default="BINARY", choices=["BINARY", "LABELMAP"],
                    help="DICOM SEG type (BINARY: accepted by every validator and viewer; LABELMAP: smaller, newer SOP class)")
+
+
+def add_registration_argument(s: argparse.ArgumentParser) -> None:
+    """--registration elastix|torch|auto (shared with `nstage stations`)."""
+    s.add_argument("--registration", choices=["elastix", "torch", "auto"], default=None,
+                   help="registration backend: elastix (CPU), torch (PyTorch; GPU when there is one), auto (torch when torch "
+                   "sees a CUDA GPU, else elastix); default: `backend` of config/registration.json (elastix)")
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """RunOptions of the parsed analysis options."""
     from nstage.pipeline import RunOptions
 
-    return RunOptions(args.rules, args.tumour_side, tuple(args.atlas))
+    return RunOptions(args.rules, args.tumour_side, tuple(args.atlas), args.registration)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from nstage.commands.run import add_registration_argument
 from nstage.errors import InputError
 
 OUTPUTS = ("stations.nii.gz", "registration.json", "stations.png")
@@ -17,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "stations",
         help="map the lymph node stations onto a CT (atlas registration)",
-        description="Picks the CT series (from a study folder or a series folder), registers the atlas to it (Elastix: "
-        "landmark pre-alignment, affine, B-spline) and writes DIR/stations.nii.gz (station labels of atlas/stations.json "
+        description="Picks the CT series (from a study folder or a series folder), registers the atlas to it (landmark "
+        "pre-alignment, then affine and B-spline with Elastix or the PyTorch backend: --registration) and writes DIR/stations.nii.gz (station labels of atlas/stations.json "
         "on the CT grid) and DIR/registration.json (status ok | suspect | failed, reasons, quality figures, timings). "
         "A failed registration writes no station map and ends with an error.",
     )
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--atlas", action="append", type=Path, default=None,
                    help="atlas folder with atlas.json (default: the shipped atlas); repeat to fuse several by majority vote")
     s.add_argument("--preview", action="store_true", help="also write DIR/stations.png (axial, coronal, sagittal cuts)")
+    add_registration_argument(s)
     s.set_defaults(func=run)
 
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         volume = load_ct_volume(args.ct)
     with timer.stage("load atlas"):
         atlases = load_atlases(folders)
-    result = map_stations(volume.array, volume.grid, atlases, timer=timer)
+    result = map_stations(volume.array, volume.grid, atlases, timer=timer, backend=args.registration)
     report = result.report()
     report["ct"] = {"series_uid": volume.series_uid, "description": volume.description, "shape": list(volume.grid.shape),
                     "spacing_mm": [round(v, 4) for v in volume.grid.spacing]}

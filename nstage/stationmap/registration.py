@@ -6,8 +6,10 @@ Per atlas (fixed image = patient, moving = atlas CT):
 2. pre-alignment (nstage/stationmap/prealignment.py): carina onto carina, x and y scaled by the lungs'
    width and depth, z mapped through lung base, carina and apex (robust to field of view, table
    position and proportions), and a thorax crop of the patient around the lungs;
-3. Elastix: affine, then B-spline, multi-resolution (parameter files in atlas/elastix/), metric
-   sampled in the patient's thorax (lung hulls and neck; no arms, shoulders or table) where the
+3. the registration backend (`backend` in config/registration.json, `--registration`): Elastix (CPU;
+   affine, then B-spline, multi-resolution, parameter files in atlas/elastix/) or the PyTorch backend
+   (nstage/stationmap/registration_torch.py; the same stages, on a GPU when there is one), its metric
+   computed in the patient's thorax (lung hulls and neck; no arms, shoulders or table) where the
    atlas has data;
 4. the displacement field (patient working grid) composed with the pre-alignment gives, for every
    patient point, its atlas point; station labels are read there on the patient's CT grid
@@ -55,6 +57,7 @@ from nstage.stationmap.registration_settings import (
     RegistrationSettings,
     elastix_folder,
     load_settings,
+    resolve_backend,
 )
 from nstage.stationmap.thorax_landmarks import (
     LandmarkSettings,
@@ -82,10 +85,11 @@ class AtlasResult:
     labels: np.ndarray | None  # uint8 on the patient CT grid; None when failed
     seconds: float
     regions: dict[str, tuple[np.ndarray, Grid]] = field(default_factory=dict)  # atlas reference regions (bool) on the working grid
+    backend: str = "elastix"
 
     def as_dict(self) -> dict[str, Any]:
         return {"atlas": self.name, "status": self.grade.status, "reasons": list(self.grade.reasons),
-                "figures": self.figures, "seconds": round(self.seconds, 2)}
+                "figures": self.figures, "seconds": round(self.seconds, 2), "backend": self.backend}
 
 
 @dataclass
@@ -99,6 +103,7 @@ class StationResult:
     atlases: list[AtlasResult] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     regions: dict[str, tuple[np.ndarray, Grid]] = field(default_factory=dict)  # e.g. "blood_pool", from the best atlas
+    backend: dict[str, Any] = field(default_factory=dict)  # which registration ran: name, asked for, device, libraries
 
     @property
     def status(self) -> str:
@@ -125,6 +130,7 @@ class StationResult:
             "fusion": "majority vote" if len([a for a in self.atlases if a.labels is not None]) > 1 else "single atlas",
             "landmarks": self.landmarks,
             "atlases": [a.as_dict() for a in self.atlases],
+            "backend": dict(self.backend),
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
         }
 
@@ -163,25 +169,30 @@ def _prepare(atlas: AtlasImage, settings: RegistrationSettings) -> PreparedAtlas
 
 
 def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings: RegistrationSettings | None = None,
-                 timer: StageTimer | None = None, elastix_dir: Path | None = None) -> StationResult:
-    """Register the atlases to a patient CT (HU, ``[k, j, i]`` on `grid`) and carry their stations over."""
+                 timer: StageTimer | None = None, elastix_dir: Path | None = None, backend: str | None = None) -> StationResult:
+    """Register the atlases to a patient CT (HU, ``[k, j, i]`` on `grid`) and carry their stations over.
+
+    `backend`: elastix | torch | auto (None: the settings' `backend`).
+    """
     settings = settings or load_settings()
     timer = timer or StageTimer()
     if not atlases:
         raise ValueError("map_stations needs at least one atlas")
+    asked = backend or settings.backend
+    chosen = resolve_backend(asked)
     with timer.stage("patient landmarks"):
         work, work_grid = working_copy(np.asarray(hu, np.float32), grid, settings.working_spacing_mm)
         lm = find_landmarks(work, work_grid, settings.landmarks)
     figures = lm.figures()
     g = grade(figures, settings.rules, only=LANDMARK_FIGURES)
-    result = StationResult(grid, None, g, figures, timings_s=timer.timings)
+    result = StationResult(grid, None, g, figures, timings_s=timer.timings, backend=backend_record(chosen, asked, settings))
     if g.status == "failed":
         return result
     results: list[AtlasResult] = []
     for atlas in atlases:
         with timer.stage(f"atlas {atlas.name}: landmarks"):
             prepared = prepare_atlas(atlas, settings)
-        results.append(register_one(hu, grid, work, work_grid, lm, prepared, settings, elastix_dir, timer))
+        results.append(register_one(hu, grid, work, work_grid, lm, prepared, settings, elastix_dir, timer, chosen))
     result.atlases = results
     usable = sorted((r for r in results if r.labels is not None), key=lambda r: -(r.figures.get("ncc_mediastinum") or 0.0))
     if not usable:
@@ -200,9 +211,20 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
     return result
 
 
+def backend_record(chosen: str, asked: str, settings: RegistrationSettings) -> dict[str, Any]:
+    """registration.json's `backend`: the one that ran, the one asked for, and for torch its device and libraries."""
+    out: dict[str, Any] = {"name": chosen, "requested": asked}
+    if chosen == "torch":
+        from nstage.stationmap.registration_torch import library_versions, torch_device
+
+        out.update(device=torch_device(settings.torch.device), metric=settings.torch.metric, seed=settings.torch.seed, **library_versions())
+    return out
+
+
 def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, lm: ThoraxLandmarks, atlas: PreparedAtlas,
-                 settings: RegistrationSettings, elastix_dir: Path | None = None, timer: StageTimer | None = None) -> AtlasResult:
-    """Register one prepared atlas to the patient; grade it; carry its labels over unless it failed."""
+                 settings: RegistrationSettings, elastix_dir: Path | None = None, timer: StageTimer | None = None,
+                 backend: str = "elastix") -> AtlasResult:
+    """Register one prepared atlas to the patient with `backend` (elastix | torch); grade it; carry its labels over unless it failed."""
     t0 = time.perf_counter()
     timer = timer or StageTimer()
     name = atlas.atlas.name
@@ -210,8 +232,9 @@ def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, 
         fixed, fixed_grid, mask, lungs, pre, moving = _prepare_pair(work, work_grid, lm, atlas, settings)
     lo, hi = settings.window_hu
     folder = elastix_dir or elastix_folder(Path(atlas.atlas.source))
-    with timer.stage(f"atlas {name}: elastix"):
-        displacement = run_elastix(np.clip(fixed, lo, hi), np.clip(moving, lo, hi), fixed_grid, mask, folder, settings)
+    run = run_torch if backend == "torch" else run_elastix
+    with timer.stage(f"atlas {name}: {backend}"):
+        displacement = run(np.clip(fixed, lo, hi), np.clip(moving, lo, hi), fixed_grid, mask, folder, settings)
     with timer.stage(f"atlas {name}: quality"):
         mapping = pre.apply(_points(fixed_grid) + displacement)  # patient point -> atlas point (LPS)
         figures: dict[str, Any] = {"init_scale_min": round(float(pre.raw_scales.min()), 3), "init_scale_max": round(float(pre.raw_scales.max()), 3)}
@@ -226,7 +249,7 @@ def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, 
         if g.status == "failed":
             labels = None
     regions = {} if labels is None else transfer_regions(atlas.atlas, mapping, fixed_grid)
-    return AtlasResult(name, g, figures, labels, time.perf_counter() - t0, regions)
+    return AtlasResult(name, g, figures, labels, time.perf_counter() - t0, regions, backend)
 
 
 def transfer_regions(atlas: AtlasImage, mapping: np.ndarray, grid: Grid) -> dict[str, tuple[np.ndarray, Grid]]:
@@ -306,6 +329,14 @@ def run_elastix(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndar
         field_image = itk.transformix_deformation_field(fixed_image, transform, output_directory=scratch)
         field, _ = from_itk(field_image)
     return field.astype(np.float64)
+
+
+def run_torch(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarray, folder: Path,
+              settings: RegistrationSettings) -> np.ndarray:
+    """The PyTorch backend (settings' `torch`), same arguments and result as :func:`run_elastix` (`folder` unused)."""
+    from nstage.stationmap.registration_torch import run_torch as register
+
+    return register(fixed, moving, grid, mask, settings.torch, settings.window_hu, settings.threads)
 
 
 def _quality_figures(fixed: np.ndarray, fixed_grid: Grid, mask: np.ndarray, lungs: np.ndarray, mapping: np.ndarray,

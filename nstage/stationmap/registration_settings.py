@@ -9,7 +9,10 @@ from typing import Any
 
 from nstage import paths
 from nstage.stationmap.label_transfer import TransferSettings
+from nstage.stationmap.registration_torch import TorchSettings
 from nstage.stationmap.thorax_landmarks import LandmarkSettings
+
+BACKENDS = ("elastix", "torch", "auto")  # auto: torch when torch sees a CUDA GPU, else Elastix
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class RegistrationSettings:
     order_above: list[list[str]]
     order_right_of: list[list[str]]
     rules: dict[str, dict[str, Any]]
+    backend: str = "elastix"  # one of BACKENDS
+    torch: TorchSettings = TorchSettings()
 
 
 def load_settings(path: Path | None = None) -> RegistrationSettings:
@@ -55,7 +60,25 @@ def load_settings(path: Path | None = None) -> RegistrationSettings:
         order_above=[list(p) for p in c["anatomical_order"]["above"]],
         order_right_of=[list(p) for p in c["anatomical_order"]["right_of"]],
         rules={k: v for k, v in c["quality"].items() if isinstance(v, dict)},
+        backend=check_backend(str(c.get("backend", "elastix"))),
+        torch=TorchSettings.from_config(c.get("torch_backend", {})),
     )
+
+
+def check_backend(name: str) -> str:
+    """`name` if it is one of BACKENDS, else ValueError."""
+    if name not in BACKENDS:
+        raise ValueError(f"registration backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
+def resolve_backend(name: str) -> str:
+    """The backend that runs: `elastix` or `torch` (`auto`: torch when torch sees a CUDA GPU, else elastix)."""
+    if check_backend(name) != "auto":
+        return name
+    import torch
+
+    return "torch" if torch.cuda.is_available() else "elastix"
 
 
 def elastix_folder(atlas_folder: Path | None = None) -> Path:
