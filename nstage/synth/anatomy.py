@@ -17,6 +17,7 @@ from nstage.synth.shapes import (
     Clipped,
     Ellipsoid,
     Profile,
+    Rind,
     RoundedBox,
     Shape,
     Tube,
@@ -321,7 +322,7 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     # --- paint order ------------------------------------------------------------------------------
     S: list[Structure] = [
         Structure("body", "subcutaneous_fat", body),
-        Structure("skin", "skin", Clipped(body, lambda x, y, z, b=body: -b.sdf(x, y, z) - 2.0)),
+        Structure("skin", "skin", Rind(body, 2.0)),
         Structure("muscle", "muscle", muscle_outline, over=("subcutaneous_fat",)),
         Structure("abdomen", "abdominal_tissue", abdomen_cavity, over=("muscle",)),
         Structure("lungs", "lung", thorax_cavity, over=("muscle",)),

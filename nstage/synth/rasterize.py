@@ -17,7 +17,7 @@ import numpy as np
 from nstage.geometry import Grid
 from nstage.synth.anatomy import Anatomy
 from nstage.synth.frame import CanonicalFrame
-from nstage.synth.shapes import Clipped, Shape, Tube, Union
+from nstage.synth.shapes import Clipped, Profile, Rind, Shape, Tube, Union
 from nstage.synth.tissues import label
 
 BLOCK_MM = 4.0  # edge of the blocks that coarse-to-fine painting decides at once
@@ -49,6 +49,7 @@ class Canvas:
     tissue: np.ndarray  # uint8 [k, j, i]
     _xyz: np.ndarray | None = field(default=None, init=False, repr=False)  # (3, k, j, i): cx, cy, cz
     _tiles: tuple | None = field(default=None, init=False, repr=False)
+    _memo: dict | None = field(default=None, init=False, repr=False)  # id(shape) -> (shape, values, known): see remember
 
     @classmethod
     def create(cls, grid: Grid, frame: CanonicalFrame) -> Canvas:
@@ -188,6 +189,7 @@ class Canvas:
         start of `box`). So every voxel gets the label the piece would give it over its whole box.
         """
         s = (slice(None), *_slices(sub))
+        one = group[0] if len(group) == 1 and group[0].tube is None else None
         if block is None:
             if u.size >= SKIP_MIN_VOXELS:
                 done = np.count_nonzero(u)
@@ -195,9 +197,17 @@ class Canvas:
                     return
                 if done > SKIP_MIN_FRACTION * u.size:
                     left = np.nonzero(~u)
-                    u[left] = _below(group, self.xyz[s][(slice(None), *left)])
+                    if one is not None:
+                        _, ny, nx = self.grid.shape
+                        flat = ((left[0] + sub[0][0]) * ny + (left[1] + sub[1][0])) * nx + (left[2] + sub[2][0])
+                        u[left] = self._distance(one, flat, lambda: self._points(flat)) < 0
+                    else:
+                        u[left] = _below(group, self.xyz[s][(slice(None), *left)])
                     return
-            u |= _below(group, self.xyz[s])
+            if one is not None:
+                u |= self._distance(one, _slices(sub), lambda: self.xyz[s]) < 0
+            else:
+                u |= _below(group, self.xyz[s])
             return
         (piece,) = group
         starts = tuple(r[0] for r in box)
@@ -207,7 +217,9 @@ class Canvas:
         spacing = np.array(self.grid.spacing[::-1], float)  # (z, y, x)
         reach = LIPSCHITZ * float(np.linalg.norm(block * spacing)) / float(np.min(self.frame.scale))
         centres = np.ix_(*(a + np.minimum(np.arange(f, e) * b + b // 2, n - 1) for a, f, e, b, n in zip(starts, first, last, block, lengths)))
-        coarse = piece.sdf(self.cx[centres], self.cy[centres], self.cz[centres])
+        _, ny, nx = self.grid.shape
+        flat = (centres[0] * ny + centres[1]) * nx + centres[2]  # grid-flat indices of the block centres
+        coarse = self._distance(piece, flat, lambda: self._points(flat))
         shape = u.shape
 
         def full(flags: np.ndarray) -> np.ndarray:
@@ -216,9 +228,64 @@ class Canvas:
             return flags[: shape[0], : shape[1], : shape[2]]
 
         u |= full(coarse < -reach)
-        near = np.nonzero(full(np.abs(coarse) <= reach) & ~u)
-        p = self.xyz[s][(slice(None), *near)]
-        u[near] = piece.sdf(p[0], p[1], p[2]) < 0
+        near = full(np.abs(coarse) <= reach) & ~u
+        r = np.flatnonzero(near)  # region-flat
+        _, dj, di = shape
+        k, rest = np.divmod(r, dj * di)
+        j, i = np.divmod(rest, di)
+        flat = ((k + sub[0][0]) * ny + (j + sub[1][0])) * nx + (i + sub[2][0])
+        near.ravel()[r] = self._distance(piece, flat, lambda: self._points(flat)) < 0
+        u |= near
+
+    def remember(self, shapes: list[Shape]) -> None:
+        """Keep the distances of these shapes, voxel by voxel, for every piece built on them (until forget)."""
+        self._memo = {id(t): (t, None, None) for t in shapes}
+
+    def forget(self) -> None:
+        self._memo = None
+
+    def _points(self, flat: np.ndarray) -> np.ndarray:
+        """Canonical points (3, *flat.shape) of the voxels with grid-flat indices `flat`."""
+        return np.take(self.xyz.reshape(3, -1), flat, axis=1)
+
+    def _distance(self, piece: _Piece, at: tuple | np.ndarray, coords: Callable[[], np.ndarray]) -> np.ndarray:
+        """piece.sdf at the voxels `at` (array slices, or grid-flat indices) whose canonical points are coords();
+        the base shape's distances come from the memo where they were worked out before (the same numbers)."""
+        entry = None if self._memo is None or piece.base is None else self._memo.get(id(piece.base))
+        if entry is None or entry[0] is not piece.base:
+            p = coords()
+            return piece.sdf(p[0], p[1], p[2])
+        base, values, known = entry
+        if values is None:  # first use: work everything out and keep it
+            p = coords()
+            d = piece.base.sdf(p[0], p[1], p[2])
+            values, known = np.empty(self.grid.shape, np.float32), np.zeros(self.grid.shape, bool)
+            self._memo[id(base)] = (base, values, known)
+            self._keep(values, known, at, d, None)
+            return piece.clipped(d, coords)
+        if isinstance(at, np.ndarray):
+            d, have = np.take(values.reshape(-1), at), np.take(known.reshape(-1), at)
+        else:
+            d, have = np.array(values[at]), known[at]
+        if not have.all():
+            miss = ~have
+            q = coords()[:, miss]
+            d[miss] = base.sdf(q[0], q[1], q[2])
+            self._keep(values, known, at, d, miss)
+        return piece.clipped(d, coords)
+
+    @staticmethod
+    def _keep(values: np.ndarray, known: np.ndarray, at: tuple | np.ndarray, d: np.ndarray, miss: np.ndarray | None) -> None:
+        if isinstance(at, np.ndarray):
+            where = at if miss is None else at[miss]
+            values.reshape(-1)[where.reshape(-1)] = (d if miss is None else d[miss]).reshape(-1)
+            known.reshape(-1)[where.reshape(-1)] = True
+        elif miss is None:
+            values[at] = d
+            known[at] = True
+        else:
+            values[at][miss] = d[miss]
+            known[at][miss] = True
 
     def _block(self, box: Box3) -> np.ndarray | None:
         """Block edges (k, j, i voxels) for coarse-to-fine evaluation of `box`; None: voxel by voxel."""
@@ -271,7 +338,7 @@ def _tile_ranges(a: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
     out = []
     for f in (np.minimum, np.maximum):
         r = a
-        for ax in sorted(axes, reverse=True):
+        for ax in sorted(axes):  # outer axis first: whole rows or planes at a time
             n = r.shape[ax]
             first = [slice(None)] * 3
             first[ax] = slice(0, n, TILE)
@@ -305,16 +372,41 @@ def _shifted(box: Box3, start: tuple[int, ...]) -> tuple[slice, slice, slice]:
 
 
 @dataclass(frozen=True)
+class _RindKeep:
+    """A clip -base - thickness: the rind of the piece's own base shape."""
+
+    thickness: float
+
+
+@dataclass(frozen=True)
 class _Piece:
     """One piece of a shape: its signed distance, its canonical box and, for a tube segment, the tube and
-    segment; `keeps`: the clips it lies within (innermost first)."""
+    segment, else `base`, the shape whose distance it starts from; `keeps`: the clips it lies within
+    (innermost first)."""
 
     sdf: SdfFn
     lo: np.ndarray
     hi: np.ndarray
     tube: Tube | None = None
     segment: int = 0
-    keeps: tuple[SdfFn, ...] = ()
+    keeps: tuple[SdfFn | _RindKeep, ...] = ()
+    base: Shape | None = None
+
+    def clipped(self, d: np.ndarray, coords: Callable[[], np.ndarray]) -> np.ndarray:
+        """The piece's distance from its base's distance `d` (as the nested _clip_inside of `sdf` works it
+        out); coords(): the canonical points (3, ...) of `d`, asked for only if a clip needs them."""
+        base = d
+        for keep in self.keeps:
+            inside = d < 0
+            if inside.any():
+                d = np.array(d, copy=True)
+                if isinstance(keep, _RindKeep):
+                    k = -base[inside] - keep.thickness
+                else:
+                    q = coords()[:, inside]
+                    k = keep(q[0], q[1], q[2])
+                d[inside] = np.maximum(d[inside], k)
+        return d
 
 
 def _pieces(shape: Shape) -> Iterator[_Piece]:
@@ -325,14 +417,22 @@ def _pieces(shape: Shape) -> Iterator[_Piece]:
     elif isinstance(shape, Clipped):
         keep = shape.keep
         for p in _pieces(shape.shape):
-            yield _Piece(lambda x, y, z, f=p.sdf: _clip_inside(f(x, y, z), keep, x, y, z), p.lo, p.hi, p.tube, p.segment, (*p.keeps, keep))
+            yield _Piece(lambda x, y, z, f=p.sdf: _clip_inside(f(x, y, z), keep, x, y, z), p.lo, p.hi, p.tube, p.segment, (*p.keeps, keep), p.base)
+    elif isinstance(shape, Rind):
+        inner = list(_pieces(shape.shape))
+        t = shape.thickness
+        if len(inner) == 1 and inner[0].base is shape.shape and not inner[0].keeps:
+            p = inner[0]
+            yield _Piece(lambda x, y, z, f=p.sdf: _rind_inside(f(x, y, z), t), p.lo, p.hi, None, 0, (_RindKeep(t),), p.base)
+        else:
+            yield from _pieces(Clipped(shape.shape, lambda x, y, z, f=shape.shape.sdf: -f(x, y, z) - t))
     elif isinstance(shape, Tube):
         lo, hi = _segment_boxes(shape)
         for i in range(len(lo)):
             yield _Piece(lambda x, y, z, i=i: shape.segment_sdf(i, x, y, z), lo[i], hi[i], shape, i)
     else:
         lo, hi = shape.bbox()
-        yield _Piece(shape.sdf, np.asarray(lo, float), np.asarray(hi, float))
+        yield _Piece(shape.sdf, np.asarray(lo, float), np.asarray(hi, float), base=shape)
 
 
 def _segment_boxes(tube: Tube) -> tuple[np.ndarray, np.ndarray]:
@@ -406,13 +506,13 @@ def _segments_below(tube: Tube, idx: np.ndarray, p: np.ndarray) -> np.ndarray:
     t = w[:, 0] + w[:, 1]
     t += w[:, 2]
     t /= l2[idx].reshape(shape)
-    t = np.clip(t, 0.0, 1.0)
-    c = t[:, None] * ab
-    c += a
-    d = p - c
-    d *= d
-    s = d[:, 0] + d[:, 1]
-    s += d[:, 2]
+    np.clip(t, 0.0, 1.0, out=t)
+    np.multiply(t[:, None], ab, out=w)  # a + t (b - a), reusing w
+    w += a
+    np.subtract(p, w, out=w)
+    w *= w
+    s = w[:, 0] + w[:, 1]
+    s += w[:, 2]
     np.sqrt(s, out=s)
     r = t * dr[idx].reshape(shape)
     r += ra[idx].reshape(shape)
@@ -440,6 +540,15 @@ def _segment_terms(tube: Tube) -> tuple[np.ndarray, ...]:
     return terms
 
 
+def _rind_inside(d: np.ndarray, thickness: float) -> np.ndarray:
+    """_clip_inside(d, -base - thickness) where d is the base's own distance."""
+    inside = d < 0
+    if inside.any():
+        d = np.array(d, copy=True)
+        d[inside] = np.maximum(d[inside], -d[inside] - thickness)
+    return d
+
+
 def _clip_inside(d: np.ndarray, keep: SdfFn, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """max(d, keep) where d < 0, d elsewhere: the same sign as the clipped shape's distance, and
     never farther from zero, with `keep` evaluated only where it can matter."""
@@ -451,6 +560,18 @@ def _clip_inside(d: np.ndarray, keep: SdfFn, x: np.ndarray, y: np.ndarray, z: np
 
 
 def paint_anatomy(canvas: Canvas, anatomy: Anatomy) -> None:
-    """Paint every structure of the anatomy in order, then the CT table under the patient."""
+    """Paint every structure of the anatomy in order, then the CT table under the patient.
+
+    The distances of a body outline that several structures are cut from (body and skin, the
+    thoracic cavity and what is clipped from it) are worked out once per voxel."""
+    uses: dict[int, list] = {}
     for s in anatomy.structures:
-        canvas.paint(s.shape, s.tissue, s.over)
+        for p in _pieces(s.shape):
+            if isinstance(p.base, Profile):
+                uses.setdefault(id(p.base), [p.base, 0])[1] += 1
+    canvas.remember([t for t, n in uses.values() if n > 1])
+    try:
+        for s in anatomy.structures:
+            canvas.paint(s.shape, s.tissue, s.over)
+    finally:
+        canvas.forget()

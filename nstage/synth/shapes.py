@@ -221,6 +221,26 @@ class Clipped:
 
 
 @dataclass(frozen=True)
+class Rind:
+    """The outer `thickness` mm of a shape: Clipped(shape, -shape.sdf - thickness), the same numbers,
+    with the shape's distance worked out once (the painter also reuses it from the shape itself)."""
+
+    shape: Shape
+    thickness: float
+
+    def bbox(self) -> Box:
+        return self.shape.bbox()
+
+    def sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        d = self.shape.sdf(x, y, z)
+        return np.maximum(d, -d - self.thickness).astype(np.float32)
+
+    def inflated(self, margin: float) -> "Clipped":
+        shape, t = self.shape, self.thickness  # as Clipped.inflated: the clip stays that of the shape itself
+        return Clipped(shape.inflated(margin), lambda x, y, z: -shape.sdf(x, y, z) - t)
+
+
+@dataclass(frozen=True)
 class Union:
     """Several shapes as one."""
 

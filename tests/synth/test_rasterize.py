@@ -98,3 +98,34 @@ def test_fast_painting_labels_every_voxel_as_piece_by_piece_painting(spacing: tu
         _plain_paint(plain, s.shape, s.tissue, s.over)
     assert len(np.unique(plain.tissue)) > 10
     assert np.array_equal(fast.tissue, plain.tissue), int((fast.tissue != plain.tissue).sum())
+
+
+def test_rind_paints_what_the_clip_it_stands_for_paints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rind(body, t) is Clipped(body, -body.sdf - t) with the body's distance worked out once."""
+    from nstage.synth.shapes import Clipped, Rind
+
+    rng = np.random.default_rng(5)
+    params = sample_params(rng, "F", 22.0, 1.60)
+    anatomy = build_anatomy(params)
+    frame = sample_frame(rng, params.size, params.width, params.depth, np.array([0.0, -20.0, -350.0]))
+    body = anatomy.body
+    x, y, z = (rng.uniform(-200, 200, 5000) for _ in range(3))
+    assert np.array_equal(Rind(body, 2.0).sdf(x, y, z), Clipped(body, lambda a, b, c: -body.sdf(a, b, c) - 2.0).sdf(x, y, z))
+    grid = Grid(shape=(40, 90, 120), spacing=(2.0, 2.0, 2.5), origin=(-120.0, -90.0, -420.0))
+    masks = []
+    for blocked in (True, False):
+        monkeypatch.setattr(rasterize, "MIN_BLOCKED_VOXELS", 10_000 if blocked else 10**12)
+        for shape in (Rind(body, 2.0), Clipped(body, lambda a, b, c: -body.sdf(a, b, c) - 2.0)):
+            canvas = rasterize.Canvas.create(grid, frame)
+            canvas.remember([body])
+            canvas.paint(body, "subcutaneous_fat")
+            canvas.paint(shape, "skin")
+            masks.append(canvas.tissue.copy())
+    assert (masks[0] == label_of("skin")).sum() > 1000
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])
+
+
+def label_of(name: str) -> int:
+    from nstage.synth.tissues import label
+
+    return label(name)
