@@ -237,11 +237,12 @@ def save(ds: Dataset, path: Path, shared: SharedElements | None = None) -> None:
     Path(path).write_bytes(fp.getvalue())
 
 
-def check_volume(array: np.ndarray, grid: Grid, what: str) -> np.ndarray:
-    """``array`` as float64 after checking that it matches ``grid`` and is finite."""
+def check_volume(array: np.ndarray, grid: Grid, what: str, keep_float32: bool = False) -> np.ndarray:
+    """``array`` as float64 (float32 stays float32 if `keep_float32`) after checking that it matches ``grid`` and is finite."""
     if tuple(array.shape) != tuple(grid.shape):
         raise ValueError(f"{what}: array shape {array.shape} does not match grid shape {grid.shape}")
-    out = np.asarray(array, dtype=np.float64)
+    keep = keep_float32 and isinstance(array, np.ndarray) and array.dtype == np.float32
+    out = array if keep else np.asarray(array, dtype=np.float64)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{what}: array holds NaN or infinite values")
     return out

@@ -88,7 +88,8 @@ def write_ct_series(
     series_number: int = 2,
 ) -> list[Path]:
     """Write ``hu`` (float HU on ``grid``) as a CT Image series; returns the files, slice order."""
-    values = check_volume(hu, grid, "CT")
+    values = check_volume(hu, grid, "CT", keep_float32=True)
+    # float32 HU give the same integers in float32 as in float64 (exact conversion, clip, rint, offset)
     stored = (np.rint(np.clip(values, *CT_HU_RANGE)) - CT_INTERCEPT).astype(np.int16)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
