@@ -48,30 +48,33 @@ class TorchSettings:
     threads: int = 0  # CPU threads; 0: the registration's `threads` (0 there: every core)
     seed: int = 0
     levels: int = 3
-    metric: str = "lncc"
+    metric: str = "mi"
     lncc_window: int = 5  # voxels of the level
     mi_bins: int = 32
     mi_samples: int = 20000
-    affine_iterations: tuple[int, ...] = (80, 50, 20)
+    affine_iterations: tuple[int, ...] = (80, 50, 0)
     affine_step_mm: float = 1.0
     affine_step_linear: float = 0.004
-    bspline_iterations: tuple[int, ...] = (80, 60, 40)
+    bspline_iterations: tuple[int, ...] = (80, 60, 30)
     bspline_step_mm: float = 0.6
     final_grid_spacing_mm: float = 15.0
-    bending_weight: float = 0.05
+    bending_weight: float = 0.0001
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> "TorchSettings":
-        a, b = c.get("affine", {}), c.get("bspline", {})
+        """From the `torch_backend` block (missing keys: the defaults above)."""
+        d, a, b = cls(), c.get("affine", {}), c.get("bspline", {})
         s = cls(
-            device=str(c.get("device", "auto")), threads=int(c.get("threads", 0)), seed=int(c.get("seed", 0)),
-            levels=int(c.get("levels", 3)), metric=str(c.get("metric", "lncc")), lncc_window=int(c.get("lncc_window_voxels", 5)),
-            mi_bins=int(c.get("mi_bins", 32)), mi_samples=int(c.get("mi_samples", 20000)),
-            affine_iterations=tuple(int(v) for v in a.get("iterations", (80, 50, 20))),
-            affine_step_mm=float(a.get("step_mm", 1.0)), affine_step_linear=float(a.get("step_linear", 0.004)),
-            bspline_iterations=tuple(int(v) for v in b.get("iterations", (80, 60, 40))),
-            bspline_step_mm=float(b.get("step_mm", 0.6)), final_grid_spacing_mm=float(b.get("final_grid_spacing_mm", 15.0)),
-            bending_weight=float(b.get("bending_weight", 0.05)),
+            device=str(c.get("device", d.device)), threads=int(c.get("threads", d.threads)), seed=int(c.get("seed", d.seed)),
+            levels=int(c.get("levels", d.levels)), metric=str(c.get("metric", d.metric)),
+            lncc_window=int(c.get("lncc_window_voxels", d.lncc_window)), mi_bins=int(c.get("mi_bins", d.mi_bins)),
+            mi_samples=int(c.get("mi_samples", d.mi_samples)),
+            affine_iterations=tuple(int(v) for v in a.get("iterations", d.affine_iterations)),
+            affine_step_mm=float(a.get("step_mm", d.affine_step_mm)), affine_step_linear=float(a.get("step_linear", d.affine_step_linear)),
+            bspline_iterations=tuple(int(v) for v in b.get("iterations", d.bspline_iterations)),
+            bspline_step_mm=float(b.get("step_mm", d.bspline_step_mm)),
+            final_grid_spacing_mm=float(b.get("final_grid_spacing_mm", d.final_grid_spacing_mm)),
+            bending_weight=float(b.get("bending_weight", d.bending_weight)),
         )
         s.check()
         return s
@@ -196,21 +199,25 @@ def _register(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarra
         levels.append({"step": step, "base": base(step), "fixed": smooth(f_img, sigma)[sl].contiguous(),
                        "moving": smooth(m_img, sigma), "mask": (f_mask[sl] > 0.5).to(torch.float32)})
 
+    for level in levels:
+        level["inside"] = torch.nonzero(level["mask"].reshape(-1) > 0).reshape(-1)  # flat indices of the mask's points
+
     def similarity(level: dict[str, Any], sample_at: torch.Tensor) -> torch.Tensor:
-        """The metric of the moving image sampled at `sample_at` (N coordinates) against the fixed, in the mask."""
+        """The metric of the moving image sampled at `sample_at` (N coordinates ``[1, k, j, i, 3]``) against the fixed, in the mask."""
         from deepali.losses import functional as L
 
+        if s.metric == "mi":  # a fresh random sample of the mask's points each iteration (seeded), as Elastix's sampler
+            inside = level["inside"]
+            if inside.numel() > s.mi_samples:
+                inside = inside[torch.randint(0, inside.numel(), (s.mi_samples,), generator=gen, device=device)]
+            pts = sample_at.reshape(-1, 3)[inside].view(1, 1, 1, -1, 3)
+            w = F.grid_sample(level["moving"], pts, mode="bilinear", padding_mode="zeros", align_corners=True).view(1, 1, -1)
+            return L.mi_loss(w, level["fixed"].reshape(-1)[inside].view(1, 1, -1), vmin=0.0, vmax=1.0, num_bins=s.mi_bins)
         warped = F.grid_sample(level["moving"], sample_at, mode="bilinear", padding_mode="zeros", align_corners=True)
         if s.metric == "lncc":
             return _lncc_loss(warped, level["fixed"], level["mask"], s.lncc_window)
         sel = level["mask"] > 0
-        w, f = warped[sel][None, None], level["fixed"][sel][None, None]
-        if s.metric == "ncc":
-            return L.ncc_loss(w, f)
-        if w.shape[-1] > s.mi_samples:
-            idx = torch.randint(0, w.shape[-1], (s.mi_samples,), generator=gen, device=device)
-            w, f = w[..., idx], f[..., idx]
-        return L.mi_loss(w, f, vmin=0.0, vmax=1.0, num_bins=s.mi_bins)
+        return L.ncc_loss(warped[sel][None, None], level["fixed"][sel][None, None])
 
     # affine stage: A(x) = c + (I + M)(x - c) + t, in N coordinates n -> theta_lin n + theta_off
     lin = torch.zeros((3, 3), requires_grad=True, **f32)

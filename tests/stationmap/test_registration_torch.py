@@ -16,10 +16,9 @@ from nstage.stationmap.registration_torch import TorchSettings, padded_shape, ru
 pytestmark = pytest.mark.filterwarnings("ignore:builtin type .* has no __module__ attribute:DeprecationWarning")  # ITK SWIG
 
 WINDOW = (0.0, 1.0)
-# tiny problems: 2 levels, few iterations (2 CPU cores)
-FAST = TorchSettings(device="cpu", threads=1, levels=2, metric="lncc", lncc_window=5, affine_iterations=(40, 20),
-                     affine_step_mm=1.0, affine_step_linear=0.005, bspline_iterations=(40, 30), bspline_step_mm=0.5,
-                     final_grid_spacing_mm=16.0, bending_weight=0.002)
+# the shipped settings on tiny problems: 2 levels, few iterations, one thread (2 CPU cores, shared)
+FAST = replace(TorchSettings(), device="cpu", threads=1, levels=2, mi_samples=5000, affine_iterations=(40, 20),
+               bspline_iterations=(40, 30), final_grid_spacing_mm=16.0)
 
 
 def _grid(n: int = 32, spacing: float = 4.0) -> Grid:
@@ -78,25 +77,29 @@ def test_recovers_a_known_affine_and_smooth_deformation() -> None:
     inner = np.linalg.norm(p, axis=-1) < 40.0
     before = np.linalg.norm(_true_map(p) - p, axis=-1)[inner]
     after = np.linalg.norm(p + disp - _true_map(p), axis=-1)[inner]
-    assert np.mean(after) < 0.25 * np.mean(before) and np.mean(after) < 1.5, (np.mean(before), np.mean(after))
+    # measured (shipped settings, 2 levels): 6.9 mm before, 0.27 mm mean and 0.5 mm 95th percentile after
+    assert np.mean(after) < 0.1 * np.mean(before) and np.mean(after) < 0.6 and np.percentile(after, 95) < 1.2, (np.mean(before), np.mean(after))
 
 
-def test_the_mask_is_honoured() -> None:
-    """A blob that moved only outside the mask pulls the registration with a full mask, not inside the mask."""
+@pytest.mark.parametrize("metric", ["mi", "lncc"])
+def test_the_mask_is_honoured(metric: str) -> None:
+    """A blob that moved only outside the mask is followed with a full mask, not when the metric is confined to the mask."""
     grid = _grid()
     p = _points(grid)
-    fixed = _phantom(p, extra=(40.0, 40.0, 0.0))
-    moving = _phantom(p, extra=(48.0, 40.0, 0.0))  # the extra blob 8 mm further left, the rest identical
-    inside = np.linalg.norm(p, axis=-1) < 35.0
-    masked = run_torch(fixed, moving, grid, inside, FAST, WINDOW)
-    full = run_torch(fixed, moving, grid, np.ones(grid.shape, bool), FAST, WINDOW)
-    moved_masked = np.linalg.norm(masked[inside], axis=-1)
-    moved_full = np.linalg.norm(full[inside], axis=-1)
-    assert np.percentile(moved_masked, 95) < 0.5 and moved_masked.max() < 1.5  # identical inside the mask: (almost) no motion
-    assert np.percentile(moved_full, 95) > 3.0  # with the whole grid the moved blob drags the transform
+    blob = np.array([44.0, 44.0, 0.0])
+    fixed = _phantom(p, extra=tuple(blob))
+    moving = _phantom(p, extra=tuple(blob + [8.0, 0.0, 0.0]))  # the extra blob 8 mm further left, the rest identical
+    inside = np.linalg.norm(p, axis=-1) < 30.0
+    s = replace(FAST, metric=metric)
+    masked = run_torch(fixed, moving, grid, inside, s, WINDOW)
+    full = run_torch(fixed, moving, grid, np.ones(grid.shape, bool), s, WINDOW)
+    near_blob = np.linalg.norm(p - blob, axis=-1) < 8.0
+    assert np.median(full[near_blob][:, 0]) > 5.0  # with the whole grid, the blob is followed
+    assert abs(np.median(masked[near_blob][:, 0])) < 1.5  # with the mask, it is not
+    assert np.percentile(np.linalg.norm(masked[inside], axis=-1), 95) < 1.2  # and inside the mask (identical images) little moves
 
 
-@pytest.mark.parametrize("metric", ["lncc", "mi"])
+@pytest.mark.parametrize("metric", ["mi", "lncc"])
 def test_cpu_runs_are_bit_exact_for_a_seed(metric: str) -> None:
     grid = _grid(24)
     p = _points(grid)
@@ -194,10 +197,8 @@ def test_map_stations_runs_the_chosen_backend_and_records_it(atlases, monkeypatc
     monkeypatch.setattr(registration, "run_elastix", recorder("elastix"))
     monkeypatch.setattr(registration, "run_torch", recorder("torch"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    a = atlases[0]
-    g = a.ct_grid  # the atlas CT at 4 mm as the patient (a small grid: fast label transfer)
-    patient = Grid(tuple(-(-n // 2) for n in g.shape), tuple(2 * v for v in g.spacing), g.origin, g.direction)
-    result = registration.map_stations(np.ascontiguousarray(a.ct[::2, ::2, ::2], np.float32), patient, atlases, backend=asked)
+    hu, grid = _atlas_as_patient(atlases)  # the atlas CT as the patient
+    result = registration.map_stations(hu, grid, atlases, backend=asked)
     assert calls == [ran]
     report = result.report()
     assert report["backend"]["name"] == ran and report["backend"]["requested"] == (asked or "elastix")
@@ -220,3 +221,60 @@ def test_refined_coefficients_give_the_same_spline_on_the_finer_level() -> None:
     u_coarse = B.evaluate_cubic_bspline(c, shape=coarse, kernel=kernel)
     u_fine = B.evaluate_cubic_bspline(refine_coefficients(c, fine, strides), shape=fine, kernel=kernel)
     assert torch.allclose(u_fine[..., ::2, ::2, ::2], u_coarse, atol=1e-5)
+
+
+def _atlas_as_patient(atlases) -> tuple[np.ndarray, Grid]:
+    """The atlas CT at 4 mm: a chest CT whose landmarks are found, on a small grid."""
+    a = atlases[0]
+    g = a.ct_grid
+    grid = Grid(tuple(-(-n // 2) for n in g.shape), tuple(2 * v for v in g.spacing), g.origin, g.direction)
+    return np.ascontiguousarray(a.ct[::2, ::2, ::2], np.float32), grid
+
+
+@pytest.mark.parametrize("flip", ["left-right", "head-feet"])
+def test_the_quality_gate_refuses_a_flipped_ct_before_the_torch_backend_runs(atlases, monkeypatch, flip: str) -> None:
+    """The landmark checks come before either backend: a mirrored CT fails the same way with both."""
+    import nstage.stationmap.registration as registration
+
+    def never(*args):
+        raise AssertionError("the backend ran on a CT the landmark checks should have refused")
+
+    monkeypatch.setattr(registration, "run_torch", never)
+    hu, grid = _atlas_as_patient(atlases)
+    hu = np.ascontiguousarray(np.flip(hu, axis={"left-right": 2, "head-feet": 0}[flip]))
+    result = registration.map_stations(hu, grid, atlases, backend="torch")
+    assert result.status == "failed" and result.labels is None and result.grade.reasons
+    assert result.report()["backend"]["name"] == "torch"
+
+
+E2E_SEED = 626262  # a `small` case used neither in development nor by the benchmarks (900001 and up)
+E2E_MIN_MEAN_DICE_VS_ELASTIX = 0.85  # measured 0.924 (min station 0.886; truth Dice torch 0.841, Elastix 0.827)
+E2E_MIN_STATION_DICE_VS_ELASTIX = 0.65
+
+
+@pytest.mark.slow
+def test_torch_stations_agree_with_elastix_on_a_synthetic_case(atlases) -> None:
+    """One small synthetic case through map_stations with both backends: the torch station maps are close to
+    Elastix's, and as close to the generator's truth (the torch backend on one CPU thread: stable times on a shared machine)."""
+    from nstage.progress import StageTimer
+    from nstage.stationmap.registration import map_stations
+    from nstage.stations import by_label
+    from nstage.synth.case import render_case
+
+    case = render_case("torch", E2E_SEED, 0, "small", "default", None, StageTimer())
+    settings = load_settings()
+    settings = replace(settings, torch=replace(settings.torch, threads=1))
+    elastix = map_stations(case.hu, case.ct_grid, atlases, settings, backend="elastix")
+    torch_ = map_stations(case.hu, case.ct_grid, atlases, settings, backend="torch")
+    assert elastix.status == "ok" and torch_.status == "ok", torch_.grade.reasons
+    assert torch_.report()["stations_missing"] == [] and torch_.report()["backend"]["name"] == "torch"
+
+    def dice(a: np.ndarray, b: np.ndarray) -> float:
+        return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
+
+    agree = [dice(torch_.labels == v, elastix.labels == v) for v in by_label()]
+    truth_torch = [dice(torch_.labels == v, case.stations == v) for v in by_label()]
+    truth_elastix = [dice(elastix.labels == v, case.stations == v) for v in by_label()]
+    assert np.mean(agree) >= E2E_MIN_MEAN_DICE_VS_ELASTIX and min(agree) >= E2E_MIN_STATION_DICE_VS_ELASTIX, np.round(agree, 2)
+    assert np.mean(truth_torch) >= np.mean(truth_elastix) - 0.05, (np.mean(truth_torch), np.mean(truth_elastix))
+    assert torch_.figures()["folded_fraction"] == 0.0
