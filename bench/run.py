@@ -61,7 +61,7 @@ def bench_pipeline(work: Path) -> dict[str, object]:
     return out
 
 
-COLLECTED = ("pipeline_eval.json", "registration.json", "dicom_outputs.json", "classifier.json", "classifier_ceiling.json", "route.json",
+COLLECTED = ("pipeline_eval.json", "registration.json", "registration_backends.json", "dicom_outputs.json", "classifier.json", "classifier_ceiling.json", "route.json",
              "batch.json", "ingest.json", "encodings_decisions.json")
 
 

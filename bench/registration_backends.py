@@ -1,0 +1,153 @@
+"""Both registration backends side by side on synthetic cases: station Dice and centroid error against
+the generator's truth, Dice of the torch stations against Elastix's, and time, on this machine's CPU.
+
+Usage: python -m bench.registration_backends [--preset small|clinical] [--cases N] [--first-seed S]
+       [--torch-threads T] [--out bench/registration_backends.json]
+
+Cases are rendered in memory from seeds not used in development (900001 and up, as bench/registration_bench.py),
+one per seed; the default atlas is registered to each CT with `map_stations(..., backend=...)` once with
+Elastix and once with the PyTorch backend (config/registration.json's settings; device: the CPU unless
+torch sees a GPU), and both station maps are scored as in bench/registration_bench.py. Times: the
+backend's own stage ("atlas reference: elastix" / "... torch") and the whole `map_stations` call.
+Targets (issue 19): torch's mean station Dice within 0.02 of Elastix's, median centroid error <= 3 mm,
+no station missing. GPU figures are not measured here: this bench runs where it is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("elastix", "torch")
+TARGETS = {"mean_station_dice_gap_max": 0.02, "median_centroid_error_mm_max": 3.0, "stations_missing_max": 0}
+
+
+def run_case(seed: int, preset: str, atlases: list[Any], settings: Any) -> dict[str, Any]:
+    """Render one case, register it with both backends, score both station maps."""
+    from bench.registration_bench import station_scores
+    from nstage.progress import StageTimer
+    from nstage.stationmap.registration import map_stations
+    from nstage.stations import load_stations
+    from nstage.synth.case import render_case
+
+    case = render_case(f"bench{seed}", seed, 0, preset, "default", None, StageTimer())
+    labels = {s.label: s.station for s in load_stations()}
+    out: dict[str, Any] = {"seed": seed, "ct_shape": list(case.ct_grid.shape), "ct_spacing_mm": list(case.ct_grid.spacing)}
+    maps: dict[str, np.ndarray | None] = {}
+    for backend in BACKENDS:
+        timer = StageTimer()
+        t0 = time.perf_counter()
+        result = map_stations(case.hu, case.ct_grid, atlases, settings, timer=timer, backend=backend)
+        seconds = time.perf_counter() - t0
+        maps[backend] = result.labels
+        scores = station_scores(result.labels, case.stations, case.ct_grid.spacing, case.ct_grid.affine, labels) if result.labels is not None else {}
+        missing = [labels[v] for v in labels if (case.stations == v).any() and (result.labels is None or not (result.labels == v).any())]
+        stage = next((v for k, v in timer.timings.items() if k.endswith(f": {backend}")), None)
+        out[backend] = {"status": result.status, "reasons": result.grade.reasons, "seconds": round(seconds, 2),
+                        "backend_seconds": None if stage is None else round(stage, 2), "stations": scores, "stations_missing": missing,
+                        "figures": result.figures(), "backend": result.report()["backend"]}
+    a, b = maps["torch"], maps["elastix"]
+    if a is not None and b is not None:
+        agree = {}
+        for value, name in labels.items():
+            pa, pb = a == value, b == value
+            if pa.any() or pb.any():
+                agree[name] = round(2.0 * float((pa & pb).sum()) / float(pa.sum() + pb.sum()), 4)
+        out["dice_torch_vs_elastix"] = agree
+    return out
+
+
+def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per backend: bench/registration_bench.py's summary; and the agreement of the two."""
+    from bench.registration_bench import summarise as one
+
+    out: dict[str, Any] = {}
+    for backend in BACKENDS:
+        rows = [{**c[backend], "seed": c["seed"]} for c in cases]
+        s = one(rows)
+        s["summary"].pop("meets_targets", None)
+        stages = [r["backend_seconds"] for r in rows if r["backend_seconds"] is not None]
+        s["summary"]["backend_seconds_mean"] = round(float(np.mean(stages)), 1) if stages else None
+        s["summary"]["backend_seconds_max"] = round(float(np.max(stages)), 1) if stages else None
+        out[backend] = s
+    agree = [v for c in cases for v in c.get("dice_torch_vs_elastix", {}).values()]
+    per_case = [float(np.mean(list(c["dice_torch_vs_elastix"].values()))) for c in cases if c.get("dice_torch_vs_elastix")]
+    gap = None
+    if out["torch"]["summary"]["mean_station_dice"] is not None and out["elastix"]["summary"]["mean_station_dice"] is not None:
+        gap = round(out["elastix"]["summary"]["mean_station_dice"] - out["torch"]["summary"]["mean_station_dice"], 3)
+    t = out["torch"]["summary"]
+    out["comparison"] = {
+        "dice_torch_vs_elastix_mean": round(float(np.mean(agree)), 3) if agree else None,
+        "dice_torch_vs_elastix_min_station": round(float(np.min(agree)), 3) if agree else None,
+        "dice_torch_vs_elastix_min_case_mean": round(float(np.min(per_case)), 3) if per_case else None,
+        "mean_station_dice_gap_elastix_minus_torch": gap,
+        "meets_targets": bool(gap is not None and gap <= TARGETS["mean_station_dice_gap_max"]
+                              and t["median_centroid_error_mm"] is not None and t["median_centroid_error_mm"] <= TARGETS["median_centroid_error_mm_max"]
+                              and t["stations_missing"] <= TARGETS["stations_missing_max"]),
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small", choices=["small", "clinical"])
+    p.add_argument("--cases", type=int, default=4)
+    p.add_argument("--first-seed", type=int, default=900001)
+    p.add_argument("--torch-threads", type=int, default=None, help="CPU threads of the torch backend (default: the settings')")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "registration_backends.json")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from bench.machine import machine
+    from nstage import paths
+    from nstage.stationmap.atlas import load_atlases
+    from nstage.stationmap.registration_settings import load_settings
+    from nstage.stationmap.registration_torch import library_versions, torch_device
+
+    settings = load_settings()
+    if args.torch_threads is not None:
+        settings = replace(settings, torch=replace(settings.torch, threads=args.torch_threads))
+    atlases = load_atlases([paths.atlas_dir()])
+    started = machine()
+    cases = []
+    for seed in range(args.first_seed, args.first_seed + args.cases):
+        c = run_case(seed, args.preset, atlases, settings)
+        cases.append(c)
+        line = ", ".join(f"{b} {c[b]['status']} Dice {np.mean([s['dice'] for s in c[b]['stations'].values()]) if c[b]['stations'] else float('nan'):.3f} "
+                         f"{c[b]['backend_seconds']} s" for b in BACKENDS)
+        agree = c.get("dice_torch_vs_elastix")
+        print(f"seed {seed}: {line}; torch vs elastix Dice {np.mean(list(agree.values())) if agree else float('nan'):.3f}", flush=True)
+    device = torch_device(settings.torch.device)
+    result = {
+        "benchmark": f"registration backends side by side on synthetic {args.preset} cases",
+        "machine": started, "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "torch": {"device": device, "threads": settings.torch.threads or settings.threads or os.cpu_count(), **library_versions(),
+                  "cuda_available": torch.cuda.is_available(), "settings": {k: v for k, v in vars(settings.torch).items()}},
+        "gpu": "measured" if device != "cpu" else "not measured: no GPU on this machine (the torch backend ran on the CPU)",
+        "preset": args.preset, "targets": TARGETS, **summarise(cases), "cases": cases,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(args.out)
+    print(f"{'':<9} {'Dice':>6} {'centroid mm':>12} {'missing':>8} {'backend s':>10} {'map_stations s':>15}")
+    for b in BACKENDS:
+        s = result[b]["summary"]
+        print(f"{b:<9} {s['mean_station_dice']:>6} {s['median_centroid_error_mm']:>12} {s['stations_missing']:>8} "
+              f"{s['backend_seconds_mean']:>10} {s['seconds_per_registration_mean']:>15}")
+    print(f"comparison: {result['comparison']}; torch on {device}; written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
