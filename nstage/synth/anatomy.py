@@ -44,6 +44,7 @@ class AnatomyParams:
     dome_right: float = -105.0
     dome_left: float = -118.0
     apex_z: float = 138.0
+    upper_z_scale: float = 0.63  # heights above the carina are scaled by it (see build_anatomy)
     arms_down: bool = False
     breasts: bool = False
     vessel_seed: int = 0
@@ -75,6 +76,7 @@ def sample_params(rng: np.random.Generator, sex: str, bmi: float, height_m: floa
         arms_down=bool(rng.random() < 0.15),
         breasts=bool(sex == "F"),
         vessel_seed=int(rng.integers(0, 2**31 - 1)),
+        upper_z_scale=float(np.clip(rng.normal(0.63, 0.05), 0.5, 0.78)),
     )
 
 
@@ -139,9 +141,31 @@ def _pts(*points: tuple[float, float, float]) -> np.ndarray:
     return np.asarray(points, dtype=float)
 
 
+def upper_z_map(z: np.ndarray | float, scale: float) -> np.ndarray:
+    """Heights above the carina (z > 0) scaled by `scale`; the carina and everything below stay.
+
+    The organs above the carina are laid out at heights that give a lung apex about 150 mm above
+    the carina; adults measure about 85-100 mm (the apex at T1, the carina at T4-T5, vertebrae about
+    25 mm apart; the real chest CT of ../shared/data/real-ct: 85 mm). Scaling the layout's heights,
+    not the organs' cross-sections, keeps tubes round and vertebrae their size.
+    """
+    z = np.asarray(z, dtype=float)
+    return np.where(z > 0.0, z * scale, z)
+
+
 def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     """All organs of one patient in canonical space."""
     W, D = p.width, p.depth
+    f = p.upper_z_scale
+
+    def Z(z: float) -> float:
+        return float(upper_z_map(z, f))
+
+    def P(*points: tuple[float, float, float]) -> np.ndarray:
+        a = _pts(*points)
+        a[:, 2] = upper_z_map(a[:, 2], f)
+        return a
+
     ra = p.aorta_scale
     dz = p.arch_dz
     organs: dict[str, Shape] = {}
@@ -152,52 +176,52 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     cav_d = np.array([86.0, 86, 86, 84, 75, 62, 52, 38, 10, 10]) * D
     cav_y = np.array([5.0, 5, 5, 5, 8, 14, 18, 20, 20, 20])
     apex_scale = p.apex_z / 138.0
-    z_cav = np.where(z_tab > 60, 60 + (z_tab - 60) * apex_scale, z_tab)
+    z_cav = upper_z_map(np.where(z_tab > 60, 60 + (z_tab - 60) * apex_scale, z_tab), f)
     cavity = Profile(z_cav, cav_w, cav_d, cav_y, exponent=2.3)
     wall = 12.0 + p.muscle_mm + p.fat_mm
     body_w = np.array([118.0 + wall, 122 + wall, 125 + wall, 125 + wall, 120 + wall, 112 + wall, 98 + wall * 0.8, 70 + p.fat_mm, 62 + p.fat_mm, 60 + p.fat_mm])
     body_w[:6] = cav_w[:6] + wall
     body_d = np.array([86.0, 86, 86, 84, 78, 68, 62, 55, 52, 52]) * D + np.array([wall] * 6 + [wall * 0.8, p.fat_mm + 12, p.fat_mm + 10, p.fat_mm + 10])
     body_y = np.array([5.0, 5, 5, 5, 10, 16, 20, 22, 22, 22])
-    body = Profile(z_tab, body_w, body_d, body_y, exponent=2.6)
+    body = Profile(upper_z_map(z_tab, f), body_w, body_d, body_y, exponent=2.6)
     muscle_outline = body.inflated(-p.fat_mm)
 
     # --- airways -------------------------------------------------------------------------------
     rt = p.trachea_radius
-    trachea = Tube.through(_pts((0, -30, 210), (0, -24, 150), (0, -15, 80), (0, -5, 30), (0, 0, 0)), rt)
-    rmb = Tube.through(_pts((0, 0, 0), (-12, 2, -7), (-23, 5, -15)), rt * 0.78)
-    lmb = Tube.through(_pts((0, 0, 0), (20, 5, -14), (40, 12, -30)), rt * 0.72)
-    rul = Tube.through(_pts((-23, 5, -15), (-40, 3, -9), (-55, -4, 4)), rt * 0.5)
-    bi = Tube.through(_pts((-23, 5, -15), (-27, 7, -28), (-30, 9, -42)), rt * 0.6)
-    rml = Tube.through(_pts((-30, 9, -42), (-40, -3, -50), (-50, -15, -58)), rt * 0.4)
-    rll = Tube.through(_pts((-30, 9, -42), (-36, 17, -58), (-42, 26, -78)), rt * 0.5)
-    lul = Tube.through(_pts((40, 12, -30), (52, 2, -22), (60, -10, -8)), rt * 0.5)
-    lll = Tube.through(_pts((40, 12, -30), (45, 19, -50), (50, 27, -74)), rt * 0.5)
-    ling = Tube.through(_pts((52, 2, -22), (58, -12, -36), (62, -26, -48)), rt * 0.35)
+    trachea = Tube.through(P((0, -30, 210), (0, -24, 150), (0, -15, 80), (0, -5, 30), (0, 0, 0)), rt)
+    rmb = Tube.through(P((0, 0, 0), (-12, 2, -7), (-23, 5, -15)), rt * 0.78)
+    lmb = Tube.through(P((0, 0, 0), (20, 5, -14), (40, 12, -30)), rt * 0.72)
+    rul = Tube.through(P((-23, 5, -15), (-40, 3, -9), (-55, -4, 4)), rt * 0.5)
+    bi = Tube.through(P((-23, 5, -15), (-27, 7, -28), (-30, 9, -42)), rt * 0.6)
+    rml = Tube.through(P((-30, 9, -42), (-40, -3, -50), (-50, -15, -58)), rt * 0.4)
+    rll = Tube.through(P((-30, 9, -42), (-36, 17, -58), (-42, 26, -78)), rt * 0.5)
+    lul = Tube.through(P((40, 12, -30), (52, 2, -22), (60, -10, -8)), rt * 0.5)
+    lll = Tube.through(P((40, 12, -30), (45, 19, -50), (50, 27, -74)), rt * 0.5)
+    ling = Tube.through(P((52, 2, -22), (58, -12, -36), (62, -26, -48)), rt * 0.35)
     airways = {"trachea": trachea, "rmb": rmb, "lmb": lmb, "rul_bronchus": rul, "bronchus_intermedius": bi,
                "rml_bronchus": rml, "rll_bronchus": rll, "lul_bronchus": lul, "lll_bronchus": lll, "lingula_bronchus": ling}
     organs.update(airways)
 
     # --- great vessels -------------------------------------------------------------------------
     aorta = Tube.through(
-        _pts((-3, -36, -52), (-8, -40, -20), (-8, -40, 8 + dz), (-2, -36, 28 + dz), (10, -32, 38 + dz), (24, -12, 39 + dz),
+        P((-3, -36, -52), (-8, -40, -20), (-8, -40, 8 + dz), (-2, -36, 28 + dz), (10, -32, 38 + dz), (24, -12, 39 + dz),
              (32, 10, 31 + dz), (33, 28, 15 + dz), (31, 34, -10), (28, 34, -80), (20, 30, -160), (10, 28, -280)),
         [15 * ra, 15.5 * ra, 15 * ra, 14 * ra, 13.5 * ra, 13 * ra, 12.5 * ra, 12 * ra, 12 * ra, 11.5 * ra, 11 * ra, 10 * ra],
     )
-    bct = Tube.through(_pts((-2, -34, 40 + dz), (-12, -27, 65), (-18, -24, 88), (-24, -20, 100)), 6.5)
-    r_subclavian = Tube.through(_pts((-24, -20, 100), (-45, -12, 108), (-75, -8, 110)), 4.5)
-    r_carotid = Tube.through(_pts((-24, -20, 100), (-27, -18, 150), (-30, -10, 220)), 4.0)
-    l_carotid = Tube.through(_pts((10, -28, 45 + dz), (17, -22, 90), (24, -16, 150), (28, -10, 220)), 4.0)
-    l_subclavian = Tube.through(_pts((22, -12, 46 + dz), (28, -6, 80), (45, -4, 100), (75, -6, 108)), 5.0)
-    lbcv = Tube.through(_pts((70, -18, 92), (45, -32, 72), (18, -44, 60 + dz), (-12, -42, 54 + dz), (-30, -30, 48)), 7.0)
-    rbcv = Tube.through(_pts((-70, -14, 96), (-45, -22, 78), (-32, -29, 50)), 7.5)
-    svc = Tube.through(_pts((-32, -29, 50), (-33, -28, 20), (-32, -26, -10), (-28, -24, -38)), 9.5)
-    azygos = Tube.through(_pts((-12, 32, -280), (-12, 34, -120), (-13, 32, -20), (-14, 28, 4), (-20, 10, 10), (-27, -14, 10), (-31, -22, 8)), 4.5)
-    hemiazygos = Tube.through(_pts((14, 36, -280), (12, 36, -140), (6, 36, -90), (-10, 34, -85)), 3.0)
-    ivc = Tube.through(_pts((-22, 15, -280), (-24, 5, -160), (-22, -8, -120)), 11.0)
-    pt = Tube.through(_pts((8, -58, -60), (10, -42, -32), (12, -24, -12)), 14.0)
-    lpa = Tube.through(_pts((12, -24, -12), (28, -10, -3), (45, 8, -9), (56, 20, -38), (60, 26, -60)), [10, 9.5, 9, 7, 5])
-    rpa = Tube.through(_pts((12, -24, -12), (-6, -14, -20), (-26, -10, -22), (-44, -4, -30), (-56, 4, -52)), [10, 9.5, 9, 7, 5])
+    bct = Tube.through(P((-2, -34, 40 + dz), (-12, -27, 65), (-18, -24, 88), (-24, -20, 100)), 6.5)
+    r_subclavian = Tube.through(P((-24, -20, 100), (-45, -12, 108), (-75, -8, 110)), 4.5)
+    r_carotid = Tube.through(P((-24, -20, 100), (-27, -18, 150), (-30, -10, 220)), 4.0)
+    l_carotid = Tube.through(P((10, -28, 45 + dz), (17, -22, 90), (24, -16, 150), (28, -10, 220)), 4.0)
+    l_subclavian = Tube.through(P((22, -12, 46 + dz), (28, -6, 80), (45, -4, 100), (75, -6, 108)), 5.0)
+    lbcv = Tube.through(P((70, -18, 92), (45, -32, 72), (18, -44, 60 + dz), (-12, -42, 54 + dz), (-30, -30, 48)), 7.0)
+    rbcv = Tube.through(P((-70, -14, 96), (-45, -22, 78), (-32, -29, 50)), 7.5)
+    svc = Tube.through(P((-32, -29, 50), (-33, -28, 20), (-32, -26, -10), (-28, -24, -38)), 9.5)
+    azygos = Tube.through(P((-12, 32, -280), (-12, 34, -120), (-13, 32, -20), (-14, 28, 4), (-20, 10, 10), (-27, -14, 10), (-31, -22, 8)), 4.5)
+    hemiazygos = Tube.through(P((14, 36, -280), (12, 36, -140), (6, 36, -90), (-10, 34, -85)), 3.0)
+    ivc = Tube.through(P((-22, 15, -280), (-24, 5, -160), (-22, -8, -120)), 11.0)
+    pt = Tube.through(P((8, -58, -60), (10, -42, -32), (12, -24, -12)), 14.0)
+    lpa = Tube.through(P((12, -24, -12), (28, -10, -3), (45, 8, -9), (56, 20, -38), (60, 26, -60)), [10, 9.5, 9, 7, 5])
+    rpa = Tube.through(P((12, -24, -12), (-6, -14, -20), (-26, -10, -22), (-44, -4, -30), (-56, 4, -52)), [10, 9.5, 9, 7, 5])
     vessels = {"aorta": aorta, "brachiocephalic_trunk": bct, "right_subclavian": r_subclavian, "right_carotid": r_carotid,
                "left_carotid": l_carotid, "left_subclavian": l_subclavian, "pulmonary_trunk": pt, "lpa": lpa, "rpa": rpa}
     veins = {"left_bcv": lbcv, "right_bcv": rbcv, "svc": svc, "azygos": azygos, "hemiazygos": hemiazygos, "ivc": ivc}
@@ -206,7 +230,9 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     hs = p.heart_scale
     hx, hy, hz = p.heart_shift
     heart_axis = rotation_towards(np.array([0.55, -0.5, -0.55]))
-    heart_c = np.array([18 + hx, -38 + hy, -92 + hz])
+    # heart centre 26 mm left of the midline: the soft tissue in front of and below the carina then lies
+    # about +20 mm left (thorax_landmarks' heart offset), as on the real CT (+24 mm); it was +13 mm
+    heart_c = np.array([26 + hx, -38 + hy, -92 + hz])
     heart = Ellipsoid(heart_c, np.array([62, 48, 50]) * hs, heart_axis)
     lv_c = heart_c + np.array([18, 8, -8]) * hs
     lv_outer = Ellipsoid(lv_c, np.array([46, 30, 30]) * hs, heart_axis)
@@ -214,10 +240,10 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     la = Ellipsoid(np.array([5 + hx * 0.5, -1, -57 + hz * 0.3]), np.array([34, 14, 17]) * hs)
     heart_blood = heart.inflated(-4.0)
     pv = {
-        "pv_right_superior": Tube.through(_pts((-48, -6, -30), (-30, -4, -45), (-14, -2, -52)), 6.0),
-        "pv_right_inferior": Tube.through(_pts((-44, 16, -68), (-28, 8, -62), (-12, 3, -60)), 6.0),
-        "pv_left_superior": Tube.through(_pts((50, 0, -30), (34, 0, -46), (22, -1, -52)), 6.0),
-        "pv_left_inferior": Tube.through(_pts((46, 20, -68), (32, 10, -62), (22, 4, -60)), 6.0),
+        "pv_right_superior": Tube.through(P((-48, -6, -30), (-30, -4, -45), (-14, -2, -52)), 6.0),
+        "pv_right_inferior": Tube.through(P((-44, 16, -68), (-28, 8, -62), (-12, 3, -60)), 6.0),
+        "pv_left_superior": Tube.through(P((50, 0, -30), (34, 0, -46), (22, -1, -52)), 6.0),
+        "pv_left_inferior": Tube.through(P((46, 20, -68), (32, 10, -62), (22, 4, -60)), 6.0),
     }
     organs.update(vessels)
     organs.update(veins)
@@ -225,23 +251,23 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     organs.update({"heart": heart, "left_ventricle": lv_outer, "left_atrium": la})
 
     # --- oesophagus, thyroid -------------------------------------------------------------------
-    oes = Tube.through(_pts((2, 12, 220), (3, 16, 120), (4, 20, 40), (6, 22, 0), (8, 24, -60), (14, 18, -120), (26, 8, -160), (45, 0, -175)), 8.5)
-    oes_lumen = Tube.through(_pts((2, 12, 220), (3, 16, 120), (4, 20, 40), (6, 22, 0), (8, 24, -60), (14, 18, -120)), 2.0)
+    oes = Tube.through(P((2, 12, 220), (3, 16, 120), (4, 20, 40), (6, 22, 0), (8, 24, -60), (14, 18, -120), (26, 8, -160), (45, 0, -175)), 8.5)
+    oes_lumen = Tube.through(P((2, 12, 220), (3, 16, 120), (4, 20, 40), (6, 22, 0), (8, 24, -60), (14, 18, -120)), 2.0)
     thyroid = Union((
-        Ellipsoid(np.array([-17, -20, 132]), np.array([9, 11, 22])),
-        Ellipsoid(np.array([17, -20, 132]), np.array([9, 11, 22])),
-        Ellipsoid(np.array([0, -31, 122]), np.array([14, 4, 6])),
+        Ellipsoid(np.array([-17, -20, Z(132)]), np.array([9, 11, 22 * f])),
+        Ellipsoid(np.array([17, -20, Z(132)]), np.array([9, 11, 22 * f])),
+        Ellipsoid(np.array([0, -31, Z(122)]), np.array([14, 4, 6])),
     ))
     organs.update({"oesophagus": oes, "thyroid": thyroid})
 
     # --- skeleton ------------------------------------------------------------------------------
-    spine_line = _pts((0, 40, 260), (0, 42, 150), (0, 52, 60), (0, 56, 0), (0, 54, -100), (0, 46, -200), (0, 40, -280))
+    spine_line = P((0, 40, 260), (0, 42, 150), (0, 52, 60), (0, 56, 0), (0, 54, -100), (0, 46, -200), (0, 40, -280))
     spine = Tube.through(spine_line, [14, 15, 18, 20, 21, 23, 24])
     canal = Tube.through(spine_line + np.array([0, 30, 0]), [7, 7, 8, 8, 8, 8, 8])
     bones: list[Shape] = []
     marrow: list[Shape] = []
     discs: list[Shape] = []
-    for zc in np.arange(-270.0, 250.0, 27.0):
+    for zc in np.arange(-270.0, Z(250.0), 27.0):
         c = np.array(spine.point_at_z(zc) if spine.point_at_z(zc) is not None else [0, 50, zc])
         r = float(np.interp(zc, spine_line[::-1, 2], [24, 23, 21, 20, 18, 15, 14]))
         body_v = Tube(np.array([c + [0, 0, -10.5], c + [0, 0, 10.5]]), np.array([r, r]))
@@ -250,12 +276,12 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
         discs.append(Tube(np.array([c + [0, 0, 10.5], c + [0, 0, 16.5]]), np.array([r - 1, r - 1])))
         arch_c = c + np.array([0, 30, 0])
         bones.append(Tube(np.array([arch_c + [0, 0, -8], arch_c + [0, 0, 8]]), np.array([13.0, 13.0])))
-        bones.append(Tube.through(_pts(tuple(arch_c + [0, 10, 0]), tuple(arch_c + [0, 34, -18])), 5.0))
+        bones.append(Tube.through(P(tuple(arch_c + [0, 10, 0]), tuple(arch_c + [0, 34, -18])), 5.0))
         for s in (-1, 1):
-            bones.append(Tube.through(_pts(tuple(arch_c + [0, 0, 2]), tuple(arch_c + [s * 32, 2, 4])), 5.0))
+            bones.append(Tube.through(P(tuple(arch_c + [0, 0, 2]), tuple(arch_c + [s * 32, 2, 4])), 5.0))
     # ribs: follow the cavity wall from the transverse process forwards, sloping down
     ribs: list[Shape] = []
-    for i, z0 in enumerate(np.linspace(112, -160, 12)):
+    for i, z0 in enumerate(np.linspace(Z(112), -160, 12)):  # rib spacing stays about 21 mm
         theta = np.linspace(0.22, 2.7 if i < 7 else 2.3 - 0.12 * (i - 7), 18)
         zz = z0 - 55 * (theta - theta[0]) / (2.7 - 0.22) * (0.6 if i == 0 else 1.0)
         a, b, yc = cavity.at(zz)
@@ -264,20 +290,21 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
             pts = np.stack([s * (a * scale + 6) * np.sin(theta), yc + (b + 6) * np.cos(theta), zz], axis=1)
             pts = np.vstack([np.array([s * 30, 86 + (z0 - 60) * 0.0, z0 + 3]), pts])
             ribs.append(Tube.through(pts, 4.5 if i > 0 else 5.0, step=6.0))
-    z_notch = 92.0
+    z_notch = Z(92.0)
     sternum_y = -(84 * D) - 2
     manubrium = RoundedBox(np.array([0, sternum_y - 4, z_notch - 24]), np.array([22, 5, 22]), 3.0)
-    sternum_body = RoundedBox(np.array([0, sternum_y - 2, -20]), np.array([13, 4, 75]), 3.0)
+    body_top = z_notch - 46 + 9  # the body meets the manubrium
+    sternum_body = RoundedBox(np.array([0, sternum_y - 2, (body_top - 95) / 2]), np.array([13, 4, (body_top + 95) / 2]), 3.0)
     costal = [
-        Tube.through(_pts((s * 12, sternum_y, zc), (s * 40, sternum_y + 6, zc - 8), (s * 75, sternum_y + 25, zc - 20)), 4.5)
-        for s in (-1, 1) for zc in (40, 15, -15, -45, -75)
+        Tube.through(P((s * 12, sternum_y, zc), (s * 40, sternum_y + 6, zc - 8), (s * 75, sternum_y + 25, zc - 20)), 4.5)
+        for s in (-1, 1) for zc in (Z(40), Z(15), -15, -45, -75)
     ]
     clavicles = [
-        Tube.through(_pts((s * 24, sternum_y - 8, z_notch + 2), (s * 60, sternum_y - 4, z_notch + 8), (s * 105, sternum_y + 20, z_notch + 14),
+        Tube.through(P((s * 24, sternum_y - 8, z_notch + 2), (s * 60, sternum_y - 4, z_notch + 8), (s * 105, sternum_y + 20, z_notch + 14),
                           (s * 135 * W, sternum_y + 50, z_notch + 18)), 7.0)
         for s in (-1, 1)
     ]
-    scapulae = [Ellipsoid(np.array([s * 96 * W, 88 * D, 45]), np.array([45, 6, 65]), rotation_towards(np.array([s * 0.81, -0.58, 0.0]))) for s in (-1, 1)]
+    scapulae = [Ellipsoid(np.array([s * 96 * W, 88 * D, Z(45)]), np.array([45, 6, 65]), rotation_towards(np.array([s * 0.81, -0.58, 0.0]))) for s in (-1, 1)]
     skeleton_cortex = Union(tuple(bones + ribs + [manubrium, sternum_body] + clavicles + scapulae))
     skeleton_marrow = Union(tuple(marrow + [r.inflated(-2.0) for r in ribs] + [manubrium.inflated(-2.0), sternum_body.inflated(-2.0)]
                                   + [c.inflated(-2.5) for c in clavicles]))
@@ -305,8 +332,8 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
 
     # --- envelope: mediastinum and hilar sleeves ---------------------------------------------------
     central = Union((
-        RoundedBox(np.array([2, -30, 10]), np.array([14, 48, 100]), 8.0),
-        RoundedBox(np.array([0, -10, 175]), np.array([30, 26, 75]), 10.0),
+        RoundedBox(np.array([2, -30, (Z(110) - 90) / 2]), np.array([14, 48, (Z(110) + 90) / 2]), 8.0),
+        RoundedBox(np.array([0, -10, (Z(250) + Z(100)) / 2]), np.array([30, 26, (Z(250) - Z(100)) / 2]), 10.0),
         RoundedBox(np.array([6, 22, -80]), np.array([12, 12, 60]), 6.0),
     ))
     envelope = Union((
@@ -317,7 +344,7 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
         rul.inflated(6), lul.inflated(6), rll.inflated(5), lll.inflated(5), rml.inflated(4), thyroid.inflated(6),
         *[v.inflated(5) for v in pv.values()],
     ))
-    mediastinum = Clipped(envelope, lambda x, y, z: np.maximum(cavity.inflated(10).sdf(x, y, z), above_diaphragm(x, y, z) * 0 + z - 200))
+    mediastinum = Clipped(envelope, lambda x, y, z: np.maximum(cavity.inflated(10).sdf(x, y, z), above_diaphragm(x, y, z) * 0 + z - Z(200)))
 
     # --- paint order ------------------------------------------------------------------------------
     S: list[Structure] = [
@@ -357,21 +384,21 @@ def build_anatomy(p: AnatomyParams = AnatomyParams()) -> Anatomy:
     if p.arms_down:
         for s in (-1, 1):
             xc = s * (float(cav_w[3]) + wall + 48)
-            arm = Tube.through(_pts((xc, 20, -200), (xc, 15, 0), (xc * 0.95, 10, 130)), 44.0)
-            humerus = Tube.through(_pts((xc, 22, -150), (xc, 18, 0), (xc * 0.95, 12, 115)), 12.0)
+            arm = Tube.through(P((xc, 20, -200), (xc, 15, 0), (xc * 0.95, 10, 130)), 44.0)
+            humerus = Tube.through(P((xc, 22, -150), (xc, 18, 0), (xc * 0.95, 12, 115)), 12.0)
             S.insert(1, Structure(f"arm_{'left' if s > 0 else 'right'}", "subcutaneous_fat", arm, over=("air",)))
             S.append(Structure(f"arm_muscle_{s}", "muscle", arm.inflated(-12.0), over=("subcutaneous_fat",)))
             S.append(Structure(f"humerus_{s}", "bone_cortex", humerus))
             S.append(Structure(f"humerus_marrow_{s}", "bone_marrow", humerus.inflated(-3.0)))
 
-    aorta_arch_pts = aorta.points[(aorta.points[:, 2] > 15 + dz)]
+    aorta_arch_pts = aorta.points[(aorta.points[:, 2] > Z(15 + dz))]
     lm = Landmarks(
-        z_cricoid=160.0,
+        z_cricoid=Z(160.0),
         z_notch=z_notch,
         z_bcv=float(_lowest_crossing(lbcv, 0.0) - 7.0),
         z_arch_top=float(aorta_arch_pts[:, 2].max() + 13.5 * ra),
-        z_arch_bottom=float(31 + dz - 12.5 * ra),
-        z_azygos_low=float(10 - 4.5),
+        z_arch_bottom=float(Z(31 + dz) - 12.5 * ra),
+        z_azygos_low=float(Z(10) - 4.5),
         z_lpa_top=float(-3 + 9.5),
         z_carina=0.0,
         z_subcarinal_low=-40.0,
