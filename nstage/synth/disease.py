@@ -95,6 +95,12 @@ def _lognormal(rng: np.random.Generator, spec: dict[str, float]) -> float:
     return float(np.clip(spec["median"] * np.exp(rng.normal(0.0, spec["sigma"])), spec["min"], spec["max"]))
 
 
+def _tumour_suv(rng: np.random.Generator, spec: dict[str, Any], n_stage: str) -> float:
+    """The primary's SUVmax: lognormal, its median higher in node-positive patients (config "n_stage_factor")."""
+    scaled = dict(spec, median=spec["median"] * spec.get("n_stage_factor", {}).get(n_stage, 1.0))
+    return _lognormal(rng, scaled)
+
+
 def _sided(station: str, side: str) -> str:
     """Hilar station number ('10') to the named station on a side ('10R')."""
     return f"{station}{side}"
@@ -218,7 +224,7 @@ def sample_disease(rng: np.random.Generator) -> DiseaseSpec:
     malignant = involved_stations(rng, side, lobe, target)
     diameter = _lognormal(rng, cfg["tumour_diameter_mm"])
     tumour = TumourSpec(
-        side=side, lobe=lobe, diameter_mm=round(diameter, 1), suv=round(_lognormal(rng, cfg["tumour_suv"]), 2),
+        side=side, lobe=lobe, diameter_mm=round(diameter, 1), suv=round(_tumour_suv(rng, cfg["tumour_suv"], target), 2),
         central=bool(rng.random() < cfg["tumour_central_probability"]),
         necrotic=bool(diameter >= cfg["tumour_necrosis_min_diameter_mm"] and rng.random() < cfg["tumour_necrosis_probability"]),
     )
