@@ -101,7 +101,8 @@ def test_dciodvfy_finds_no_error(small_cohort: Path) -> None:
 
 
 def test_same_seed_same_pixels(small_cohort: Path, tmp_path: Path) -> None:
-    """Re-running case 1 alone (via --first) reproduces its pixel data byte for byte."""
+    """Re-running case 1 alone (via --first) reproduces its pixel data byte for byte, and every file
+    it writes: each DICOM file, the truth maps and truth.json (all but its wall-clock timings)."""
     cmd = [sys.executable, "-m", "nstage.cli", "synth", str(tmp_path), "--cases", "1", "--first", "1", "--seed", str(SYNTH_SEED), "--preset", "small"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)
     for modality in ("CT", "PT"):
@@ -109,6 +110,15 @@ def test_same_seed_same_pixels(small_cohort: Path, tmp_path: Path) -> None:
         b = _series(tmp_path / "case_0001", modality)
         assert [x.PixelData for x in a] == [y.PixelData for y in b]
         assert [x.SOPInstanceUID for x in a] == [y.SOPInstanceUID for y in b]
+    again = tmp_path / "case_0001"
+    files = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert len(files) > 50 and Path("truth.json") in files
+    for rel in files:
+        first, second = (small_cohort / "case_0001" / rel).read_bytes(), (again / rel).read_bytes()
+        if rel.name == "truth.json":  # timings_s, the last key, holds wall-clock seconds
+            first, second = first.split(b'"timings_s"')[0], second.split(b'"timings_s"')[0]
+            assert first.endswith(b"\n },\n ")
+        assert first == second, rel
 
 
 def test_bad_arguments_give_an_error_line(tmp_path: Path) -> None:
