@@ -102,7 +102,7 @@ def multipart(r: requests.Response) -> dict[str, bytes]:
     return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in msg.iter_parts()}
 
 
-def cut_ct_below_station_1(src_case: Path, dst_case: Path, margin_mm: float = 20.0) -> int:
+def cut_ct_below_station_1(src_case: Path, dst_case: Path, margin_mm: float = 0.0) -> int:
     """Copy a synthetic study with a CT that stops `margin_mm` below station 1 (1R/1L, from truth_stations.nii.gz):
     the supraclavicular stations lie outside it, as in a CT that does not reach the lung apices. Returns the slices dropped."""
     import nibabel as nib

@@ -1,7 +1,7 @@
 """The MONAI Label app (label_app/) against a real `monailabel start_server` on loopback (issue 18).
 
 Studies: two synthetic `small` studies, case_0000 as generated and case_0001_cut, a copy of
-case_0001 whose CT stops 20 mm below station 1 (its true extent, truth_stations.nii.gz), as a CT
+case_0001 whose CT stops at the lower border of station 1 (its true extent, truth_stations.nii.gz), as a CT
 that does not reach the lung apices: the registration-quality check really flags it `suspect`
 (stations outside the CT, the thorax scaled far from the atlas's). The server runs with an empty models folder (the SUV slot), as the
 session's `pipeline_run` fixture (`nstage run` on case_0000), so the calls can be compared.
