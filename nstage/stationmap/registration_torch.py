@@ -138,8 +138,6 @@ def run_torch(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarra
 
     Returns the displacement field ``[k, j, i, 3]`` (mm, LPS, float64) on `grid`.
     """
-    import torch
-
     settings.check()
     device = torch_device(settings.device)
     n_threads = settings.threads or threads or (os.cpu_count() or 1)
