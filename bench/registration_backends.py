@@ -2,7 +2,7 @@
 the generator's truth, Dice of the torch stations against Elastix's, and time, on this machine's CPU.
 
 Usage: python -m bench.registration_backends [--preset small|clinical] [--cases N] [--first-seed S]
-       [--torch-threads T] [--out bench/registration_backends.json]
+       [--threads T] [--out bench/registration_backends.json]
 
 Cases are rendered in memory from seeds not used in development (900001 and up, as bench/registration_bench.py),
 one per seed; the default atlas is registered to each CT with `map_stations(..., backend=...)` once with
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="small", choices=["small", "clinical"])
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--first-seed", type=int, default=900001)
-    p.add_argument("--torch-threads", type=int, default=None, help="CPU threads of the torch backend (default: the settings')")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of both backends (default: config/registration.json's, 0 = every core); 1 keeps times "
+                   "comparable on a machine shared with other work (torch's OpenMP threads slow down badly when the cores are oversubscribed)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "registration_backends.json")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -115,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from nstage.stationmap.registration_torch import library_versions, torch_device
 
     settings = load_settings()
-    if args.torch_threads is not None:
-        settings = replace(settings, torch=replace(settings.torch, threads=args.torch_threads))
+    if args.threads is not None:
+        settings = replace(settings, threads=args.threads, torch=replace(settings.torch, threads=args.threads))
     atlases = load_atlases([paths.atlas_dir()])
     started = machine()
     cases = []
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": f"registration backends side by side on synthetic {args.preset} cases",
         "machine": started, "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-        "torch": {"device": device, "threads": settings.torch.threads or settings.threads or os.cpu_count(), **library_versions(),
+        "threads": {"elastix": settings.threads or os.cpu_count(), "torch": settings.torch.threads or settings.threads or os.cpu_count()},
+        "torch": {"device": device, **library_versions(),
                   "cuda_available": torch.cuda.is_available(), "settings": {k: v for k, v in vars(settings.torch).items()}},
         "gpu": "measured" if device != "cpu" else "not measured: no GPU on this machine (the torch backend ran on the CPU)",
         "preset": args.preset, "targets": TARGETS, **summarise(cases), "cases": cases,

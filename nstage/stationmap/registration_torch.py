@@ -45,7 +45,7 @@ class TorchSettings:
     """The torch backend's block of `config/registration.json` (`torch_backend`)."""
 
     device: str = "auto"  # auto: cuda when torch sees a GPU, else cpu
-    threads: int = 0  # CPU threads; 0: the registration's `threads` (0 there: every core)
+    threads: int = 1  # CPU threads; 0: the registration's `threads` (0 there: every core)
     seed: int = 0
     levels: int = 3
     metric: str = "mi"
@@ -58,7 +58,7 @@ class TorchSettings:
     bspline_iterations: tuple[int, ...] = (80, 60, 30)
     bspline_step_mm: float = 0.6
     final_grid_spacing_mm: float = 15.0
-    bending_weight: float = 0.0001
+    bending_weight: float = 0.00005
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> "TorchSettings":

@@ -244,11 +244,13 @@ def test_stations_command_refuses_an_abdomen_ct(small_cohort: Path, tmp_path: Pa
 
 
 @pytest.mark.skipif(not REAL_CT.is_dir(), reason="the shared real CT is not on this machine")
-def test_real_ct_gets_ordered_stations_in_soft_tissue_or_a_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["elastix", "torch"])
+def test_real_ct_gets_ordered_stations_in_soft_tissue_or_a_warning(tmp_path: Path, backend: str) -> None:
     from nstage.ingest.study import load_ct_volume
 
-    run = _run_stations([str(REAL_CT), "--out", str(tmp_path / "out")])
+    run = _run_stations([str(REAL_CT), "--out", str(tmp_path / "out"), "--registration", backend])
     report = json.loads((tmp_path / "out" / "registration.json").read_text())
+    assert report["backend"]["name"] == backend
     if report["status"] == "failed":
         assert run.returncode != 0
         return
