@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ class RegistrationSettings:
     order_right_of: list[list[str]]
     rules: dict[str, dict[str, Any]]
     backend: str = "elastix"  # one of BACKENDS
-    torch: TorchSettings = TorchSettings()
+    torch: TorchSettings = field(default_factory=TorchSettings)
 
 
 def load_settings(path: Path | None = None) -> RegistrationSettings:

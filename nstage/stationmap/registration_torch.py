@@ -61,7 +61,7 @@ class TorchSettings:
     bending_weight: float = 0.00005
 
     @classmethod
-    def from_config(cls, c: dict[str, Any]) -> "TorchSettings":
+    def from_config(cls, c: dict[str, Any]) -> TorchSettings:
         """From the `torch_backend` block (missing keys: the defaults above)."""
         d, a, b = cls(), c.get("affine", {}), c.get("bspline", {})
         s = cls(
@@ -154,7 +154,7 @@ def _register(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarra
     shape = tuple(grid.shape)
     full = padded_shape(shape, s.levels)  # type: ignore[arg-type]
     lo, hi = window
-    f32 = dict(dtype=torch.float32, device=device)
+    f32: dict[str, Any] = {"dtype": torch.float32, "device": device}
 
     def volume(a: np.ndarray, fill: float) -> torch.Tensor:
         out = np.full(full, fill, np.float32)
@@ -242,7 +242,7 @@ def _register(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarra
     # B-spline stage: x -> A(x + u(x)); in N coordinates: theta(n) + theta_lin Q u. Control points every
     # `stride` points of every level (the lattice halves with the level spacing, as Elastix's grid schedule).
     sp = np.asarray(grid.spacing, float)  # (i, j, k)
-    strides = tuple(max(1, int(round(s.final_grid_spacing_mm / v))) for v in sp)  # (sx, sy, sz)
+    strides = tuple(max(1, round(s.final_grid_spacing_mm / v)) for v in sp)  # (sx, sy, sz)
     kernel = B.cubic_bspline_interpolation_weights(stride=strides, dtype=torch.float32, device=device)
     with torch.no_grad():
         t_lin, _ = theta()
@@ -266,14 +266,14 @@ def _register(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarra
             start = affine_points(level)
         opt = torch.optim.Adam([coeffs], lr=s.bspline_step_mm * level["step"] ** 0.5)
 
-        def loss(lv: dict[str, Any] = level, cp: torch.Tensor = cp_mm, shp: tuple[int, int, int] = shp,
+        def loss(lv: dict[str, Any] = level, c: torch.Tensor = coeffs, cp: torch.Tensor = cp_mm, shp: tuple[int, int, int] = shp,
                  start: torch.Tensor = start) -> torch.Tensor:
-            coeffs_n = torch.einsum("ab,nb...->na...", to_n, coeffs)  # the spline is linear in its coefficients
+            coeffs_n = torch.einsum("ab,nb...->na...", to_n, c)  # the spline is linear in its coefficients
             value = similarity(lv, start + field(coeffs_n, shp))
             if s.bending_weight > 0:
                 from deepali.losses import functional as L
 
-                value = value + s.bending_weight * L.bending_loss(coeffs / cp, mode="bspline", stride=1)
+                value = value + s.bending_weight * L.bending_loss(c / cp, mode="bspline", stride=1)
             return value
 
         _optimise(opt, iters, loss)
