@@ -271,9 +271,7 @@ def _register(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarra
             coeffs_n = torch.einsum("ab,nb...->na...", to_n, c)  # the spline is linear in its coefficients
             value = similarity(lv, start + field(coeffs_n, shp))
             if s.bending_weight > 0:
-                from deepali.losses import functional as L
-
-                value = value + s.bending_weight * L.bending_loss(c / cp, mode="bspline", stride=1)
+                value = value + s.bending_weight * bending_energy(c / cp)
             return value
 
         _optimise(opt, iters, loss)
@@ -306,6 +304,24 @@ def refine_coefficients(coeffs: Any, fine_shape: tuple[int, int, int], strides: 
     for dim, count in enumerate(control_grid_shape(fine_shape, strides)):
         out = out.narrow(dim + 2, 1, count)
     return out.contiguous()
+
+
+def bending_energy(coeffs: Any) -> Any:
+    """Bending energy of a cubic B-spline at its control points: the value of deepali's
+    ``bending_loss(coeffs, mode="bspline", stride=1)`` (derivatives in the lattice's [-1, 1]
+    coordinates, mixed terms twice, summed over components, mean over points), its terms added in a
+    fixed order. deepali evaluates them in the order of a Python set, so the gradient's summation
+    order, and the result's last bits, would change with PYTHONHASHSEED from one process to the next."""
+    from deepali.core import bspline as B
+
+    w = {d: B.cubic_bspline_interpolation_weights(stride=1, derivative=d, dtype=coeffs.dtype, device=coeffs.device) for d in (0, 1, 2)}
+    step = [2.0 / (n - 1) for n in coeffs.shape[2:][::-1]]  # (x, y, z)
+    total = coeffs.new_zeros(())
+    for order in ((2, 0, 0), (0, 2, 0), (0, 0, 2), (1, 1, 0), (1, 0, 1), (0, 1, 1)):  # (x, y, z) derivative orders
+        scale = math.prod(h**d for h, d in zip(step, order))
+        term = (B.evaluate_cubic_bspline(coeffs, kernel=[w[d] for d in order]) / scale).square().sum(dim=1).mean()
+        total = total + (2.0 if max(order) == 1 else 1.0) * term
+    return total
 
 
 def _lncc_loss(warped: Any, fixed: Any, mask: Any, window: int) -> Any:

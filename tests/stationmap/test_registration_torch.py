@@ -113,6 +113,36 @@ def test_cpu_runs_are_bit_exact_for_a_seed(metric: str) -> None:
         assert not np.array_equal(first, run_torch(fixed, moving, grid, mask, replace(s, seed=1), WINDOW))
 
 
+def test_cpu_runs_are_bit_exact_across_processes() -> None:
+    """Two interpreters with different hash seeds (Python's set order) give the same bits."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, numpy as np\n"
+            "from tests.stationmap.test_registration_torch import FAST, WINDOW, _grid, _inverse, _phantom, _points\n"
+            "from nstage.stationmap.registration_torch import run_torch\n"
+            "from dataclasses import replace\n"
+            "g = _grid(24); p = _points(g)\n"
+            "d = run_torch(_phantom(p), _phantom(_inverse(p)), g, np.linalg.norm(p, axis=-1) < 40.0,\n"
+            "              replace(FAST, affine_iterations=(10, 5), bspline_iterations=(10, 5)), WINDOW)\n"
+            "print(hashlib.sha1(d.tobytes()).hexdigest())\n")
+    out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=paths.REPO_ROOT, timeout=300, check=False,
+                          env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    assert all(o.returncode == 0 for o in out), out[0].stderr[-1500:]
+    assert out[0].stdout.split()[-1] == out[1].stdout.split()[-1]
+
+
+def test_bending_energy_is_deepalis_in_a_fixed_order() -> None:
+    import torch
+    from deepali.losses import functional as L
+
+    from nstage.stationmap.registration_torch import bending_energy
+
+    c = torch.randn((1, 3, 9, 8, 10), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(bending_energy(c), L.bending_loss(c, mode="bspline", stride=1), rtol=1e-5)
+
+
 def test_the_process_torch_settings_are_restored() -> None:
     import torch
 
