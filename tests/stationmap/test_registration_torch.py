@@ -281,7 +281,7 @@ def test_the_quality_gate_refuses_a_flipped_ct_before_the_torch_backend_runs(atl
 
 
 E2E_SEED = 626262  # a `small` case used neither in development nor by the benchmarks (900001 and up)
-E2E_MIN_MEAN_DICE_VS_ELASTIX = 0.85  # measured 0.927 (min station 0.855; truth Dice torch 0.839, Elastix 0.831)
+E2E_MIN_MEAN_DICE_VS_ELASTIX = 0.85  # measured 0.931 (min station 0.872; truth Dice torch 0.833, Elastix 0.831)
 E2E_MIN_STATION_DICE_VS_ELASTIX = 0.65
 
 
