@@ -81,6 +81,26 @@ def handle_stable_study(client: OrthancClient, queue: JobQueue, settings: NodeSe
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def studies_without_a_job(client: OrthancClient, queue: JobQueue, settings: NodeSettings) -> list[str]:
+    """Stable studies in Orthanc whose present content has no job.
+
+    Orthanc keeps its stable-age timers in memory: a study that arrived shortly before the node was
+    killed is never announced as stable after the restart. A study counts as known when one of its
+    jobs recorded as many instances as it now holds (PET/CT series for a job, all for an ignored one);
+    a study still receiving instances (not stable) is left to its StableStudy change.
+    """
+    missed = []
+    for study_id in client.studies():
+        if not client.study(study_id).get("IsStable", True):
+            continue
+        counts = client.study_instance_counts(study_id)
+        pet_ct = sum(n for m, n in counts.items() if m in settings.pet_ct_modalities)
+        known = {j.n_instances for j in queue.jobs_of_study(study_id)}
+        if pet_ct not in known and sum(counts.values()) not in known:
+            missed.append(study_id)
+    return missed
+
+
 def delete_instances(client: OrthancClient, orthanc_ids: list[str]) -> None:
     """Remove a processed study version from the node's Orthanc (only those instances: newer ones stay)."""
     for i in orthanc_ids:

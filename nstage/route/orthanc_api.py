@@ -72,12 +72,24 @@ class OrthancClient:
                 return False
             raise
 
+    def studies(self) -> list[str]:
+        """Orthanc ids of every study it holds."""
+        return [str(x) for x in self._get("/studies").json()]
+
     def study(self, study_id: str) -> dict[str, Any]:
         return self._get(f"/studies/{study_id}").json()
 
     def study_modalities(self, study_id: str) -> list[str]:
         """Modality of each series of the study (one entry per series, sorted)."""
         return sorted(s.get("MainDicomTags", {}).get("Modality", "") for s in self._get(f"/studies/{study_id}/series").json())
+
+    def study_instance_counts(self, study_id: str) -> dict[str, int]:
+        """Number of instances per series modality (one call: each series lists its instances)."""
+        counts: dict[str, int] = {}
+        for series in self._get(f"/studies/{study_id}/series").json():
+            modality = series.get("MainDicomTags", {}).get("Modality", "")
+            counts[modality] = counts.get(modality, 0) + len(series.get("Instances", []))
+        return counts
 
     def study_instances(self, study_id: str, modalities: tuple[str, ...] | None = None) -> list[InstanceRef]:
         """The study's instances (only those of series with one of `modalities`, when given), by SOP Instance UID."""

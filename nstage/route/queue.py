@@ -146,6 +146,11 @@ class JobQueue:
             rows = self.db.execute(f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(st))}) ORDER BY id", st).fetchall()
         return [Job(**dict(r)) for r in rows]
 
+    def jobs_of_study(self, study_key: str) -> list[Job]:
+        """Every job recorded for one study (all its versions), oldest first."""
+        rows = self.db.execute("SELECT * FROM jobs WHERE study_key = ? ORDER BY id", (study_key,)).fetchall()
+        return [Job(**dict(r)) for r in rows]
+
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATES}
         for state, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):

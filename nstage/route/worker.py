@@ -7,7 +7,8 @@ runs that ended, starts queued jobs while fewer than `workers` runs are going (e
 that is due. Intake and sending therefore go on while studies are processed. Every step is
 persisted before the next starts, so the worker can be killed (SIGKILL) at any moment and resumes
 on restart: runs without persisted outputs are re-run; persisted outputs are sent (again, with the
-same SOP Instance UIDs) without re-running. A job runs in one child at a time: the queue moves it
+same SOP Instance UIDs) without re-running; and, stable_age_s after the start, studies Orthanc holds
+without a job are taken in (Orthanc forgets its stable-age timers when killed). A job runs in one child at a time: the queue moves it
 queued -> running in one transaction, and the loop never starts a job that is already running.
 Started by `nstage route serve`, or by hand: `python -m nstage.route.worker WORK`.
 """
@@ -30,7 +31,7 @@ import pydicom
 
 from nstage.route.config import load_or_create_credentials
 from nstage.route.fingerprint import file_sha256
-from nstage.route.intake import clean_incoming, delete_instances, handle_stable_study
+from nstage.route.intake import clean_incoming, delete_instances, handle_stable_study, studies_without_a_job
 from nstage.route.layout import (
     INSTANCES_FILE,
     input_dir,
@@ -101,6 +102,7 @@ class Worker:
         self._wake = threading.Event()  # set when a run ends (or on stop): the loop looks again at once
         self._intake_failures: dict[int, int] = {}
         self._step_failures: dict[int, int] = {}
+        self._scan_at: float | None = None  # time.monotonic() of the start-up scan for missed studies; None once done
         for d in (settings.jobs_dir, settings.work / "inputs"):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -138,6 +140,29 @@ class Worker:
             self.queue.interrupted(job.id, count_attempt=True, now=self.clock())
 
     # --- intake ------------------------------------------------------------------------------
+    def scan_for_missed_studies(self) -> int:
+        """Take in the stable studies Orthanc holds without a job (they arrived just before the node died)."""
+        missed = studies_without_a_job(self.client, self.queue, self.s)
+        for study_id in missed:
+            if self.stop_event.is_set():
+                break
+            log.info("study %s: in Orthanc but unknown to the queue (it arrived before the node stopped); taking it in", study_id)
+            try:
+                handle_stable_study(self.client, self.queue, self.s, study_id)
+            except OrthancUnavailable:
+                raise
+            except Exception as e:  # noqa: BLE001 - its next StableStudy change or the next start tries again
+                log.warning("study %s: intake failed (%s: %s)", study_id, type(e).__name__, e)
+        log.info("start-up scan: %d stable stud%s in Orthanc without a job", len(missed), "y" if len(missed) == 1 else "ies")
+        return len(missed)
+
+    def _scan_if_due(self) -> bool:
+        if self._scan_at is None or time.monotonic() < self._scan_at:
+            return False
+        self.scan_for_missed_studies()
+        self._scan_at = None
+        return True
+
     def poll_changes(self) -> int:
         """Handle the changes Orthanc logged since the cursor; returns how many were read."""
         changes, _last, _done = self.client.changes(self.queue.cursor())
@@ -347,12 +372,16 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------
     def run_forever(self) -> None:
         self.recover()
+        # Once a study had time to become stable after the start (as Orthanc reckons it), look for the
+        # ones whose StableStudy change was lost with a killed Orthanc.
+        self._scan_at = time.monotonic() + self.s.stable_age_s
         unavailable_logged = False
         while not self.stop_event.is_set():
             n, did = 0, False
             try:
                 n = self.poll_changes()
-                did = self.tick()
+                did = self._scan_if_due()
+                did = self.tick() or did
                 unavailable_logged = False
             except OrthancUnavailable as e:
                 if not unavailable_logged:

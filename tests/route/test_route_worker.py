@@ -218,3 +218,36 @@ def test_stop_during_the_run_leaves_the_job_queued_without_using_an_attempt(node
         timer.cancel()
     job = w.queue.get(job_id)
     assert job.state == QUEUED and job.attempts == 0 and not run_dir(node.jobs_dir, job_id).exists()
+
+
+class StudiesClient:
+    """Orthanc's answers about the studies it holds: id -> (stable, instances per modality)."""
+
+    def __init__(self, studies: dict[str, tuple[bool, dict[str, int]]]) -> None:
+        self.held = studies
+
+    def studies(self) -> list[str]:
+        return list(self.held)
+
+    def study(self, study_id: str) -> dict:
+        return {"IsStable": self.held[study_id][0]}
+
+    def study_instance_counts(self, study_id: str) -> dict[str, int]:
+        return dict(self.held[study_id][1])
+
+
+def test_studies_held_without_a_job_are_found_and_known_or_unstable_ones_are_not(node) -> None:
+    from nstage.route.intake import studies_without_a_job
+
+    q = JobQueue(node.queue_path)
+    q.add("known", "1.1", "a" * 64, 120, "CT,PT")
+    q.add("changed", "1.2", "b" * 64, 120, "CT,PT")
+    q.add("ct-only", "1.3", "ignored:" + "c" * 64, 40, "CT", state="ignored", error="not a PET/CT study")
+    client = StudiesClient({
+        "known": (True, {"CT": 80, "PT": 40, "SR": 1}),  # results routed back do not make it new
+        "changed": (True, {"CT": 80, "PT": 47}),  # more instances than its job recorded
+        "ct-only": (True, {"CT": 40}),
+        "unknown": (True, {"CT": 80, "PT": 40}),
+        "arriving": (False, {"CT": 12}),  # still receiving: its StableStudy change is to come
+    })
+    assert studies_without_a_job(client, q, node) == ["changed", "unknown"]
