@@ -62,7 +62,7 @@ from monai.deploy.operators.dicom_series_selector_operator import (
 from nstage.errors import InputError  # noqa: E402
 from nstage.ingest.series_selection import rules_path  # noqa: E402
 from nstage.pipeline import RunOptions, check_options  # noqa: E402
-from nstage.progress import StageTimer  # noqa: E402
+from nstage.progress import StageTimer, quiet_library_loggers  # noqa: E402
 from operators import (  # noqa: E402
     AtlasRegistrationOperator,
     FindingsSrOperator,
@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 1
     try:
         context = Application.init_app_context(argv)  # the SDK's parser: -i/-o/-m/-l/-w, HOLOSCAN_* variables
+        quiet_library_loggers()  # after the SDK set the log level (-l)
         NStageApp([sys.executable, *argv], context=context, options=options).run()
         status = 0
     except InputError as e:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 log = logging.getLogger("nstage")
 _LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("nstage_log_label", default="")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(label)s%(message)s"
+QUIET_LIBRARIES = ("highdicom",)  # INFO lines for every copied module and attribute: noise in a run's log
 
 
 class StageTimer:
@@ -106,6 +107,14 @@ class _LabelFilter(logging.Filter):
 def configure_logging(verbose: bool = False) -> None:
     """Human-readable progress on stderr (lines carry the label of :func:`log_label` when one is set)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    quiet_library_loggers()
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _LabelFilter) for f in handler.filters):
             handler.addFilter(_LabelFilter())
+
+
+def quiet_library_loggers() -> None:
+    """Libraries' INFO lines off (their warnings stay), unless the root logger is at DEBUG."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
