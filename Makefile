@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 DEMO_SEED ?= 2026
 
-.PHONY: setup system test test-fast demo bench lock clean model image test-image
+.PHONY: setup system test test-fast demo bench lock clean model image test-image device-prep
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -66,6 +66,14 @@ model: setup
 
 bench: setup
 	$(PY) -m bench.run
+
+# The GPU check of the torch registration backend (issue 19, bench/device/run.sh): three clinical cases
+# registered with Elastix here, the backend's inputs and two pure-Python wheels for the device machine.
+DEVICE_DATA ?= data/device
+device-prep: setup
+	$(PY) -m bench.device.prepare $(DEVICE_DATA) --cases 3
+	$(PY) -m pip download --quiet --no-deps --only-binary :all: -d $(DEVICE_DATA)/wheels \
+	  $$(grep -E '^(hf-deepali|packaging)==' requirements.lock)
 
 lock:
 	rm -rf /tmp/nstage-lock-venv && $(PYTHON) -m venv /tmp/nstage-lock-venv

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 
@@ -101,6 +100,8 @@ def save_nifti(array: np.ndarray, grid: Grid, path: str | Path) -> None:
     """Write a ``[k, j, i]`` array on ``grid`` as NIfTI (RAS affine, ``[i, j, k]`` data)."""
     if tuple(array.shape) != tuple(grid.shape):
         raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
+    import nibabel as nib  # here, not at the top: the torch registration backend imports this module where only PyTorch is
+
     img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(array, (2, 1, 0))), LPS_TO_RAS @ grid.affine)
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
@@ -110,6 +111,8 @@ def save_nifti(array: np.ndarray, grid: Grid, path: str | Path) -> None:
 
 def load_nifti(path: str | Path) -> tuple[np.ndarray, Grid]:
     """Read a NIfTI file into a ``[k, j, i]`` array and its LPS :class:`Grid`."""
+    import nibabel as nib
+
     img = nib.load(str(path))
     data = np.asarray(img.dataobj)
     if data.ndim != 3:

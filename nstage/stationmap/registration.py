@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ LANDMARK_FIGURES = {"lung_volume_ml", "trachea_length_mm", "carina_height", "tra
 
 
 STATION_FIGURES = {"stations_missing", "order_violations", "station_air_fraction"}
+
+
+Backend = Callable[[np.ndarray, np.ndarray, Grid, np.ndarray, Path, RegistrationSettings], np.ndarray]
 
 
 @dataclass
@@ -169,10 +173,11 @@ def _prepare(atlas: AtlasImage, settings: RegistrationSettings) -> PreparedAtlas
 
 
 def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings: RegistrationSettings | None = None,
-                 timer: StageTimer | None = None, elastix_dir: Path | None = None, backend: str | None = None) -> StationResult:
+                 timer: StageTimer | None = None, elastix_dir: Path | None = None, backend: str | None = None,
+                 run: Backend | None = None) -> StationResult:
     """Register the atlases to a patient CT (HU, ``[k, j, i]`` on `grid`) and carry their stations over.
 
-    `backend`: elastix | torch | auto (None: the settings' `backend`).
+    `backend`: elastix | torch | auto (None: the settings' `backend`); `run`: see :func:`register_one`.
     """
     settings = settings or load_settings()
     timer = timer or StageTimer()
@@ -192,7 +197,7 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
     for atlas in atlases:
         with timer.stage(f"atlas {atlas.name}: landmarks"):
             prepared = prepare_atlas(atlas, settings)
-        results.append(register_one(hu, grid, work, work_grid, lm, prepared, settings, elastix_dir, timer, chosen))
+        results.append(register_one(hu, grid, work, work_grid, lm, prepared, settings, elastix_dir, timer, chosen, run))
     result.atlases = results
     usable = sorted((r for r in results if r.labels is not None), key=lambda r: -(r.figures.get("ncc_mediastinum") or 0.0))
     if not usable:
@@ -223,8 +228,12 @@ def backend_record(chosen: str, asked: str, settings: RegistrationSettings) -> d
 
 def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, lm: ThoraxLandmarks, atlas: PreparedAtlas,
                  settings: RegistrationSettings, elastix_dir: Path | None = None, timer: StageTimer | None = None,
-                 backend: str = "elastix") -> AtlasResult:
-    """Register one prepared atlas to the patient with `backend` (elastix | torch); grade it; carry its labels over unless it failed."""
+                 backend: str = "elastix", run: Backend | None = None) -> AtlasResult:
+    """Register one prepared atlas to the patient with `backend` (elastix | torch); grade it; carry its labels over unless it failed.
+
+    `run`: a function with :func:`run_elastix`'s arguments and result used instead of the named backend's
+    (benchmarks that record its inputs, or replay a displacement field computed on another machine).
+    """
     t0 = time.perf_counter()
     timer = timer or StageTimer()
     name = atlas.atlas.name
@@ -232,7 +241,7 @@ def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, 
         fixed, fixed_grid, mask, lungs, pre, moving = _prepare_pair(work, work_grid, lm, atlas, settings)
     lo, hi = settings.window_hu
     folder = elastix_dir or elastix_folder(Path(atlas.atlas.source))
-    run = run_torch if backend == "torch" else run_elastix
+    run = run or (run_torch if backend == "torch" else run_elastix)
     with timer.stage(f"atlas {name}: {backend}"):
         displacement = run(np.clip(fixed, lo, hi), np.clip(moving, lo, hi), fixed_grid, mask, folder, settings)
     with timer.stage(f"atlas {name}: quality"):
