@@ -24,7 +24,7 @@ from tests.route.route_harness import (
 pytestmark = [pytest.mark.slow, needs_orthanc()]
 
 FAKE = Path(__file__).with_name("route_fake_pipeline.py")
-STABLE_AGE_S = 8  # long enough that the kill comes before the study is stable
+STABLE_AGE_S = 5  # long enough that the kill, right after the send, comes before the study is stable
 
 
 def test_a_study_not_yet_stable_at_a_kill_9_is_processed_after_the_restart(small_cohort: Path, tmp_path: Path) -> None:
