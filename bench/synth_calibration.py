@@ -1,6 +1,6 @@
 """The generator's calibration table: each sign read alone against its published strength.
 
-`python -m bench.synth_calibration [--cases 50] [--seed 16000] [--preset small] [--jobs 2]`
+`python -m bench.synth_calibration [--cases 150] [--seed 16300] [--preset small] [--jobs 2]`
 renders the cases in memory (no DICOM), measures every row of config/synth/calibration.json with
 nstage.synth.calibration (station rules on the true regions, node uptake by size, density, the
 benign patterns, the cross-validated oracle, and the sphere phantom at the clinical preset's PET)
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from nstage.synth.case import presets_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=16000)
+    ap.add_argument("--cases", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=16300)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "synth_calibration.json")

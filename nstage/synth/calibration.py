@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
 from scipy.stats import mannwhitneyu
 
 from nstage.analysis.measure import station_uptake, suv_peak_map
@@ -191,19 +193,21 @@ def _design(rows: list[StationRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return x, np.array([r.malignant for r in rows], bool), np.array([r.case for r in rows])
 
 
-def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method; returns the weights (bias last)."""
+def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
+    """L2-regularised logistic regression (bias unpenalised, last) by L-BFGS with its line search.
+
+    Plain Newton steps, used before, can overshoot on nearly separable folds and end far from the
+    optimum (a cross-validated oracle of 0.62 on one cohort); the line search cannot.
+    """
     a = np.hstack([x, np.ones((len(x), 1))])
-    w = np.zeros(a.shape[1])
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a @ w, -30, 30)))
-        grad = a.T @ (p - y) + l2 * np.r_[w[:-1], 0.0]
-        hess = (a * (p * (1 - p))[:, None]).T @ a + l2 * np.eye(a.shape[1])
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
+
+    def loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = a @ w
+        loss = float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * np.sum(w[:-1] ** 2))
+        return loss, a.T @ (expit(z) - y) + l2 * np.r_[w[:-1], 0.0]
+
+    fit = minimize(loss_and_grad, np.zeros(a.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-9})
+    return fit.x
 
 
 def oracle_auroc(rows: list[StationRow], folds: int = 5, seed: int = 0) -> float:

@@ -201,15 +201,15 @@ def station_nodes(rng: np.random.Generator, station: str, malignant: bool, granu
     d, c = disease_config(), node_config()
     lo, hi = c["count_per_station"]["normal"]
     nodes = [make_node(rng, station, "normal", tumour_suv) for _ in range(int(rng.integers(lo, hi + 1)))]
+    cal = c["calcification"]
+    if rng.random() < cal["station_probability"]:  # an old calcified granuloma or anthracotic node: in involved stations too
+        nodes.append(make_node(rng, station, "calcified", tumour_suv, calcified=True))
     if malignant:
         return nodes + [make_node(rng, station, "malignant", tumour_suv) for _ in range(int(_choice(rng, c["count_per_station"]["malignant"])))]
-    cal = c["calcification"]
     in_granuloma = station in granulomatous
     if in_granuloma or rng.random() < d["reactive_station_probability"]:
         calcified = rng.random() < (cal["granulomatous_avid_probability"] if in_granuloma else cal["station_probability"])
         nodes.append(make_node(rng, station, "reactive", tumour_suv, calcified=calcified))
-    if rng.random() < cal["station_probability"]:
-        nodes.append(make_node(rng, station, "calcified", tumour_suv, calcified=True))
     if rng.random() < d["enlarged_benign_station_probability"]:
         nodes.append(make_node(rng, station, "enlarged_benign", tumour_suv))
     return nodes
