@@ -403,7 +403,8 @@ def test_sr_index_nodes_have_groups_with_short_axis_and_suvmax(written: Written)
         assert surface.ReferencedFrameOfReferenceUID == written.ct[0].FrameOfReferenceUID
         assert np.allclose([float(v) for v in surface.GraphicData], node["centre_lps"], atol=1e-3)
         assert not [i for i in items if _name(i) == "121191"]  # no SEG segment: the node is not in the SEG
-    assert groups["4R"] is not None and stations["4R"]["index_node"]["short_axis_mm"] > 10.0  # the malignant 4R node of case_0001
+    # case_0001's 4R is malignant: its index node (the hottest) is the metastasis (grade 4 in with_index_nodes)
+    assert groups["4R"] is not None and stations["4R"]["index_node"]["visual_grade"] == 4
 
 
 def test_sr_index_node_short_axis_reads_back_with_highdicom(written: Written) -> None:
