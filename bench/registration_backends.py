@@ -33,7 +33,7 @@ TARGETS = {"mean_station_dice_gap_max": 0.02, "median_centroid_error_mm_max": 3.
 
 def run_case(seed: int, preset: str, atlases: list[Any], settings: Any) -> dict[str, Any]:
     """Render one case, register it with both backends, score both station maps."""
-    from bench.registration_bench import station_scores
+    from bench.registration_bench import dice_per_station, station_scores
     from nstage.progress import StageTimer
     from nstage.stationmap.registration import map_stations
     from nstage.stations import load_stations
@@ -57,12 +57,7 @@ def run_case(seed: int, preset: str, atlases: list[Any], settings: Any) -> dict[
                         "figures": result.figures(), "backend": result.report()["backend"]}
     a, b = maps["torch"], maps["elastix"]
     if a is not None and b is not None:
-        agree = {}
-        for value, name in labels.items():
-            pa, pb = a == value, b == value
-            if pa.any() or pb.any():
-                agree[name] = round(2.0 * float((pa & pb).sum()) / float(pa.sum() + pb.sum()), 4)
-        out["dice_torch_vs_elastix"] = agree
+        out["dice_torch_vs_elastix"] = dice_per_station(a, b, labels)
     return out
 
 

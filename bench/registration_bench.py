@@ -44,6 +44,16 @@ def station_scores(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, fl
     return out
 
 
+def dice_per_station(a: np.ndarray, b: np.ndarray, labels: dict[int, str]) -> dict[str, float]:
+    """Dice of two station maps, per station present in either."""
+    out = {}
+    for value, name in labels.items():
+        pa, pb = a == value, b == value
+        if pa.any() or pb.any():
+            out[name] = round(2.0 * float((pa & pb).sum()) / float(pa.sum() + pb.sum()), 4)
+    return out
+
+
 def run_case(seed: int, atlases: list[Any]) -> dict[str, Any]:
     """Render one clinical case, register the atlas, score the stations."""
     from nstage.progress import StageTimer

@@ -46,17 +46,8 @@ def replaying(field: np.ndarray, digest: str):  # noqa: ANN201 - a registration 
     return run
 
 
-def dice_per_station(a: np.ndarray, b: np.ndarray, labels: dict[int, str]) -> dict[str, float]:
-    out = {}
-    for value, name in labels.items():
-        pa, pb = a == value, b == value
-        if pa.any() or pb.any():
-            out[name] = round(2.0 * float((pa & pb).sum()) / float(pa.sum() + pb.sum()), 4)
-    return out
-
-
 def finish_case(ref: dict[str, Any], ref_arrays: dict[str, np.ndarray], field: np.ndarray, atlases: list[Any], settings: Any) -> dict[str, Any]:
-    from bench.registration_bench import station_scores
+    from bench.registration_bench import dice_per_station, station_scores
     from nstage.progress import StageTimer
     from nstage.stationmap.registration import map_stations
     from nstage.stations import load_stations

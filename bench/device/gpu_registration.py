@@ -13,6 +13,7 @@ nstage modules the backend needs, nothing else.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -29,7 +30,7 @@ from nstage.stationmap.registration_torch import library_versions, run_torch, to
 def _device_record() -> dict[str, Any]:
     import torch
 
-    out: dict[str, Any] = {"python": platform.python_version(), "host": platform.node(), "cpu_count": __import__("os").cpu_count(),
+    out: dict[str, Any] = {"python": platform.python_version(), "host": platform.node(), "cpu_count": os.cpu_count(),
                            **library_versions(), "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
