@@ -1,25 +1,27 @@
 """What station AUROC the synthetic disease model allows at all: oracle classifiers on the generator's truth.
 
-The generator (nstage/synth/disease.py, config/synth/disease.json) gives a malignant node no image
-feature a reactive node cannot have except its size and uptake distributions (both overlap), and a
-calcified core only to benign nodes. So even a classifier that reads every node's *true* uptake and
-size - better than any image allows, since the scanner blurs small nodes - has a ceiling. This
-script samples patients from the disease model only (no rendering) and measures, on patients not used
-for fitting:
+The generator (nstage/synth/disease.py, config/synth/) gives malignant and benign nodes overlapping
+distributions of size, shape, uptake and CT signs (calcification, fatty hilum, central necrosis, node
+density), each calibrated to its published strength (docs/synthetic-calibration.md). So even a
+classifier that reads every node's *true* features - better than any image allows, since the scanner
+blurs small nodes - has a ceiling. This script samples patients from the disease model only (no
+rendering) and measures, on patients not used for fitting:
   - oracle_suv: the true uptake of the hottest node of the station (what SUVmax tries to read);
-  - oracle_local: a small network on the station's own nodes (uptake, size, calcification) and its
-    identity - the most a per-station image classifier can know;
+  - oracle_local: a small network on the station's own nodes (uptake, short axis, short/long axis
+    ratio, unenhanced tissue HU, calcification, fatty hilum, necrosis of its two hottest nodes, their
+    count) and its identity - the most a per-station image classifier can know;
   - oracle_local_side: plus the station's N category for the patient's tumour side;
-  - oracle_patient: plus every station's hottest uptake and size in the patient (patient context).
+  - oracle_patient: plus every station's hottest uptake and size in the patient and the primary
+    tumour's uptake (patient context).
 With --cohort (a rendered synthetic cohort whose "truth" patch cache is built), the same network,
 cross-validated by case, on what the images can show at best: the pipeline's station SUVmax, SUVpeak
 and SUVmean as measured on the rendered PET, plus a perfect CT reading of the station's nodes (the
-largest true short axis, any calcification) - the partial-volume loss of small nodes stays in; and
-then also the rendered SUV at the true centre of the station's hottest-reading node with that node's
-size (a perfect node detector: spill-in from neighbouring organs no longer counts). These are
-bounds from summary features, not proofs: a CNN sees more than they hold, but not the true uptake.
-Each method also gets the best N-stage accuracy any threshold reaches on the same patients (a bound
-tuned on the test patients, not a method).
+largest true short axis and its rendered mean HU, any calcification, fatty hilum or necrosis) - the
+partial-volume loss of small nodes stays in; and then also the rendered SUV at the true centre of the
+station's hottest-reading node with that node's size (a perfect node detector: spill-in from
+neighbouring organs no longer counts). These are bounds from summary features, not proofs: a CNN
+sees more than they hold, but not the true uptake. Each method also gets the best N-stage accuracy
+any threshold reaches on the same patients (a bound tuned on the test patients, not a method).
 Run: python -m bench.classifier_ceiling [--cohort DIR] (writes bench/classifier_ceiling.json).
 """
 
@@ -48,11 +50,17 @@ from nstage.training.cohort import read_cohort
 from nstage.training.metrics import auroc
 
 CATEGORIES = ("N1", "N2", "N3")
-N_NODE_FEATURES = 7
+PER_NODE = 7  # uptake, short axis / 10, short/long axis ratio, tissue HU / 50, calcified, fatty hilum, necrotic
+N_NODE_FEATURES = 2 * PER_NODE + 1  # the two hottest nodes and the node count
+
+
+def _node_row(n) -> tuple[float, ...]:
+    return (n.suv, n.short_axis_mm / 10.0, n.short_axis_mm / max(n.long_axis_mm, 1e-6), n.tissue_hu / 50.0,
+            float(n.calcified), float(n.fatty_hilum), float(n.necrotic))
 
 
 def station_features(disease: DiseaseSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per station: node features (S, 7), category one-hot (S, 3), truth (S,)."""
+    """Per station: node features (S, N_NODE_FEATURES), category one-hot (S, 3), truth (S,)."""
     names = station_names()
     rules = load_rules("tnm")
     feats = np.zeros((len(names), N_NODE_FEATURES), np.float32)
@@ -64,18 +72,19 @@ def station_features(disease: DiseaseSpec) -> tuple[np.ndarray, np.ndarray, np.n
         top = nodes[:2] + [None] * (2 - len(nodes[:2]))
         for j, n in enumerate(top):
             if n is not None:
-                feats[i, 3 * j: 3 * j + 3] = (n.suv, n.short_axis_mm / 10.0, float(n.calcified))
-        feats[i, 6] = len(nodes)
+                feats[i, PER_NODE * j: PER_NODE * (j + 1)] = _node_row(n)
+        feats[i, 2 * PER_NODE] = len(nodes)
         cat[i, CATEGORIES.index(station_category(s, disease.tumour.side, rules))] = 1.0
     return feats, cat, truth
 
 
-def sample_cohort(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(P, S, 7) node features, (P, S, 3) categories, (P, S) truth and tumour sides of n sampled patients."""
+def sample_cohort(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(P, S, F) node features, (P, S, 3) categories, (P, S) truth, (P,) tumour SUV and tumour sides of n sampled patients."""
     diseases = [sample_disease(np.random.default_rng(s)) for s in np.random.SeedSequence(seed).spawn(n)]
     rows = [station_features(d) for d in diseases]
     arrays = tuple(np.stack([r[k] for r in rows]) for k in range(3))
-    return arrays[0], arrays[1], arrays[2], [d.tumour.side for d in diseases]
+    tumour = np.array([d.tumour.suv for d in diseases], np.float32)
+    return arrays[0], arrays[1], arrays[2], tumour, [d.tumour.side for d in diseases]
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ def flat_stations(truth: np.ndarray, sides: list[str]) -> Stations:
     return Stations(truth.reshape(-1), list(station_names()) * p, np.repeat(np.arange(p), s), sides)
 
 
-def design(feats: np.ndarray, cat: np.ndarray, level: str) -> np.ndarray:
+def design(feats: np.ndarray, cat: np.ndarray, tumour: np.ndarray, level: str) -> np.ndarray:
     """Inputs (P*S, F) of one oracle level."""
     p, s, _ = feats.shape
     parts = [feats, np.broadcast_to(np.eye(s, dtype=np.float32), (p, s, s))]
@@ -127,6 +136,7 @@ def design(feats: np.ndarray, cat: np.ndarray, level: str) -> np.ndarray:
     if level == "patient":
         context = feats[:, :, :2].reshape(p, 1, 2 * s)
         parts.append(np.broadcast_to(context, (p, s, 2 * s)))
+        parts.append(np.broadcast_to(tumour[:, None, None], (p, s, 1)))
     return np.concatenate(parts, axis=2).reshape(p * s, -1)
 
 
@@ -148,7 +158,7 @@ def fit_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, epoc
         return net((torch.from_numpy(x_test) - mu) / sd).squeeze(1).numpy()
 
 
-STATION_COLUMNS = 5  # measured SUVmax, SUVpeak, SUVmean; largest true node short axis, any calcified node
+STATION_COLUMNS = 9  # measured SUVmax, SUVpeak, SUVmean; largest true node short axis and HU; any calcified, fatty-hilum, necrotic node; contrast
 
 
 def node_centre_suv(study_dir: Path, nodes: list[dict[str, object]]) -> np.ndarray:
@@ -173,10 +183,12 @@ def rendered_features(root: Path) -> tuple[np.ndarray, np.ndarray, Stations]:
             idx = [i for i, n in enumerate(t["nodes"]) if n["station"] == st]
             nodes = [t["nodes"][i] for i in idx]
             largest = max((n["short_axis_mm"] for n in nodes), default=0.0) / 10.0
-            calcified = float(any(n["calcified"] for n in nodes))
+            signs = [float(any(n[k] for n in nodes)) for k in ("calcified", "fatty_hilum", "necrotic")]
+            largest_hu = (max(nodes, key=lambda n: n["short_axis_mm"])["hu_mean"] or 0.0) / 50.0 if nodes else 0.0
+            contrast = float(t["ct"]["contrast"])
             hot = max(idx, key=lambda i: centre_suv[i]) if idx else None
             node_suv, node_size = (float(centre_suv[hot]), t["nodes"][hot]["short_axis_mm"] / 10.0) if hot is not None else (0.0, 0.0)
-            rows.append(np.float32([u.suv_max, u.suv_peak, u.suv_mean, largest, calcified, node_suv, node_size]))
+            rows.append(np.float32([u.suv_max, u.suv_peak, u.suv_mean, largest, largest_hu, *signs, contrast, node_suv, node_size]))
             truth.append(int(t["stations"][st]["malignant"]))
             suvmax.append(u.suv_max)
             names.append(st)
@@ -204,12 +216,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "classifier_ceiling.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    f_tr, c_tr, y_tr, _ = sample_cohort(args.train_patients, seed=910_000)
-    f_te, c_te, y_te, sides = sample_cohort(args.test_patients, seed=920_000)
+    f_tr, c_tr, y_tr, t_tr, _ = sample_cohort(args.train_patients, seed=910_000)
+    f_te, c_te, y_te, t_te, sides = sample_cohort(args.test_patients, seed=920_000)
     test = flat_stations(y_te, sides)
     oracle = {"oracle_suv": test.figures(f_te[:, :, 0].reshape(-1))}
     for level in ("local", "local_side", "patient"):
-        oracle[f"oracle_{level}"] = test.figures(fit_score(design(f_tr, c_tr, level), y_tr.reshape(-1), design(f_te, c_te, level)))
+        oracle[f"oracle_{level}"] = test.figures(fit_score(design(f_tr, c_tr, t_tr, level), y_tr.reshape(-1),
+                                                                     design(f_te, c_te, t_te, level)))
     result: dict[str, object] = {
         "machine": {**machine(), "torch_threads": torch.get_num_threads()},
         "disease_model": {"train_patients": args.train_patients, "test_patients": args.test_patients,

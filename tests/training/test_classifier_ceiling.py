@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.classifier_ceiling import flat_stations, sample_cohort
+from bench.classifier_ceiling import N_NODE_FEATURES, PER_NODE, flat_stations, sample_cohort
 from nstage.stations import station_names
 from nstage.synth.disease import node_config
 
 
 def test_sampled_features_match_the_disease_truth():
-    feats, cats, truth, sides = sample_cohort(60, seed=5)
-    assert feats.shape == (60, len(station_names()), 7) and truth.shape == (60, len(station_names()))
+    feats, cats, truth, tumour, sides = sample_cohort(60, seed=5)
+    assert feats.shape == (60, len(station_names()), N_NODE_FEATURES) and truth.shape == (60, len(station_names()))
+    assert tumour.shape == (60,) and np.all(tumour > 0)
     assert set(sides) <= {"L", "R"} and truth.sum() > 0
     assert np.all(cats.sum(axis=2) == 1)  # one N category per station and patient
     # every malignant station holds a node (its hottest node's uptake is positive), and a malignant node's
     # uptake is at least the disease model's floor (config/synth/nodes.json: low-volume deposits, lognormal minimum)
     m = node_config()["uptake"]["malignant"]
     assert np.all(feats[truth == 1, 0] >= min(m["low_volume_suv"][0], m["min"]))
+    # the CT signs of the hottest node are flags, and both kinds of station carry some (no sign is planted in one kind only)
+    signs = feats[:, :, 4:PER_NODE]
+    assert set(np.unique(signs)) <= {0.0, 1.0}
+    assert signs[truth == 0].sum() > 0
+    # node count: a station with a hottest node has at least one node
+    assert np.all(feats[feats[:, :, 0] > 0][:, 2 * PER_NODE] >= 1)
 
 
 def test_n_stage_accuracy_counts_patients_whose_stage_changes():
