@@ -121,6 +121,15 @@ class Stations:
                 "best_threshold": round(float(grid[k]), 3)}
 
 
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]  # what sample_cohort returns
+
+
+def train_and_test(train_patients: int, test_patients: int) -> tuple[Sample, Sample, Stations]:
+    """The oracles' sampled patients (fixed seeds): the training sample, the test sample and its stations."""
+    train, test = sample_cohort(train_patients, seed=910_000), sample_cohort(test_patients, seed=920_000)
+    return train, test, flat_stations(test[2], test[4])
+
+
 def flat_stations(truth: np.ndarray, sides: list[str]) -> Stations:
     """Stations of sampled patients (P, S) in station_names() order."""
     p, s = truth.shape
@@ -216,9 +225,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "classifier_ceiling.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    f_tr, c_tr, y_tr, t_tr, _ = sample_cohort(args.train_patients, seed=910_000)
-    f_te, c_te, y_te, t_te, sides = sample_cohort(args.test_patients, seed=920_000)
-    test = flat_stations(y_te, sides)
+    (f_tr, c_tr, y_tr, t_tr, _), (f_te, c_te, _, t_te, _), test = train_and_test(args.train_patients, args.test_patients)
     oracle = {"oracle_suv": test.figures(f_te[:, :, 0].reshape(-1))}
     for level in ("local", "local_side", "patient"):
         oracle[f"oracle_{level}"] = test.figures(fit_score(design(f_tr, c_tr, t_tr, level), y_tr.reshape(-1),

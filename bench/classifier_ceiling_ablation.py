@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.classifier_ceiling import PER_NODE, fit_score, flat_stations, sample_cohort
+from bench.classifier_ceiling import PER_NODE, fit_score, train_and_test
 from bench.machine import machine
 
 COUNT = 2 * PER_NODE
@@ -45,9 +45,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "classifier_ceiling_ablation.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    f_tr, _, y_tr, _, _ = sample_cohort(args.train_patients, seed=910_000)
-    f_te, _, y_te, _, sides = sample_cohort(args.test_patients, seed=920_000)
-    test = flat_stations(y_te, sides)
+    (f_tr, _, y_tr, _, _), (f_te, *_), test = train_and_test(args.train_patients, args.test_patients)
     rows = {name: test.figures(fit_score(_design(f_tr, cols, ident), y_tr.reshape(-1), _design(f_te, cols, ident)))["auroc"]
             for name, (cols, ident) in GROUPS.items()}
     result = {"machine": machine(), "train_patients": args.train_patients, "test_patients": args.test_patients,
