@@ -197,22 +197,28 @@ def granulomatous_stations(rng: np.random.Generator) -> list[str]:
 
 
 def station_nodes(rng: np.random.Generator, station: str, malignant: bool, granulomatous: list[str], tumour_suv: float) -> list[NodeSpec]:
-    """All nodes of one station: normal ones, metastatic ones if involved, benign confounders otherwise."""
+    """All nodes of one station. The count is drawn first and does not depend on the disease: metastases,
+    reactive, enlarged benign and calcified nodes each take the place of one of the station's normal
+    nodes, as a metastasis grows in an existing node, so the count carries no planted sign."""
     d, c = disease_config(), node_config()
-    lo, hi = c["count_per_station"]["normal"]
-    nodes = [make_node(rng, station, "normal", tumour_suv) for _ in range(int(rng.integers(lo, hi + 1)))]
+    lo, hi = c["count_per_station"]["nodes"]
+    slots = int(rng.integers(lo, hi + 1))
     cal = c["calcification"]
-    if rng.random() < cal["station_probability"]:  # an old calcified granuloma or anthracotic node: in involved stations too
-        nodes.append(make_node(rng, station, "calcified", tumour_suv, calcified=True))
+    kinds: list[tuple[str, bool]] = []
     if malignant:
-        return nodes + [make_node(rng, station, "malignant", tumour_suv) for _ in range(int(_choice(rng, c["count_per_station"]["malignant"])))]
-    in_granuloma = station in granulomatous
-    if in_granuloma or rng.random() < d["reactive_station_probability"]:
-        calcified = rng.random() < (cal["granulomatous_avid_probability"] if in_granuloma else cal["station_probability"])
-        nodes.append(make_node(rng, station, "reactive", tumour_suv, calcified=calcified))
-    if rng.random() < d["enlarged_benign_station_probability"]:
-        nodes.append(make_node(rng, station, "enlarged_benign", tumour_suv))
-    return nodes
+        kinds += [("malignant", False)] * int(_choice(rng, c["count_per_station"]["malignant"]))
+    else:
+        in_granuloma = station in granulomatous
+        if in_granuloma or rng.random() < d["reactive_station_probability"]:
+            calcified = rng.random() < (cal["granulomatous_avid_probability"] if in_granuloma else cal["station_probability"])
+            kinds.append(("reactive", bool(calcified)))
+        if rng.random() < d["enlarged_benign_station_probability"]:
+            kinds.append(("enlarged_benign", False))
+    if rng.random() < cal["station_probability"]:  # an old calcified granuloma or anthracotic node: in involved stations too
+        kinds.append(("calcified", True))
+    kinds = kinds[:slots]
+    kinds += [("normal", False)] * (slots - len(kinds))
+    return [make_node(rng, station, kind, tumour_suv, calcified=calcified) for kind, calcified in kinds]
 
 
 def sample_disease(rng: np.random.Generator) -> DiseaseSpec:

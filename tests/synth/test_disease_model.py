@@ -48,3 +48,16 @@ def test_confounders_exist() -> None:
     assert kinds["reactive"] > 50 and kinds["calcified"] > 20 and kinds["enlarged_benign"] > 20
     assert small_malignant > 10
     assert any(d.granulomatous for d in _cohort())
+
+
+def test_node_count_of_a_station_does_not_depend_on_its_disease() -> None:
+    """Metastases grow in existing nodes: involved and uninvolved stations hold the same number of nodes."""
+    counts: dict[bool, list[int]] = {True: [], False: []}
+    for d in _cohort():
+        per_station = Counter(n.station for n in d.nodes)
+        for station, count in per_station.items():
+            counts[station in d.malignant_stations].append(count)
+    involved, other = np.asarray(counts[True]), np.asarray(counts[False])
+    assert len(involved) > 200
+    assert abs(involved.mean() - other.mean()) < 0.1, (involved.mean(), other.mean())
+    assert set(np.unique(involved)) <= set(np.unique(other))
