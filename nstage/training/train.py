@@ -9,6 +9,7 @@ step are split between processes. AMP (float16 autocast + grad scaling) on CUDA 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -226,6 +227,23 @@ def _set_determinism(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def run_fingerprint(train_ex: list[Example], val_ex: list[Example], cfg: dict[str, Any], supervised: bool) -> str:
+    """A digest of what a training run reads (its examples' inputs and targets, the settings): a checkpoint
+    resumes only the run that wrote it, not one on a re-rendered cohort of the same case names."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({"cfg": cfg, "supervised": supervised}, sort_keys=True, default=str).encode())
+    for split in (train_ex, val_ex):
+        h.update(b"|split|")
+        for e in split:
+            h.update(e.key.encode())
+            for a in (e.inputs.labels, e.inputs.node, e.inputs.context, e.inputs.features, e.inputs.patient):
+                h.update(np.ascontiguousarray(a).tobytes())
+            h.update(repr(e.weak).encode())
+            if e.truth is not None:
+                h.update(np.ascontiguousarray(e.truth).tobytes())
+    return h.hexdigest()
+
+
 def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False,
           out_dir: Path | None = None, resume: bool = False, epochs: int | None = None,
           device: str | None = None) -> TrainResult:
@@ -252,8 +270,12 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start = 0
     ckpt = Path(out_dir) / CHECKPOINT if out_dir else None
-    if resume and ckpt and ckpt.is_file():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+    run_id = run_fingerprint(train_ex, val_ex, cfg, supervised)
+    state = torch.load(ckpt, map_location=dev, weights_only=False) if resume and ckpt and ckpt.is_file() else None
+    if state is not None and state.get("run") != run_id:
+        log.warning("checkpoint %s was written for other training data or settings: training afresh", ckpt)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -295,7 +317,7 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                        "epoch": epoch + 1, "history": history, "best": best, "supervised": supervised,
+                        "epoch": epoch + 1, "history": history, "best": best, "supervised": supervised, "run": run_id,
                         "config": json.loads(json.dumps(cfg))}, tmp)
             tmp.replace(ckpt)
     assert best is not None

@@ -110,6 +110,17 @@ def test_resume_from_checkpoint_continues_identically(tmp_path):
     assert _same(_weights(resumed.model), _weights(straight.model))
 
 
+def test_a_checkpoint_of_other_training_data_is_not_resumed(tmp_path):
+    """A cohort re-rendered under the same case names (a generator change) trains afresh, not from the old run."""
+    cases = fake_cases(12)
+    train(cases[:9], cases[9:], TINY, out_dir=tmp_path / "b", epochs=1)
+    rerendered = fake_cases(12, seed=99)
+    straight = train(rerendered[:9], rerendered[9:], TINY, epochs=2)
+    resumed = train(rerendered[:9], rerendered[9:], TINY, out_dir=tmp_path / "b", resume=True, epochs=2)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    assert _same(_weights(resumed.model), _weights(straight.model))
+
+
 def test_weak_training_learns_the_hot_node_patch_beyond_the_uptake_prior():
     """The SUVmax feature (the prior the network starts from) ranks malignant stations only loosely; the node
     patch holds a clear sign. From N-stage group labels alone, training must learn the patch (AUROC on unseen
