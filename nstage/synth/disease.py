@@ -165,7 +165,8 @@ def make_node(rng: np.random.Generator, station: str, kind: str, tumour_suv: flo
     suv = _uptake(rng, kind, short, tumour_suv)
     necrotic = kind == "malignant" and rng.random() < _interp_table(c["necrosis"]["probability_by_short_axis"], short)
     hilum_p = c["fatty_hilum"]["probability"][kind] if short >= c["fatty_hilum"]["min_short_axis_mm"] else 0.0
-    fatty = not necrotic and rng.random() < hilum_p
+    # a calcified node shows its calcium, not a fat hilum (the draw is kept so the stream of later draws stays the same)
+    fatty = not necrotic and rng.random() < hilum_p and not calcified
     fraction, drop, core_uptake = 0.0, 0.0, 1.0
     if necrotic:
         fraction = float(rng.uniform(*c["necrosis"]["core_fraction"]))

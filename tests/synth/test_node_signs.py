@@ -118,6 +118,15 @@ def test_make_node_draws_signs_by_kind() -> None:
     assert not any(n.necrotic or n.calcified for n in normal)
 
 
+def test_a_calcified_node_never_carries_a_fatty_hilum_it_would_be_painted_with() -> None:
+    """The renderer paints one inner sign: a node drawn calcified and fatty showed fat and no calcium."""
+    rng = np.random.default_rng(11)
+    avid = [make_node(rng, "4R", "reactive", 9.0, calcified=True) for _ in range(300)]
+    assert all(n.calcified and not n.fatty_hilum for n in avid)
+    plain = [make_node(rng, "4R", "reactive", 9.0) for _ in range(300)]
+    assert sum(n.fatty_hilum for n in plain) > 60  # reactive nodes still carry a hilum in about half
+
+
 def test_sphere_recovery_rises_with_size_and_falls_with_blur() -> None:
     sharp = [r.rc_max for r in sphere_recovery(6.0, 0.15, 4.07, 3.0, trials=4)]
     blurred = [r.rc_max for r in sphere_recovery(9.0, 0.15, 4.07, 3.0, trials=4)]
