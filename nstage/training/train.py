@@ -28,9 +28,9 @@ from nstage.analysis.classifier.model import StationNet, build_model
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
+from nstage.training.thresholds import operating_threshold
 from nstage.training.weak_labels import (
     WeakTargets,
-    known_negatives,
     supervised_loss,
     weak_loss,
     weak_targets,
@@ -155,15 +155,6 @@ def predict(model: nn.Module, examples: list[Example], settings: PatchSettings, 
     return [1.0 / (1.0 + np.exp(-z)) for z in predict_logits(model, examples, settings, device, batch_cases)]
 
 
-def specificity_threshold(negative_scores: np.ndarray, specificity: float) -> float:
-    """The lowest threshold (calls at >=) that leaves at least `specificity` of the negatives below it."""
-    neg = np.sort(np.asarray(negative_scores, float))
-    if neg.size == 0:
-        return 0.5
-    k = int(np.ceil(specificity * neg.size)) - 1  # the k-th smallest negative must stay below
-    return float(np.nextafter(neg[min(max(k, 0), neg.size - 1)], np.inf))
-
-
 def _pooling(tcfg: dict[str, Any]) -> tuple[str, float]:
     return str(tcfg.get("pooling", "max")), float(tcfg.get("lse_r", 4.0))
 
@@ -194,16 +185,6 @@ def calibrate(logits: list[np.ndarray], val: list[Example], supervised: bool, po
 
     opt.step(closure)
     return float(a.detach().clamp_min(0.05)), float(b.detach())
-
-
-def operating_threshold(probs: list[np.ndarray], val: list[Example], supervised: bool, specificity: float) -> float:
-    """The probability threshold of `specificity` on the validation stations known to be benign
-    (supervised: station labels; weak: the stations of groups the N stage calls negative)."""
-    if supervised:
-        neg = np.concatenate([p[e.truth == 0] for p, e in zip(probs, val)]) if val else np.zeros(0)
-    else:
-        neg = np.concatenate([known_negatives(p, e.weak) for p, e in zip(probs, val)]) if val else np.zeros(0)
-    return specificity_threshold(neg, specificity)
 
 
 READER_PARAMETERS = ("uptake.", "linear.", "station_bias.")

@@ -23,7 +23,8 @@ from nstage.stations import load_stations
 from nstage.training.cache import CachedCase, _input_file, load_cached
 from nstage.training.cohort import CohortCase
 from nstage.training.metrics import auroc
-from nstage.training.train import predict, prepare, specificity_threshold, train
+from nstage.training.thresholds import specificity_threshold
+from nstage.training.train import predict, prepare, train
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = [s.station for s in load_stations()]
