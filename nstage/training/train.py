@@ -28,7 +28,12 @@ from nstage.analysis.classifier.model import StationNet, build_model
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
-from nstage.training.thresholds import operating_threshold
+from nstage.training.thresholds import (
+    category_maxima,
+    operating_point,
+    operating_threshold,
+    staging_threshold,
+)
 from nstage.training.weak_labels import (
     WeakTargets,
     supervised_loss,
@@ -73,6 +78,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     calibration: tuple[float, float] = (1.0, 0.0)
+    operating: dict[str, Any] = field(default_factory=dict)  # the threshold's rule and what it gives on validation
 
 
 def device_for(name: str | None = None) -> torch.device:
@@ -185,6 +191,30 @@ def calibrate(logits: list[np.ndarray], val: list[Example], supervised: bool, po
 
     opt.step(closure)
     return float(a.detach().clamp_min(0.05)), float(b.detach())
+
+
+THRESHOLD_RULES = ("staging", "validation")
+
+
+def validation_staging(tcfg: dict[str, Any], probs: list[np.ndarray], val_cases: list[CachedCase]) -> tuple[np.ndarray, np.ndarray]:
+    """(C, 3) the N1/N2/N3 category maxima of the validation cases' station probabilities and (C,) their TNM 8 level."""
+    rules = str(tcfg.get("rules", "tnm"))
+    maxima = np.array([category_maxima(p, c.stations, c.case.tumour_side, rules) for p, c in zip(probs, val_cases)]).reshape(-1, 3)
+    return maxima, np.array([int(c.case.n_tnm8[1]) for c in val_cases], np.int64)
+
+
+def choose_threshold(tcfg: dict[str, Any], probs: list[np.ndarray], val_ex: list[Example], val_cases: list[CachedCase],
+                     supervised: bool) -> float:
+    """The operating threshold the config asks for: "staging" (the most validation patients staged right,
+    TNM 8), "validation" (operating_specificity of the validation stations known to be benign) or a number."""
+    rule = tcfg.get("threshold", "validation")
+    if rule == "staging":
+        return staging_threshold(*validation_staging(tcfg, probs, val_cases))
+    if rule == "validation":
+        return operating_threshold(probs, val_ex, supervised, float(tcfg["operating_specificity"]))
+    if isinstance(rule, str):
+        raise InputError(f"training.threshold must be a number or one of {', '.join(THRESHOLD_RULES)} (got {rule!r})")
+    return float(rule)
 
 
 READER_PARAMETERS = ("uptake.", "linear.", "station_bias.")
@@ -310,9 +340,8 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
         calib = calibrate(predict_logits(final, val_ex, settings, dev, raw=True), val_ex, supervised, pos_weight, tcfg)
     with torch.no_grad():
         final.calibration.copy_(torch.tensor(calib, dtype=final.calibration.dtype))
-    fixed = tcfg.get("threshold", "validation")
-    if fixed == "validation":
-        thr = operating_threshold(predict(final, val_ex, settings, dev), val_ex, supervised, float(tcfg["operating_specificity"]))
-    else:
-        thr = float(fixed)
-    return TrainResult(final, float(thr), supervised, history, best[1], calib)
+    probs = predict(final, val_ex, settings, dev) if val_ex else []
+    thr = choose_threshold(tcfg, probs, val_ex, val_cases, supervised)
+    operating = {"rule": str(tcfg.get("threshold", "validation")),
+                 **operating_point(probs, val_ex, *validation_staging(tcfg, probs, val_cases), thr)}
+    return TrainResult(final, float(thr), supervised, history, best[1], calib, operating)

@@ -86,7 +86,8 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
     t0 = time.time()
     res = train([cached[i] for i in tr], [cached[i] for i in va], cfg, supervised, out, resume, epochs)
     summary = {"cases": len(cached), "train": len(tr), "validation": len(va), "supervised": supervised,
-               "threshold": res.threshold, "best_epoch": res.best_epoch, "history": res.history, "calibration": list(res.calibration),
+               "threshold": res.threshold, "operating_point": res.operating, "best_epoch": res.best_epoch, "history": res.history,
+               "calibration": list(res.calibration),
                "train_seconds": round(time.time() - t0, 1), "world_size": _dist()[1]}
     if rank == 0:
         if out:
@@ -98,7 +99,7 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
             meta = model_metadata(cfg, res.threshold, supervised, describe_training_data(cached, source),
                                   {"best_epoch": res.best_epoch, "train_cases": len(tr), "validation_cases": len(va),
                                    "calibration": list(res.calibration),
-                                   "operating_point": f"specificity {cfg['training'].get('operating_specificity')} on the validation split"})
+                                   "operating_point": res.operating})
             summary["exported"] = str(export_torchscript(res.model, meta, export, patch_settings(cfg)))
     if distributed:
         torch.distributed.barrier()
