@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "weak_measurements_only": {"model.patches": False},
     "supervised": {},  # same network and config, station labels: the upper bound
 }
+SPECIFICITY_ROW = "weak_at_specificity_rule"  # the shipped model's probabilities, called at the earlier threshold rule
 TOLERANCE = 1e-9  # targets compare shares of whole counts: a difference of exactly 0.10 meets ">= + 0.10"
 PAPER = {"station_accuracy": 0.88, "sensitivity": 0.72, "specificity": 0.90, "n_stage_accuracy": 0.63}
 log = logging.getLogger("bench.classifier")
@@ -72,17 +73,22 @@ def _validation_auroc(model, val, cfg) -> float:
     return auroc(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
 
 
-def _shipped_validation_auroc(model_dir: Path, val_cases: list) -> float:
-    """The shipped (exported) model's group AUROC on the same validation split as the variants."""
+def _shipped_validation(model_dir: Path, val_cases: list) -> tuple[float, float]:
+    """The shipped (exported) model on the same validation split as the variants: its group AUROC, and the
+    threshold the earlier rule would give it (operating_specificity of the stations the N stage says are benign)."""
     from nstage.analysis.classifier.layout import find_model
     from nstage.training.metrics import auroc
+    from nstage.training.thresholds import operating_threshold
     from nstage.training.train import prepare
     from nstage.training.weak_labels import group_scores
     from nstage.training.workflow import predict_exported
 
+    tcfg = _config({})["training"]
     probs, _, _ = predict_exported(find_model(model_dir), val_cases)
-    pairs = [g for p, e in zip(probs, prepare(val_cases, _config({})["training"])) for g in group_scores(p, e.weak)]
-    return auroc(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
+    val = prepare(val_cases, tcfg)
+    pairs = [g for p, e in zip(probs, val) for g in group_scores(p, e.weak)]
+    return (auroc(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])),
+            operating_threshold(probs, val, False, float(tcfg["operating_specificity"])))
 
 
 def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,7 +122,8 @@ def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, A
     return models, records
 
 
-def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, models: dict[str, Any]) -> dict[str, Any]:
+def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, models: dict[str, Any],
+                      specificity_threshold: float | None = None) -> dict[str, Any]:
     """All methods on one held-out cohort and the bounds of its data; writes bench/classifier/<name>/."""
     from nstage.analysis.classifier.layout import find_model
     from nstage.analysis.classifier.settings import patch_settings
@@ -128,6 +135,8 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
     cases = _cases([root], source, base)
     probs, thr, meta = predict_exported(find_model(model_dir), cases)
     methods = [MethodOutput("weak", probs, [p >= thr for p in probs])]
+    if specificity_threshold is not None:  # the same probabilities at the earlier rule's threshold
+        methods.append(MethodOutput(SPECIFICITY_ROW, probs, [p >= specificity_threshold for p in probs]))
     for v, (res, cfg) in models.items():
         p = predict(res.model, prepare(cases, cfg["training"]), patch_settings(cfg))
         methods.append(MethodOutput(v, p, [x >= res.threshold for x in p]))
@@ -275,6 +284,11 @@ def markdown(out: dict[str, Any]) -> str:
     lines += ["", f"weak = the shipped model (config/classifier.json as is: patient context, {_config({})['training']['pooling']} pooling; "
               f"validation group AUROC {tr['_shipped_validation_group_auroc']:.3f}). Where its pooling was chosen: the config's pooling_note. "
               f"Highest validation group AUROC on this split: {_best_on_validation(tr)}."]
+    if "_shipped_specificity_threshold" in tr:
+        tc = _config({})["training"]
+        lines += ["", f"Operating threshold rule: {tc['threshold']} (config/classifier.json threshold_note). {SPECIFICITY_ROW} = the "
+                  f"shipped model's probabilities called at the earlier rule's threshold, specificity {tc['operating_specificity']} of the "
+                  f"validation stations the N stage says are benign ({tr['_shipped_specificity_threshold']:.3f} on this split)."]
     lines += ["", *(f"Note: {n}" for n in out.get("notes", [])), "", "## Held-out cohorts", "",
               "Literature: Engelson et al. 2026 (patients): station accuracy 0.88, sensitivity 0.72, specificity 0.90, N-stage accuracy 0.63.", ""]
     for name, e in out["evaluations"].items():
@@ -321,13 +335,15 @@ def main() -> None:
     out: dict[str, Any] = {"machine": machine(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                            "notes": list(a.note)}
     models, out["training"] = train_variants(a.train)
-    out["training"]["_shipped_validation_group_auroc"] = _shipped_validation_auroc(a.model, out["training"].pop("_validation"))
+    shipped_auroc, spec_thr = _shipped_validation(a.model, out["training"].pop("_validation"))
+    out["training"]["_shipped_validation_group_auroc"] = shipped_auroc
+    out["training"]["_shipped_specificity_threshold"] = spec_thr
     out["evaluations"] = {}
     timing_root = None
     for spec in a.held_out:
         name, rest = spec.split("=", 1)
         root, source = rest.rsplit(":", 1)
-        out["evaluations"][name] = evaluate_held_out(name, Path(root), source, a.model, models)
+        out["evaluations"][name] = evaluate_held_out(name, Path(root), source, a.model, models, spec_thr)
         if source == "registration":
             timing_root = Path(root)
     if timing_root is not None:
