@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from nstage.route.fingerprint import file_sha256, fingerprint
+from nstage.route.fingerprint import file_sha256, fingerprint, instances_digest
 from nstage.route.layout import INSTANCES_FILE, input_dir, move_into_place, remove
 from nstage.route.orthanc_api import OrthancClient
 from nstage.route.queue import IGNORED, TERMINAL, JobQueue
@@ -40,7 +40,8 @@ def handle_stable_study(client: OrthancClient, queue: JobQueue, settings: NodeSe
         instances = client.study_instances(study_id)
         fp = fingerprint((i.sop_instance_uid, i.orthanc_id) for i in instances)
         reason = f"not a PET/CT study (series modalities: {', '.join(modalities) or 'none'})"
-        job, created = queue.add(study_id, study_uid, "ignored:" + fp, len(instances), ",".join(modalities), state=IGNORED, error=reason)
+        job, created = queue.add(study_id, study_uid, "ignored:" + fp, len(instances), ",".join(modalities), state=IGNORED, error=reason,
+                                 instances_digest=instances_digest(i.orthanc_id for i in instances))
         log.info("study %s ignored: %s%s", study_id, reason, "" if created else " (seen before)")
         if settings.delete_study_after_done:
             delete_instances(client, [i.orthanc_id for i in instances])
@@ -69,7 +70,8 @@ def handle_stable_study(client: OrthancClient, queue: JobQueue, settings: NodeSe
             remove(tmp)
         else:
             move_into_place(tmp, final)
-        job, _ = queue.add(study_id, study_uid, fp, len(instances), ",".join(modalities))
+        job, _ = queue.add(study_id, study_uid, fp, len(instances), ",".join(modalities),
+                           instances_digest=instances_digest(i.orthanc_id for i in instances))
         older = queue.supersede_queued(study_id, job.id)
         for old in older:
             log.info("job %d superseded by job %d (the study changed before it ran)", old, job.id)
@@ -86,17 +88,22 @@ def studies_without_a_job(client: OrthancClient, queue: JobQueue, settings: Node
 
     Orthanc keeps its stable-age timers in memory: a study that arrived shortly before the node was
     killed is never announced as stable after the restart. A study counts as known when one of its
-    jobs recorded as many instances as it now holds (PET/CT series for a job, all for an ignored one);
-    a study still receiving instances (not stable) is left to its StableStudy change.
+    jobs recorded the instances it now holds (the digest of their Orthanc IDs: its PET/CT series for a
+    job, all for an ignored one), so a new version with as many instances as an old one is not taken
+    for it; jobs recorded before digests were kept are matched by their instance count. A study still
+    receiving instances (not stable) is left to its StableStudy change.
     """
     missed = []
     for study_id in client.studies():
         if not client.study(study_id).get("IsStable", True):
             continue
-        counts = client.study_instance_counts(study_id)
-        pet_ct = sum(n for m, n in counts.items() if m in settings.pet_ct_modalities)
-        known = {j.n_instances for j in queue.jobs_of_study(study_id)}
-        if pet_ct not in known and sum(counts.values()) not in known:
+        ids = client.study_instance_ids(study_id)
+        pet_ct = [i for m, v in ids.items() if m in settings.pet_ct_modalities for i in v]
+        every = [i for v in ids.values() for i in v]
+        jobs = queue.jobs_of_study(study_id)
+        digests = {j.instances_digest for j in jobs if j.instances_digest}
+        counts = {j.n_instances for j in jobs if not j.instances_digest}
+        if not ({instances_digest(pet_ct), instances_digest(every)} & digests or {len(pet_ct), len(every)} & counts):
             missed.append(study_id)
     return missed
 

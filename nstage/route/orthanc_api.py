@@ -83,13 +83,14 @@ class OrthancClient:
         """Modality of each series of the study (one entry per series, sorted)."""
         return sorted(s.get("MainDicomTags", {}).get("Modality", "") for s in self._get(f"/studies/{study_id}/series").json())
 
-    def study_instance_counts(self, study_id: str) -> dict[str, int]:
-        """Number of instances per series modality (one call: each series lists its instances)."""
-        counts: dict[str, int] = {}
+    def study_instance_ids(self, study_id: str) -> dict[str, list[str]]:
+        """Orthanc instance IDs per series modality (one call: each series lists its instances). An Orthanc
+        ID is a hash of the patient, study, series and SOP Instance UIDs, so the IDs name the instances."""
+        ids: dict[str, list[str]] = {}
         for series in self._get(f"/studies/{study_id}/series").json():
             modality = series.get("MainDicomTags", {}).get("Modality", "")
-            counts[modality] = counts.get(modality, 0) + len(series.get("Instances", []))
-        return counts
+            ids.setdefault(modality, []).extend(series.get("Instances", []))
+        return ids
 
     def study_instances(self, study_id: str, modalities: tuple[str, ...] | None = None) -> list[InstanceRef]:
         """The study's instances (only those of series with one of `modalities`, when given), by SOP Instance UID."""

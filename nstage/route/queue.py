@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   started_at REAL,
   finished_at REAL,
   error TEXT,
+  instances_digest TEXT NOT NULL DEFAULT '',
   UNIQUE (study_key, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before);
@@ -85,6 +86,7 @@ class Job:
     started_at: float | None
     finished_at: float | None
     error: str | None
+    instances_digest: str = ""  # which Orthanc instances the version held (fingerprint.instances_digest); '' before it was kept
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,14 @@ class JobQueue:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._migrate()
         self.db.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Columns added since a queue file was created (its jobs keep the column's default)."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if "instances_digest" not in have:
+            self.db.execute("ALTER TABLE jobs ADD COLUMN instances_digest TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -191,15 +200,16 @@ class JobQueue:
 
     # --- transitions -------------------------------------------------------------------------
     def add(self, study_key: str, study_uid: str, fingerprint: str, n_instances: int, modalities: str, now: float | None = None,
-            state: str = QUEUED, error: str | None = None) -> tuple[Job, bool]:
+            state: str = QUEUED, error: str | None = None, instances_digest: str = "") -> tuple[Job, bool]:
         """Record a study version; (job, True) when new, (the existing job, False) when already known."""
         if state not in (QUEUED, IGNORED, FAILED):
             raise InvalidTransition(f"a job cannot start in state {state}")
         now = time.time() if now is None else now
         with self._tx() as db:
             cur = db.execute("INSERT OR IGNORE INTO jobs (study_key, study_uid, fingerprint, state, n_instances, modalities, created_at, updated_at, "
-                             "finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (study_key, study_uid, fingerprint, state, n_instances, modalities, now, now, None if state == QUEUED else now, error))
+                             "finished_at, error, instances_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (study_key, study_uid, fingerprint, state, n_instances, modalities, now, now, None if state == QUEUED else now, error,
+                              instances_digest))
             created = cur.rowcount == 1
         job = self.find(study_key, fingerprint)
         assert job is not None

@@ -221,9 +221,9 @@ def test_stop_during_the_run_leaves_the_job_queued_without_using_an_attempt(node
 
 
 class StudiesClient:
-    """Orthanc's answers about the studies it holds: id -> (stable, instances per modality)."""
+    """Orthanc's answers about the studies it holds: id -> (stable, Orthanc instance IDs per modality)."""
 
-    def __init__(self, studies: dict[str, tuple[bool, dict[str, int]]]) -> None:
+    def __init__(self, studies: dict[str, tuple[bool, dict[str, list[str]]]]) -> None:
         self.held = studies
 
     def studies(self) -> list[str]:
@@ -232,22 +232,53 @@ class StudiesClient:
     def study(self, study_id: str) -> dict:
         return {"IsStable": self.held[study_id][0]}
 
-    def study_instance_counts(self, study_id: str) -> dict[str, int]:
-        return dict(self.held[study_id][1])
+    def study_instance_ids(self, study_id: str) -> dict[str, list[str]]:
+        return {m: list(v) for m, v in self.held[study_id][1].items()}
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{k:04d}" for k in range(n)]
 
 
 def test_studies_held_without_a_job_are_found_and_known_or_unstable_ones_are_not(node) -> None:
+    from nstage.route.fingerprint import instances_digest
     from nstage.route.intake import studies_without_a_job
 
     q = JobQueue(node.queue_path)
-    q.add("known", "1.1", "a" * 64, 120, "CT,PT")
-    q.add("changed", "1.2", "b" * 64, 120, "CT,PT")
-    q.add("ct-only", "1.3", "ignored:" + "c" * 64, 40, "CT", state="ignored", error="not a PET/CT study")
+    q.add("known", "1.1", "a" * 64, 120, "CT,PT", instances_digest=instances_digest(ids("k-ct", 80) + ids("k-pt", 40)))
+    q.add("changed", "1.2", "b" * 64, 120, "CT,PT", instances_digest=instances_digest(ids("c-ct", 80) + ids("c-pt", 40)))
+    q.add("replaced", "1.4", "d" * 64, 120, "CT,PT", instances_digest=instances_digest(ids("r-ct", 80) + ids("r-pt", 40)))
+    q.add("ct-only", "1.3", "ignored:" + "c" * 64, 40, "CT", state="ignored", error="not a PET/CT study",
+          instances_digest=instances_digest(ids("o-ct", 40)))
+    q.add("legacy", "1.5", "e" * 64, 120, "CT,PT")  # recorded before digests were kept: its count decides
     client = StudiesClient({
-        "known": (True, {"CT": 80, "PT": 40, "SR": 1}),  # results routed back do not make it new
-        "changed": (True, {"CT": 80, "PT": 47}),  # more instances than its job recorded
-        "ct-only": (True, {"CT": 40}),
-        "unknown": (True, {"CT": 80, "PT": 40}),
-        "arriving": (False, {"CT": 12}),  # still receiving: its StableStudy change is to come
+        "known": (True, {"CT": ids("k-ct", 80), "PT": ids("k-pt", 40), "SR": ["sr"]}),  # results routed back do not make it new
+        "changed": (True, {"CT": ids("c-ct", 80), "PT": ids("c-pt", 47)}),  # more instances than its job recorded
+        "replaced": (True, {"CT": ids("r-ct", 80), "PT": ids("r2-pt", 40)}),  # a new PET of as many instances
+        "ct-only": (True, {"CT": ids("o-ct", 40)}),
+        "legacy": (True, {"CT": ids("l-ct", 80), "PT": ids("l-pt", 40)}),
+        "unknown": (True, {"CT": ids("u-ct", 80), "PT": ids("u-pt", 40)}),
+        "arriving": (False, {"CT": ids("a-ct", 12)}),  # still receiving: its StableStudy change is to come
     })
-    assert studies_without_a_job(client, q, node) == ["changed", "unknown"]
+    assert studies_without_a_job(client, q, node) == ["changed", "replaced", "unknown"]
+
+
+def test_a_queue_file_from_before_the_digest_gains_the_column_and_keeps_its_jobs(tmp_path) -> None:
+    import sqlite3
+
+    from nstage.route.queue import SCHEMA
+
+    path = tmp_path / "queue.sqlite"
+    old = SCHEMA.replace("  instances_digest TEXT NOT NULL DEFAULT '',\n", "")
+    assert old != SCHEMA
+    db = sqlite3.connect(path)
+    db.executescript(old)
+    db.execute("INSERT INTO jobs (study_key, study_uid, fingerprint, state, n_instances, created_at, updated_at) "
+               "VALUES ('s', '1.2', 'f', 'done', 120, 0, 0)")
+    db.commit()
+    db.close()
+    q = JobQueue(path)
+    (job,) = q.jobs_of_study("s")
+    assert job.n_instances == 120 and job.instances_digest == ""
+    new, created = q.add("s", "1.2", "g", 120, "CT,PT", instances_digest="x" * 64)
+    assert created and q.get(new.id).instances_digest == "x" * 64
