@@ -197,6 +197,7 @@ def _square_plot(path: Path, title: str, xlabel: str, ylabel: str, legend: str,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])  # 20 colours: no two methods share one
     for x, y, label, style in curves:
         ax.plot(x, y, label=label, **style)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
@@ -209,23 +210,38 @@ def _square_plot(path: Path, title: str, xlabel: str, ylabel: str, legend: str,
 
 def roc_png(cases: list[CachedCase], methods: list[MethodOutput], path: Path, title: str) -> None:
     """One ROC plot of every method's station scores."""
+    _square_plot(path, title, "1 - specificity", "sensitivity", "lower right", roc_curves(cases, methods))
+
+
+def roc_curves(cases: list[CachedCase], methods: list[MethodOutput]) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any]]]:
+    """(fpr, tpr, label, style) of each method; methods with the same scores (one model at two thresholds) share one."""
     from nstage.training.metrics import auroc
 
     truth = np.concatenate([c.truth() for c in cases])
-    curves = []
+    curves, names, seen = [], [], {}
     for m in methods:
         s = np.concatenate(m.scores)
+        key = s.tobytes()
+        if key in seen:  # the same scores at another threshold: one curve, both names
+            names[seen[key]].append(m.name)
+            continue
+        seen[key] = len(curves)
+        names.append([m.name])
         fpr, tpr = roc_curve(s, truth)
-        curves.append((fpr, tpr, f"{m.name} (AUROC {auroc(s, truth):.3f})", {}))
-    _square_plot(path, title, "1 - specificity", "sensitivity", "lower right", curves)
+        curves.append((fpr, tpr, f"(AUROC {auroc(s, truth):.3f})", {}))
+    return [(x, y, f"{' = '.join(n)} {label}", st) for (x, y, label, st), n in zip(curves, names)]
 
 
 def reliability_png(summary: dict[str, Any], path: Path, title: str) -> None:
     """Reliability diagram of every model (observed malignant fraction against mean probability, per bin)."""
-    curves = []
+    curves, seen = [], set()
     for name, m in summary["methods"].items():
         if "calibration" in m:
             bins = m["calibration"]["bins"]
+            key = repr(bins)
+            if key in seen:  # the same probabilities at another threshold (its ROC legend names both)
+                continue
+            seen.add(key)
             curves.append((np.array([b["mean_probability"] for b in bins]), np.array([b["observed"] for b in bins]),
                            f"{name} (ECE {m['calibration']['ece']:.3f})", {"marker": "o", "ms": 3}))
     _square_plot(path, title, "mean predicted probability (bin)", "observed malignant fraction", "upper left", curves)

@@ -38,3 +38,16 @@ def test_sensitivity_at_specificity_and_ece():
     assert expected_calibration_error(np.full(20, 0.5), y) == pytest.approx(0.0)
     assert expected_calibration_error(np.r_[np.zeros(10), np.ones(10)], y) == pytest.approx(0.0)
     assert expected_calibration_error(np.r_[np.ones(10), np.zeros(10)], y) == pytest.approx(1.0)
+
+
+def test_one_model_at_two_thresholds_is_one_roc_curve_naming_both():
+    from nstage.training.evaluate import roc_curves
+
+    cases = fake_cases(12)
+    scores = [t * 0.6 + 0.2 for t in (c.truth() for c in cases)]
+    methods = [MethodOutput("weak", scores, [p >= 0.5 for p in scores]),
+               MethodOutput("weak_at_other_rule", scores, [p >= 0.1 for p in scores]), *baselines(cases)]
+    labels = [c[2] for c in roc_curves(cases, methods)]
+    assert labels[0].startswith("weak = weak_at_other_rule (AUROC 1.000")
+    assert not any(lab.startswith("weak_at_other_rule") for lab in labels)
+    assert labels[1].startswith("suvmax (")  # other scores keep their own curve
