@@ -143,8 +143,23 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
     methods += baselines(cases, base["training"].get("rules", "tnm"))
     notes = [f"Held-out cohort {root.name} ({len(cases)} cases), station maps: {source}. weak = the shipped model "
              f"({meta['name']} {meta['version']}: {meta['kind']}; trained on {meta['training_data']})."]
+    limits = {**bounds(cases), "shipped_n_stage_accuracy_best_threshold_on_cohort": best_staging(cases, probs, base)}
     return write_report(ROOT / "bench" / "classifier" / name, cases, methods, base, f"Held-out: {name}", notes,
-                        {"kind": "held-out", "source": source, "cohort": root.name, "bounds": bounds(cases)})
+                        {"kind": "held-out", "source": source, "cohort": root.name, "bounds": limits})
+
+
+def best_staging(cases: list, probs: list[np.ndarray], cfg: dict[str, Any]) -> dict[str, float]:
+    """The shipped model's N-stage accuracy (TNM 8) at the threshold that stages most of this cohort's patients
+    right, chosen on them (optimistic: what its probabilities allow, not a method)."""
+    from nstage.training.thresholds import category_maxima, staged_at
+
+    rules = str(cfg["training"].get("rules", "tnm"))
+    maxima = np.array([category_maxima(p, c.stations, c.case.tumour_side, rules) for p, c in zip(probs, cases)])
+    levels = np.array([int(c.case.n_tnm8[1]) for c in cases])
+    candidates = np.unique(np.r_[maxima.ravel(), 1.0])
+    acc = np.array([np.mean(staged_at(maxima, t) == levels) for t in candidates])
+    k = int(np.argmax(acc))
+    return {"accuracy": float(acc[k]), "threshold": float(candidates[k])}
 
 
 def _logistic_cv(x: list[np.ndarray], y: list[np.ndarray], folds: int = 5, l2: float = 1e-3) -> np.ndarray:
@@ -304,10 +319,14 @@ def markdown(out: dict[str, Any]) -> str:
         if "bounds" in e:
             b = e["bounds"]
             lines += ["", "What these data allow (not methods: the first two read the generator's truth; the third is a linear "
-                      "reader trained on station labels of this cohort, 5-fold CV by case):", "",
+                      "reader trained on station labels of this cohort, 5-fold CV by case; the last picks its threshold on the cohort):", "",
                       f"- true uptake of the station's hottest node (no scanner blur): AUROC {b['true_hottest_node_uptake']:.3f}",
                       f"- true short axis of its largest node: AUROC {b['true_largest_node_short_axis']:.3f}",
                       f"- logistic regression on the measured features the network reads: AUROC {b['measured_features_logistic_supervised_cv']:.3f}"]
+            if "shipped_n_stage_accuracy_best_threshold_on_cohort" in b:
+                s = b["shipped_n_stage_accuracy_best_threshold_on_cohort"]
+                lines.append(f"- the shipped model's probabilities at the threshold that stages most of these patients right, chosen on "
+                             f"them ({s['threshold']:.3f}): N-stage accuracy {s['accuracy']:.3f}")
         lines += ["", "Targets:", "", *targets(e), "", f"![ROC](classifier/{name}/roc.png) ![reliability](classifier/{name}/reliability.png)", ""]
     return "\n".join(lines) + "\n"
 
