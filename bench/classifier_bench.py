@@ -151,11 +151,9 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
 def best_staging(cases: list, probs: list[np.ndarray], cfg: dict[str, Any]) -> dict[str, float]:
     """The shipped model's N-stage accuracy (TNM 8) at the threshold that stages most of this cohort's patients
     right, chosen on them (optimistic: what its probabilities allow, not a method)."""
-    from nstage.training.thresholds import category_maxima, staged_at
+    from nstage.training.thresholds import staged_at, staging_inputs
 
-    rules = str(cfg["training"].get("rules", "tnm"))
-    maxima = np.array([category_maxima(p, c.stations, c.case.tumour_side, rules) for p, c in zip(probs, cases)])
-    levels = np.array([int(c.case.n_tnm8[1]) for c in cases])
+    maxima, levels = staging_inputs(probs, cases, str(cfg["training"].get("rules", "tnm")))
     candidates = np.unique(np.r_[maxima.ravel(), 1.0])
     acc = np.array([np.mean(staged_at(maxima, t) == levels) for t in candidates])
     k = int(np.argmax(acc))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,6 +50,22 @@ def category_maxima(probs: np.ndarray, stations: list[str], tumour_side: str, ru
         k = CATEGORIES.index(station_category(s, tumour_side, rules))
         out[k] = max(out[k], p)
     return out
+
+
+class StagedCase(Protocol):
+    """What the staging rule reads of a case (nstage.training.cache.CachedCase): its stations and its record."""
+
+    @property
+    def stations(self) -> list[str]: ...
+
+    @property
+    def case(self) -> Any: ...  # .tumour_side, .n_tnm8
+
+
+def staging_inputs(probs: list[np.ndarray], cases: list[StagedCase], rules: str = "tnm") -> tuple[np.ndarray, np.ndarray]:
+    """(C, 3) the N1/N2/N3 category maxima of the cases' station probabilities and (C,) their TNM 8 level."""
+    maxima = np.array([category_maxima(p, c.stations, c.case.tumour_side, rules) for p, c in zip(probs, cases)]).reshape(-1, 3)
+    return maxima, np.array([int(c.case.n_tnm8[1]) for c in cases], np.int64)
 
 
 def staged_at(maxima: np.ndarray, threshold: float) -> np.ndarray:

@@ -29,9 +29,9 @@ from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
 from nstage.training.thresholds import (
-    category_maxima,
     operating_point,
     operating_threshold,
+    staging_inputs,
     staging_threshold,
 )
 from nstage.training.weak_labels import (
@@ -196,20 +196,13 @@ def calibrate(logits: list[np.ndarray], val: list[Example], supervised: bool, po
 THRESHOLD_RULES = ("staging", "validation")
 
 
-def validation_staging(tcfg: dict[str, Any], probs: list[np.ndarray], val_cases: list[CachedCase]) -> tuple[np.ndarray, np.ndarray]:
-    """(C, 3) the N1/N2/N3 category maxima of the validation cases' station probabilities and (C,) their TNM 8 level."""
-    rules = str(tcfg.get("rules", "tnm"))
-    maxima = np.array([category_maxima(p, c.stations, c.case.tumour_side, rules) for p, c in zip(probs, val_cases)]).reshape(-1, 3)
-    return maxima, np.array([int(c.case.n_tnm8[1]) for c in val_cases], np.int64)
-
-
-def choose_threshold(tcfg: dict[str, Any], probs: list[np.ndarray], val_ex: list[Example], val_cases: list[CachedCase],
+def choose_threshold(tcfg: dict[str, Any], probs: list[np.ndarray], val_ex: list[Example], staging: tuple[np.ndarray, np.ndarray],
                      supervised: bool) -> float:
     """The operating threshold the config asks for: "staging" (the most validation patients staged right,
     TNM 8), "validation" (operating_specificity of the validation stations known to be benign) or a number."""
     rule = tcfg.get("threshold", "validation")
     if rule == "staging":
-        return staging_threshold(*validation_staging(tcfg, probs, val_cases))
+        return staging_threshold(*staging)
     if rule == "validation":
         return operating_threshold(probs, val_ex, supervised, float(tcfg["operating_specificity"]))
     if isinstance(rule, str):
@@ -341,7 +334,7 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
     with torch.no_grad():
         final.calibration.copy_(torch.tensor(calib, dtype=final.calibration.dtype))
     probs = predict(final, val_ex, settings, dev) if val_ex else []
-    thr = choose_threshold(tcfg, probs, val_ex, val_cases, supervised)
-    operating = {"rule": str(tcfg.get("threshold", "validation")),
-                 **operating_point(probs, val_ex, *validation_staging(tcfg, probs, val_cases), thr)}
+    staging = staging_inputs(probs, val_cases, str(tcfg.get("rules", "tnm")))  # (category maxima, N levels)
+    thr = choose_threshold(tcfg, probs, val_ex, staging, supervised)
+    operating = {"rule": str(tcfg.get("threshold", "validation")), **operating_point(probs, val_ex, *staging, thr)}
     return TrainResult(final, float(thr), supervised, history, best[1], calib, operating)

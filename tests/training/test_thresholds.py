@@ -13,6 +13,7 @@ from nstage.training.thresholds import (
     category_maxima,
     operating_point,
     staged_at,
+    staging_inputs,
     staging_threshold,
 )
 from nstage.training.train import choose_threshold, prepare
@@ -81,13 +82,14 @@ def test_choose_threshold_follows_the_config_and_refuses_unknown_rules() -> None
     tcfg = dict(TINY["training"])
     ex = prepare(cases, tcfg)
     probs = [np.where(c.truth() > 0, 0.7, 0.1) + 0.01 * np.arange(c.truth().size) / 17 for c in cases]
-    t = choose_threshold({**tcfg, "threshold": "staging"}, probs, ex, cases, False)
+    maxima, levels = staging_inputs(probs, cases)
+    assert levels.tolist() == [int(c.case.n_tnm8[1]) for c in cases]
+    assert np.array_equal(maxima, [category_maxima(p, c.stations, c.case.tumour_side) for p, c in zip(probs, cases)])
+    t = choose_threshold({**tcfg, "threshold": "staging"}, probs, ex, (maxima, levels), False)
     assert 0.27 < t <= 0.7  # between the highest benign and the lowest malignant station: every case staged right
-    assert choose_threshold({**tcfg, "threshold": 0.42}, probs, ex, cases, False) == 0.42
+    assert choose_threshold({**tcfg, "threshold": 0.42}, probs, ex, (maxima, levels), False) == 0.42
     with pytest.raises(InputError, match="training.threshold"):
-        choose_threshold({**tcfg, "threshold": "best"}, probs, ex, cases, False)
-    maxima = np.array([category_maxima(p, c.stations, c.case.tumour_side) for p, c in zip(probs, cases)])
-    levels = np.array([int(c.case.n_tnm8[1]) for c in cases])
+        choose_threshold({**tcfg, "threshold": "best"}, probs, ex, (maxima, levels), False)
     op = operating_point(probs, ex, maxima, levels, t)
     assert op["validation_n_stage_accuracy"] == 1.0 and op["validation_benign_specificity"] == 1.0
     assert op["validation_cases"] == 12
