@@ -99,10 +99,11 @@ def staging_threshold(maxima: np.ndarray, n_levels: np.ndarray) -> float:
 
 
 def operating_point(probs: list[np.ndarray], val: list[Targets], maxima: np.ndarray, n_levels: np.ndarray,
-                    threshold: float) -> dict[str, float | int]:
+                    threshold: float, supervised: bool) -> dict[str, float | int]:
     """What the threshold gives on the validation split: N-stage accuracy (TNM 8) and the specificity on the
-    stations the N stage says are benign (weak) or known benign (supervised)."""
-    neg = [p[e.truth == 0] if e.truth is not None else known_negatives(p, e.weak) for p, e in zip(probs, val)]
+    stations the N stage says are benign (weak: station labels are not read even where a cohort has them) or
+    on the stations labelled benign (supervised)."""
+    neg = [p[e.truth == 0] if supervised else known_negatives(p, e.weak) for p, e in zip(probs, val)]
     neg_all = np.concatenate(neg) if neg else np.zeros(0)
     staged = staged_at(np.asarray(maxima, float).reshape(-1, 3), threshold) if len(val) else np.zeros(0)
     return {"validation_cases": len(val),

@@ -260,6 +260,9 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
     rank, world = _dist()
     dev = device_for(device)
     train_ex, val_ex = prepare(train_cases, tcfg), prepare(val_cases, tcfg)
+    rule = tcfg.get("threshold", "validation")
+    if isinstance(rule, str) and rule not in THRESHOLD_RULES:  # refused before training, not after it
+        raise InputError(f"training.threshold must be a number or one of {', '.join(THRESHOLD_RULES)} (got {rule!r})")
     if supervised and any(e.truth is None for e in train_ex + val_ex):
         raise InputError("the fully supervised variant needs station labels (truth.json 'stations') for every case")
     if not train_ex:
@@ -336,5 +339,5 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
     probs = predict(final, val_ex, settings, dev) if val_ex else []
     staging = staging_inputs(probs, val_cases, str(tcfg.get("rules", "tnm")))  # (category maxima, N levels)
     thr = choose_threshold(tcfg, probs, val_ex, staging, supervised)
-    operating = {"rule": str(tcfg.get("threshold", "validation")), **operating_point(probs, val_ex, *staging, thr)}
+    operating = {"rule": str(tcfg.get("threshold", "validation")), **operating_point(probs, val_ex, *staging, thr, supervised)}
     return TrainResult(final, float(thr), supervised, history, best[1], calib, operating)

@@ -90,6 +90,21 @@ def test_choose_threshold_follows_the_config_and_refuses_unknown_rules() -> None
     assert choose_threshold({**tcfg, "threshold": 0.42}, probs, ex, (maxima, levels), False) == 0.42
     with pytest.raises(InputError, match="training.threshold"):
         choose_threshold({**tcfg, "threshold": "best"}, probs, ex, (maxima, levels), False)
-    op = operating_point(probs, ex, maxima, levels, t)
+    op = operating_point(probs, ex, maxima, levels, t, supervised=False)
     assert op["validation_n_stage_accuracy"] == 1.0 and op["validation_benign_specificity"] == 1.0
     assert op["validation_cases"] == 12
+    # weak: the benign stations are those of the groups the N stage calls negative, not the labelled ones
+    weak_negatives = sum(len({i for g, target in e.weak.groups if not target for i in g}) for e in ex)
+    labelled_negatives = sum(int((c.truth() == 0).sum()) for c in cases)
+    assert op["validation_benign_stations"] == weak_negatives < labelled_negatives
+    assert operating_point(probs, ex, maxima, levels, t, supervised=True)["validation_benign_stations"] == labelled_negatives
+
+
+def test_an_unknown_threshold_rule_is_refused_before_training(tmp_path) -> None:
+    from nstage.training.train import CHECKPOINT, train
+
+    cases = fake_cases(8, seed=3)
+    cfg = {**TINY, "training": {**TINY["training"], "threshold": "best"}}
+    with pytest.raises(InputError, match="training.threshold"):
+        train(cases[:6], cases[6:], cfg, out_dir=tmp_path)
+    assert not (tmp_path / CHECKPOINT).exists()  # no epoch was trained
