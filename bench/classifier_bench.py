@@ -151,13 +151,11 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
 def best_staging(cases: list, probs: list[np.ndarray], cfg: dict[str, Any]) -> dict[str, float]:
     """The shipped model's N-stage accuracy (TNM 8) at the threshold that stages most of this cohort's patients
     right, chosen on them (optimistic: what its probabilities allow, not a method)."""
-    from nstage.training.thresholds import staged_at, staging_inputs
+    from nstage.training.thresholds import staged_at, staging_inputs, staging_threshold
 
     maxima, levels = staging_inputs(probs, cases, str(cfg["training"].get("rules", "tnm")))
-    candidates = np.unique(np.r_[maxima.ravel(), 1.0])
-    acc = np.array([np.mean(staged_at(maxima, t) == levels) for t in candidates])
-    k = int(np.argmax(acc))
-    return {"accuracy": float(acc[k]), "threshold": float(candidates[k])}
+    t = staging_threshold(maxima, levels)  # the training rule, here on the held-out patients themselves
+    return {"accuracy": float(np.mean(staged_at(maxima, t) == levels)), "threshold": t}
 
 
 def _logistic_cv(x: list[np.ndarray], y: list[np.ndarray], folds: int = 5, l2: float = 1e-3) -> np.ndarray:
