@@ -64,6 +64,8 @@ class NodeSettings:
     air_ring_mm: tuple[float, float]
     air_hu: float
     max_air_around: float
+    bone_min_volume_ml: float
+    max_bone_around: float
     split_min_radius_mm: float
     split_closing_mm: float
     pet_margin_mm: float
@@ -95,6 +97,7 @@ class NodeSettings:
             surround_mm=float(c["surround_mm"]), min_fat_surround=float(c["min_fat_surround"]),
             min_fat_in_surround=float(c["min_fat_in_surround"]), surround_fat_hu=(float(c["surround_fat_hu"][0]), float(c["surround_fat_hu"][1])),
             air_ring_mm=(float(c["air_ring_mm"][0]), float(c["air_ring_mm"][1])), air_hu=float(c["air_hu"]), max_air_around=float(c["max_air_around"]),
+            bone_min_volume_ml=float(c["bone_min_volume_ml"]), max_bone_around=float(c["max_bone_around"]),
             split_min_radius_mm=float(c["split_min_radius_mm"]), split_closing_mm=float(c["split_closing_mm"]),
             pet_margin_mm=float(c["pet_margin_mm"]), focus_min_suv=float(c["focus_min_suv"]),
             focus_min_blood_pool_ratio=float(c["focus_min_blood_pool_ratio"]), focus_radius_mm=float(c["focus_radius_mm"]),
@@ -224,6 +227,7 @@ class _Context:
     smooth: np.ndarray  # for finding nodes
     signs: np.ndarray  # lightly smoothed, for the CT signs inside a node
     soft: np.ndarray  # node-density voxels (soft tissue, or calcium and the soft tissue around it)
+    bone: np.ndarray  # calcium in structures larger than any calcified node (vertebrae, ribs, sternum)
     suv: np.ndarray
     peak: np.ndarray
     region: np.ndarray  # within margin_mm of a station
@@ -267,8 +271,19 @@ def _context(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, pea
     calcium = smooth >= s.calcium_hu
     near_calcium = ndimage.binary_dilation(calcium, structure=_ball(2.0, g.spacing)) if calcium.any() else calcium
     soft = (smooth >= lo) & ((smooth <= hi) | near_calcium)  # enhanced vessels (above hi) stay out, calcified nodes whole
-    return _Context(g, sub_hu, smooth, signs, soft, resample(suv, pet_grid, g, order=0), resample(peak, pet_grid, g, order=0),
-                    dist <= s.margin_mm, labels > 0, owner)
+    return _Context(g, sub_hu, smooth, signs, soft, _large_parts(calcium, s.bone_min_volume_ml / g.voxel_volume_ml),
+                    resample(suv, pet_grid, g, order=0), resample(peak, pet_grid, g, order=0), dist <= s.margin_mm, labels > 0, owner)
+
+
+def _large_parts(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    """The connected parts of `mask` of at least `min_voxels` voxels."""
+    if not mask.any():
+        return mask
+    lab, n = ndimage.label(mask)
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[lab]
 
 
 def _station_of(blob: _Blob, ctx: _Context, s: NodeSettings) -> int:
@@ -280,18 +295,21 @@ def _station_of(blob: _Blob, ctx: _Context, s: NodeSettings) -> int:
     return int(np.argmax(np.bincount(ctx.owner[blob.box][region].ravel(), minlength=256)))
 
 
-def _air_around(blob: _Blob, ctx: _Context, s: NodeSettings) -> float:
-    """Fraction of a ring `air_ring_mm` outside the candidate that is air or lung (below `air_hu`).
+def _around(blob: _Blob, ctx: _Context, s: NodeSettings) -> tuple[float, float]:
+    """Fractions of a ring `air_ring_mm` outside the candidate that are air or lung (below `air_hu`) and bone.
 
     Mediastinal and hilar nodes lie in fat; soft tissue with air close round a large part of it is an
-    airway wall (the carina, a bronchus cut across) or a vessel in the lung.
+    airway wall (the carina, a bronchus cut across) or a vessel in the lung, and soft tissue along
+    a bone is paravertebral muscle (the diaphragmatic crus) or the partial volume of the bone's edge.
     """
     r0, r1 = s.air_ring_mm
     sp = ctx.grid.spacing[::-1]
     big, m = blob.padded(ctx, max(1, int(np.ceil(r1 / min(sp)))) + 1)
     d = ndimage.distance_transform_edt(~m, sampling=sp)
     ring = (d > r0) & (d <= r1)
-    return float(np.mean(ctx.smooth[big][ring] < s.air_hu)) if ring.any() else 0.0
+    if not ring.any():
+        return 0.0, 0.0
+    return float(np.mean(ctx.smooth[big][ring] < s.air_hu)), float(np.mean(ctx.bone[big][ring]))
 
 
 def _fits(blob: _Blob, ctx: _Context, s: NodeSettings, surround: bool = True) -> bool:
@@ -310,7 +328,8 @@ def _fits(blob: _Blob, ctx: _Context, s: NodeSettings, surround: bool = True) ->
             return False
     if not surround:
         return True
-    if _air_around(blob, ctx, s) > s.max_air_around:  # an airway wall or a vessel in the lung
+    air, bone = _around(blob, ctx, s)
+    if air > s.max_air_around or bone > s.max_bone_around:  # an airway wall, a vessel in the lung, muscle along a bone
         return False
     ring_pad = max(1, int(np.ceil(s.surround_mm / min(ctx.grid.spacing))))
     big, m = blob.padded(ctx, ring_pad)
