@@ -4,7 +4,7 @@
 the CT as `nstage stations` does, reads the nodes of every station with a flat PET (so only the CT
 finds candidates), writes the PNG (axial CT slices through the index nodes, each candidate
 circled, its station and short axis written beside it; a zoom on the slice through each index node
-and the slices above and below) and bench/real_ct_nodes.json (the
+and the slices above and below; coronal and sagittal planes through it) and bench/real_ct_nodes.json (the
 candidates per station, and every index node with the CT numbers at its centre voxel, in a 2 mm
 disc round its centre and in a box around it).
 """
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from scipy import ndimage
 
     from nstage.analysis.nodes import read_nodes
     from nstage.geometry import Grid
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     x0, x1 = (ii.min() - 10) * sx, (ii.max() + 10) * sx  # the mediastinum, with a margin
     y0, y1 = (jj.min() - 10) * sy, (jj.max() + 10) * sy
     nrows = max(1, min(len(rows), 12))
-    fig, axes = plt.subplots(nrows, 4, figsize=(20, 5.0 * nrows), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1, 1, 1]})
+    fig, axes = plt.subplots(nrows, 6, figsize=(30, 5.0 * nrows), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1, 1, 1, 1, 1]})
     for ax in np.ravel(axes):
         ax.axis("off")
 
@@ -81,6 +82,22 @@ def main(argv: list[str] | None = None) -> int:
                 ax.add_patch(plt.Circle((ci * sx, cj * sy), n.long_axis_mm / 2 + 1.5, fill=False, color=colour, linewidth=1.2))
                 ax.text(ci * sx + n.long_axis_mm / 2 + 2, cj * sy, f"{st} {n.short_axis_mm:.0f}mm", color=colour, fontsize=9)
 
+    sz = ct.grid.spacing[2]
+
+    def reformat(ax_cor: Any, ax_sag: Any, row: dict[str, Any]) -> None:
+        """Coronal and sagittal planes through an index node (superior up; the slices are thick): what it touches above and below."""
+        ci, cj, ck = ct.grid.lps_to_index(np.asarray(row["centre_lps"]))
+        i, j = int(round(ci)), int(round(cj))
+        nz = ct.array.shape[0]
+        for ax, plane, c, step, name in ((ax_cor, ct.array[:, j, :], ci, sx, "coronal (patient's right on the left)"),
+                                         (ax_sag, ct.array[:, :, i], cj, sy, "sagittal (anterior on the left)")):
+            plane = ndimage.gaussian_filter1d(plane.astype(np.float32), 1.0 / step, axis=1)  # in-plane noise of thin, tall pixels
+            ax.imshow(np.clip(plane, -160, 240), cmap="gray", origin="lower", extent=(0, plane.shape[1] * step, 0, nz * sz), aspect="equal")
+            ax.add_patch(plt.Circle((c * step, (ck + 0.5) * sz), row["long_axis_mm"] / 2 + 1.5, fill=False, color="red", linewidth=1.2))
+            ax.set_xlim(c * step - 35, c * step + 35)
+            ax.set_ylim((ck + 0.5) * sz - 35, (ck + 0.5) * sz + 35)
+            ax.set_title(name, fontsize=10)
+
     for r, row in zip(axes, rows[:nrows]):
         k = row["slice"]
         ci, cj, _ = ct.grid.lps_to_index(np.asarray(row["centre_lps"]))
@@ -95,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             ax.set_xlim(ci * sx - 25, ci * sx + 25)
             ax.set_ylim(cj * sy + 25, cj * sy - 25)
             ax.set_title(f"zoom, slice {k + dk} ({'above' if dk > 0 else 'below' if dk < 0 else 'centre'})", fontsize=10)
+        reformat(r[4], r[5], row)
     if not rows:
         axes[0, 0].text(0.5, 0.5, "no index node in any station", ha="center", va="center", fontsize=14)
     fig.suptitle("Node candidates on the real CT (yellow: stations; red: index node; cyan: other candidates; CT only, no PET)", fontsize=11)
