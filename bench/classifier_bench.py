@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "weak_lse": {"training.pooling": "lse"},
     "weak_max_per_station": {"training.pooling": "max", "model.patient_context": False},
     "weak_measurements_only": {"model.patches": False},
+    "weak_single": {"training.ensemble_folds": 1},  # the shipped recipe as one network on a 75 / 25 split (up to 2.3.1)
     "supervised": {},  # same network and config, station labels: the upper bound
 }
 SPECIFICITY_ROW = "weak_at_specificity_rule"  # the shipped model's probabilities, called at the earlier threshold rule
@@ -61,40 +62,30 @@ def _cases(roots: list[Path], source: str, cfg: dict[str, Any]):
     return [c for r in roots for c in load_cached(read_cohort(r), source, patch_settings(cfg))]
 
 
-def _validation_auroc(model, val, cfg) -> float:
-    """Group-level AUROC on the validation split (max station probability of each known group vs its target)."""
-    from nstage.analysis.classifier.settings import patch_settings
-    from nstage.training.metrics import auroc
-    from nstage.training.train import predict
-    from nstage.training.weak_labels import group_scores
-
-    probs = predict(model, val, patch_settings(cfg))
-    pairs = [g for p, e in zip(probs, val) for g in group_scores(p, e.weak)]
-    return auroc(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
-
-
 def _shipped_validation(model_dir: Path, val_cases: list) -> tuple[float, float]:
-    """The shipped (exported) model on the same validation split as the variants: its group AUROC, and the
-    threshold the earlier rule would give it (operating_specificity of the stations the N stage says are benign)."""
+    """The shipped (exported) model's validation group AUROC and the threshold the earlier rule would give it
+    (operating_specificity of the stations the N stage says are benign). A cross-fitted ensemble carries both,
+    read on its out-of-fold probabilities; a single network is read on the single-split validation cases."""
     from nstage.analysis.classifier.layout import find_model
-    from nstage.training.metrics import auroc
+    from nstage.training.ensemble import group_auroc
     from nstage.training.thresholds import operating_threshold
     from nstage.training.train import prepare
-    from nstage.training.weak_labels import group_scores
     from nstage.training.workflow import predict_exported
 
     tcfg = _config({})["training"]
-    probs, _, _ = predict_exported(find_model(model_dir), val_cases)
+    probs, _, meta = predict_exported(find_model(model_dir), val_cases)
+    op = meta.get("operating_point", {})
+    if op.get("out_of_fold"):
+        return float(op["validation_group_auroc"]), float(op["specificity_rule_threshold"])
     val = prepare(val_cases, tcfg)
-    pairs = [g for p, e in zip(probs, val) for g in group_scores(p, e.weak)]
-    return (auroc(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])),
-            operating_threshold(probs, val, False, float(tcfg["operating_specificity"])))
+    return group_auroc(probs, val), operating_threshold(probs, val, False, float(tcfg["operating_specificity"]))
 
 
 def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train every variant; (models by name, training records)."""
+    """Train every variant as the shipped recipe trains (config ensemble_folds unless overridden); (models by
+    name, training records)."""
+    from nstage.training.ensemble import fit
     from nstage.training.evaluate import split_validation
-    from nstage.training.train import prepare, train
 
     base = _config({})
     cases = _cases(train_roots, "truth", base)
@@ -103,21 +94,23 @@ def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, A
     for name, over in VARIANTS.items():
         cfg = _config(over)
         t0 = time.time()
-        res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised=name == "supervised",
-                    out_dir=WORK / name, resume=True)
+        fitted = fit(cases, cfg, supervised=name == "supervised", out_dir=WORK / name, resume=True)
         seconds = time.time() - t0
         timing = WORK / name / "train_seconds.json"  # the first run's training time, kept when later runs resume
         if timing.is_file():
             seconds = float(json.loads(timing.read_text())["train_seconds"])
         else:
             timing.write_text(json.dumps({"train_seconds": seconds}))
-        val = prepare([cases[i] for i in va], cfg["training"])
-        models[name] = (res, cfg)
-        records[name] = {"overrides": over, "best_epoch": res.best_epoch, "threshold": res.threshold, "calibration": list(res.calibration),
-                         "validation_group_auroc": _validation_auroc(res.model, val, cfg), "train_seconds": round(seconds, 1),
-                         "epochs": len(res.history), "train_cases": len(tr), "validation_cases": len(va)}
-        log.info("%s: best epoch %d, %.0f s", name, res.best_epoch, seconds)
-    records["_split"] = {"train": len(tr), "validation": len(va), "cases": len(cases)}
+        ms = fitted.members
+        models[name] = (fitted, cfg)
+        records[name] = {"overrides": over, "members": len(ms), "best_epoch": [m["best_epoch"] for m in ms], "threshold": fitted.threshold,
+                         "calibration": [m["calibration"] for m in ms],
+                         "validation_group_auroc": fitted.operating["validation_group_auroc"],
+                         "validation_n_stage_accuracy": fitted.operating["validation_n_stage_accuracy"],
+                         "train_seconds": round(seconds, 1), "studies_trained": sum(m["train_cases"] * len(m["history"]) for m in ms),
+                         "train_cases": fitted.train_cases, "validation_cases": fitted.validation_cases}
+        log.info("%s: %d member(s), best epochs %s, %.0f s", name, len(ms), records[name]["best_epoch"], seconds)
+    records["_split"] = {"train": len(tr), "validation": len(va), "cases": len(cases), "folds": int(base["training"].get("ensemble_folds", 1))}
     records["_validation"] = [cases[i] for i in va]
     return models, records
 
@@ -137,9 +130,9 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
     methods = [MethodOutput("weak", probs, [p >= thr for p in probs])]
     if specificity_threshold is not None:  # the same probabilities at the earlier rule's threshold
         methods.append(MethodOutput(SPECIFICITY_ROW, probs, [p >= specificity_threshold for p in probs]))
-    for v, (res, cfg) in models.items():
-        p = predict(res.model, prepare(cases, cfg["training"]), patch_settings(cfg))
-        methods.append(MethodOutput(v, p, [x >= res.threshold for x in p]))
+    for v, (fitted, cfg) in models.items():
+        p = predict(fitted.model, prepare(cases, cfg["training"]), patch_settings(cfg))
+        methods.append(MethodOutput(v, p, [x >= fitted.threshold for x in p]))
     methods += baselines(cases, base["training"].get("rules", "tnm"))
     notes = [f"Held-out cohort {root.name} ({len(cases)} cases), station maps: {source}. weak = the shipped model "
              f"({meta['name']} {meta['version']}: {meta['kind']}; trained on {meta['training_data']})."]
@@ -264,7 +257,10 @@ def targets(e: dict[str, Any]) -> list[str]:
 
 
 def _best_on_validation(tr: dict[str, Any]) -> str:
-    scores = {k: v["validation_group_auroc"] for k, v in tr.items() if not k.startswith("_")}
+    """The highest validation group AUROC among the variants validated as the shipped recipe is (out of fold on
+    the whole cohort when it is an ensemble; on the one split otherwise)."""
+    folds = int(tr["_split"].get("folds", 1))
+    scores = {k: v["validation_group_auroc"] for k, v in tr.items() if not k.startswith("_") and v["members"] == folds}
     scores["weak (shipped)"] = tr["_shipped_validation_group_auroc"]
     best = max(scores, key=scores.get)
     return f"{best} ({scores[best]:.3f})"
@@ -280,26 +276,31 @@ def markdown(out: dict[str, Any]) -> str:
         lines += [f"Classifier time per study (inputs from the images + network; torch 2 threads, CPU; {t['cohort']}): median "
                   f"{t['median_s']} s, max {t['max_s']} s over {t['studies']} studies (target <= 5 s).", ""]
     tr = out["training"]
+    sp = tr["_split"]
     lines += ["## Training (generator station maps; seeds in config/classifier.json)", "",
-              f"{tr['_split']['cases']} training-cohort cases: {tr['_split']['train']} train + {tr['_split']['validation']} validation.", "",
-              "| variant | overrides | best epoch | validation group AUROC | threshold | calibration (a, b) | train s | studies / s |",
-              "|---|---|---|---|---|---|---|---|"]
+              f"{sp['cases']} training-cohort cases. Members 1: one network, {sp['train']} train + {sp['validation']} validation cases "
+              f"(the recipe up to 2.3.1). Members {sp.get('folds', 1)}: a cross-fitted ensemble (config ensemble_note): each member trains on "
+              f"three quarters and validates on the fourth; validation figures are out of fold, on all {sp['cases']}.", "",
+              "| variant | overrides | members | best epoch | validation group AUROC | validation N-stage acc | threshold | calibration a | train s | studies / s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for k, v in tr.items():
         if k.startswith("_"):
             continue
-        lines.append(f"| {k} | {json.dumps(v['overrides'])} | {v['best_epoch']} | {v['validation_group_auroc']:.3f} | "
-                     f"{v['threshold']:.3f} | {v['calibration'][0]:.2f}, {v['calibration'][1]:.2f} | {v['train_seconds']} | "
-                     + (f"{v['train_cases'] * v['epochs'] / v['train_seconds']:.1f} |" if v["train_seconds"] > 1 else "resumed |"))
+        lines.append(f"| {k} | {json.dumps(v['overrides'])} | {v['members']} | {', '.join(str(e) for e in v['best_epoch'])} | "
+                     f"{v['validation_group_auroc']:.3f} | {v['validation_n_stage_accuracy']:.3f} | {v['threshold']:.3f} | "
+                     f"{', '.join(f'{c[0]:.2f}' for c in v['calibration'])} | {v['train_seconds']} | "
+                     + (f"{v['studies_trained'] / v['train_seconds']:.1f} |" if v["train_seconds"] > 1 else "resumed |"))
     lines += ["", "Training throughput: training studies per second of wall time (CPU, 1 torch thread, other work on the "
               "machine; checkpoints resumed in a later run show as resumed)."]
     lines += ["", f"weak = the shipped model (config/classifier.json as is: patient context, {_config({})['training']['pooling']} pooling; "
               f"validation group AUROC {tr['_shipped_validation_group_auroc']:.3f}). Where its pooling was chosen: the config's pooling_note. "
-              f"Highest validation group AUROC on this split: {_best_on_validation(tr)}."]
+              f"Highest validation group AUROC of the variants validated as it is: {_best_on_validation(tr)}."]
     if "_shipped_specificity_threshold" in tr:
         tc = _config({})["training"]
         lines += ["", f"Operating threshold rule: {tc['threshold']} (config/classifier.json threshold_note). {SPECIFICITY_ROW} = the "
                   f"shipped model's probabilities called at the earlier rule's threshold, specificity {tc['operating_specificity']} of the "
-                  f"validation stations the N stage says are benign ({tr['_shipped_specificity_threshold']:.3f} on this split)."]
+                  f"validation stations the N stage says are benign ({tr['_shipped_specificity_threshold']:.3f}"
+                  + (", out of fold" if int(tr["_split"].get("folds", 1)) > 1 else " on this split") + ")."]
     lines += ["", *(f"Note: {n}" for n in out.get("notes", [])), "", "## Held-out cohorts", "",
               "Literature: Engelson et al. 2026 (patients): station accuracy 0.88, sensitivity 0.72, specificity 0.90, N-stage accuracy 0.63.", ""]
     for name, e in out["evaluations"].items():

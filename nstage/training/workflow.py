@@ -17,6 +17,8 @@ from nstage.training.cache import CachedCase, build_cache, load_cached
 from nstage.training.cohort import read_cohorts
 
 log = logging.getLogger("nstage.training")
+ENSEMBLE_RULE = ("cross-fitted: member f trained on the other stratified folds, best epoch and calibration on fold f; "
+                 "output = mean of the members' calibrated probabilities; threshold on the out-of-fold probabilities of every case")
 
 
 def cached_cohort(roots: list[Path], source: str, cfg: dict[str, Any], cache: Path | None = None, jobs: int | ExecutorOptions = 1,
@@ -57,8 +59,10 @@ def model_metadata(cfg: dict[str, Any], threshold: float, supervised: bool, trai
     pooling = str(t.get("pooling", "max")).replace("_", "-")
     reads = ("node and context patches (CT/SUV/station mask), node measurements"
              + (", attention over the patient's stations and tumour" if m.get("patient_context") else ", each station alone"))
+    members = int(extra.get("ensemble", {}).get("members", 1))
     return {"name": m["name"], "version": m["version"],
-            "kind": ("fully supervised (station labels)" if supervised else f"weakly supervised (N-stage group labels, {pooling} pooling)")
+            "kind": (f"cross-fitted ensemble of {members}: " if members > 1 else "")
+            + ("fully supervised (station labels)" if supervised else f"weakly supervised (N-stage group labels, {pooling} pooling)")
             + f" 3D CNN on {reads}",
             "training_data": training_data, "threshold": threshold, "patch": cfg["patch"], "model": m,
             "training": cfg["training"], "stations": [s.station for s in load_stations()], **extra}
@@ -66,11 +70,12 @@ def model_metadata(cfg: dict[str, Any], threshold: float, supervised: bool, trai
 
 def train_command(cohorts: list[Path], source: str, out: Path | None, export: Path | None, config: Path | None,
                   epochs: int | None, supervised: bool, resume: bool, jobs: int | ExecutorOptions, cache: Path | None) -> dict[str, Any]:
-    """Cache, split (stratified 25 % validation), train, and export the model when asked."""
+    """Cache, train (one network on a stratified validation split, or a cross-fitted ensemble: the config's
+    training.ensemble_folds), and export the model when asked."""
     import torch
 
-    from nstage.training.evaluate import split_validation
-    from nstage.training.train import _dist, init_distributed, train
+    from nstage.training.ensemble import fit
+    from nstage.training.train import _dist, init_distributed
 
     cfg = classifier_config(config)
     distributed = init_distributed()
@@ -81,14 +86,15 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
         torch.distributed.barrier()
     if rank != 0:
         cached = cached_cohort(cohorts, source, cfg, cache, build=False)
-    tcfg = cfg["training"]
-    tr, va = split_validation(cached, np.arange(len(cached)), float(tcfg["validation_fraction"]), int(tcfg["seed"]))
     t0 = time.time()
-    res = train([cached[i] for i in tr], [cached[i] for i in va], cfg, supervised, out, resume, epochs)
-    summary = {"cases": len(cached), "train": len(tr), "validation": len(va), "supervised": supervised,
-               "threshold": res.threshold, "operating_point": res.operating, "best_epoch": res.best_epoch, "history": res.history,
-               "calibration": list(res.calibration),
+    fitted = fit(cached, cfg, supervised, out, resume, epochs)
+    single = len(fitted.members) == 1
+    summary = {"cases": len(cached), "train": fitted.train_cases, "validation": fitted.validation_cases,
+               "ensemble_members": len(fitted.members), "supervised": supervised,
+               "threshold": fitted.threshold, "operating_point": fitted.operating, "members": fitted.members,
                "train_seconds": round(time.time() - t0, 1), "world_size": _dist()[1]}
+    if single:  # the one network's record at the top level, as before ensembles
+        summary.update({k: fitted.members[0][k] for k in ("best_epoch", "history", "calibration")})
     if rank == 0:
         if out:
             out.mkdir(parents=True, exist_ok=True)
@@ -96,11 +102,15 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
         if export:
             from nstage.analysis.classifier.export import export_torchscript
 
-            meta = model_metadata(cfg, res.threshold, supervised, describe_training_data(cached, source),
-                                  {"best_epoch": res.best_epoch, "train_cases": len(tr), "validation_cases": len(va),
-                                   "calibration": list(res.calibration),
-                                   "operating_point": res.operating})
-            summary["exported"] = str(export_torchscript(res.model, meta, export, patch_settings(cfg)))
+            extra: dict[str, Any] = {"train_cases": fitted.train_cases, "validation_cases": fitted.validation_cases,
+                                     "operating_point": fitted.operating}
+            if single:
+                extra.update({"best_epoch": fitted.members[0]["best_epoch"], "calibration": fitted.members[0]["calibration"]})
+            else:
+                extra["ensemble"] = {"members": len(fitted.members), "rule": ENSEMBLE_RULE,
+                                     **{k: [m[k] for m in fitted.members] for k in ("seed", "best_epoch", "calibration")}}
+            meta = model_metadata(cfg, fitted.threshold, supervised, describe_training_data(cached, source), extra)
+            summary["exported"] = str(export_torchscript(fitted.model, meta, export, patch_settings(cfg)))
     if distributed:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()

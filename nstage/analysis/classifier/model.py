@@ -123,3 +123,22 @@ def build_model(model_cfg: dict[str, Any], n_features: int, n_patient: int, n_st
                       int(model_cfg["hidden"]), float(model_cfg["dropout"]), bool(model_cfg["patient_context"]),
                       float(model_cfg.get("prior_suv_threshold", 2.5)), float(model_cfg.get("prior_slope_per_suv", 2.0)),
                       bool(model_cfg.get("patches", True)))
+
+
+class StationEnsemble(nn.Module):
+    """Several trained station networks read as one: the mean of their calibrated probabilities, returned as a
+    logit so that the slot interface (forward -> (B, 17) logits, sigmoid for probabilities) stays the same."""
+
+    def __init__(self, members: list[StationNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, node: torch.Tensor, context: torch.Tensor, features: torch.Tensor, patient: torch.Tensor,
+                present: torch.Tensor) -> torch.Tensor:
+        z = torch.stack([m(node, context, features, patient, present) for m in self.members])  # (K, B, 17)
+        log_k = math.log(len(self.members))
+        log_p = torch.logsumexp(nn.functional.logsigmoid(z), dim=0) - log_k  # log of the mean probability
+        log_q = torch.logsumexp(nn.functional.logsigmoid(-z), dim=0) - log_k  # log of one minus it
+        return log_p - log_q
