@@ -85,7 +85,7 @@ def train_variants(train_roots: list[Path]) -> tuple[dict[str, Any], dict[str, A
     """Train every variant as the shipped recipe trains (config ensemble_folds unless overridden); (models by
     name, training records)."""
     from nstage.training.ensemble import fit
-    from nstage.training.evaluate import split_validation
+    from nstage.training.splits import split_validation
 
     base = _config({})
     cases = _cases(train_roots, "truth", base)

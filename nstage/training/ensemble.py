@@ -22,8 +22,8 @@ import numpy as np
 from nstage.analysis.classifier.model import StationEnsemble
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.training.cache import CachedCase
-from nstage.training.evaluate import split_validation, stratified_folds
 from nstage.training.metrics import auroc
+from nstage.training.splits import split_validation, stratified_folds
 from nstage.training.thresholds import operating_point, operating_threshold, staging_inputs
 from nstage.training.train import TrainResult, choose_threshold, predict, prepare, train
 from nstage.training.weak_labels import group_scores

@@ -145,9 +145,9 @@ def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path |
         MethodOutput,
         baselines,
         cross_validate,
-        split_validation,
         write_report,
     )
+    from nstage.training.splits import split_validation
     from nstage.training.train import predict, prepare, train
 
     cfg = classifier_config(config)

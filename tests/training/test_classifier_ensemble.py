@@ -14,7 +14,7 @@ import torch
 from nstage.analysis.classifier.export import export_torchscript, load_torchscript
 from nstage.analysis.classifier.model import StationEnsemble
 from nstage.training.ensemble import fit
-from nstage.training.evaluate import stratified_folds
+from nstage.training.splits import stratified_folds
 from nstage.training.thresholds import staging_inputs, staging_threshold
 from nstage.training.train import new_model, predict, prepare
 from nstage.training.workflow import train_command
