@@ -60,15 +60,17 @@ def group_auroc(probs: list[np.ndarray], examples: list[Any]) -> float:
 
 
 def fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False, out_dir: Path | None = None,
-        resume: bool = False, epochs: int | None = None) -> FittedModel:
-    """Train the shipped recipe: one network on a validation split, or a cross-fitted ensemble (see the module)."""
+        resume: bool = False, epochs: int | None = None, split_seed: int | None = None) -> FittedModel:
+    """Train the shipped recipe: one network on a validation split, or a cross-fitted ensemble (see the module).
+    The split or folds are drawn from `split_seed` (default: the training seed)."""
     tcfg = cfg["training"]
     seed, k = int(tcfg["seed"]), ensemble_folds(cfg)
+    draw = seed if split_seed is None else int(split_seed)
     if 1 < len(cases) < k or len(cases) == 1:
         log.warning("%d case(s) cannot fill %d folds: training one network instead of an ensemble", len(cases), k)
         k = 1
     if k == 1:
-        tr, va = split_validation(cases, np.arange(len(cases)), float(tcfg["validation_fraction"]), seed)
+        tr, va = split_validation(cases, np.arange(len(cases)), float(tcfg["validation_fraction"]), draw)
         res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised, out_dir, resume, epochs)
         val = prepare([cases[i] for i in va], tcfg)
         operating = {**res.operating, "validation_group_auroc": group_auroc(predict(res.model, val, PatchSettings.from_dict(cfg["patch"])), val)}
@@ -77,7 +79,7 @@ def fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False, 
     examples = prepare(cases, tcfg)
     oof: list[np.ndarray] = [np.zeros(0)] * len(cases)
     members, records = [], []
-    for f, val in enumerate(stratified_folds(cases, k, seed)):
+    for f, val in enumerate(stratified_folds(cases, k, draw)):
         rest = np.setdiff1d(np.arange(len(cases)), val)
         mcfg = copy.deepcopy(cfg)
         mcfg["training"]["seed"] = seed + f

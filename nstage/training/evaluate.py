@@ -1,7 +1,8 @@
 """Evaluation: 5-fold stratified cross-validation and held-out testing, with the SUV baselines beside.
 
 Cross-validation strata: N stage (TNM 8) x number of positive stations (when station labels are
-known). 25 % of each training split is held for validation (best epoch and decision threshold).
+known). Each fold's training cases train the model as `nstage train` does (a validation share, or the
+cross-fitted ensemble of training.ensemble_folds, for best epoch, calibration and decision threshold).
 Per method: station accuracy / sensitivity / specificity / AUROC with case-bootstrap 95 % intervals,
 N-stage accuracy and macro one-vs-rest sensitivity / specificity, exact McNemar tests of the weak
 model against both SUV baselines (station calls and N-stage calls).
@@ -29,7 +30,7 @@ from nstage.training.metrics import (
     sensitivity_at_specificity,
     station_metrics,
 )
-from nstage.training.splits import split_validation, stratified_folds
+from nstage.training.splits import stratified_folds
 
 log = logging.getLogger("nstage.training")
 BASELINES = ("suvmax", "blood_pool", "ct_size", "combined")
@@ -120,13 +121,15 @@ def summarise(cases: list[CachedCase], methods: list[MethodOutput], n_boot: int,
 
 def cross_validate(cases: list[CachedCase], cfg: dict[str, Any], epochs: int | None = None,
                    work: Path | None = None) -> tuple[list[MethodOutput], list[dict[str, Any]]]:
-    """Out-of-fold weak and supervised predictions over k stratified folds (baselines need no training)."""
-    from nstage.training.train import predict, prepare, train
+    """Out-of-fold weak and supervised predictions over k stratified folds (baselines need no training). Each
+    fold's model is trained as `nstage train` trains (one network, or the config's cross-fitted ensemble
+    inside the fold's training cases)."""
+    from nstage.analysis.classifier.settings import patch_settings
+    from nstage.training.ensemble import fit
+    from nstage.training.train import predict, prepare
 
     ecfg, tcfg = cfg["evaluation"], cfg["training"]
     k, seed = int(ecfg["folds"]), int(ecfg["seed"])
-    from nstage.analysis.classifier.settings import patch_settings
-
     size = patch_settings(cfg)
     n = len(cases)
     probs = {"weak": [np.zeros(0)] * n, "supervised": [np.zeros(0)] * n}
@@ -134,16 +137,16 @@ def cross_validate(cases: list[CachedCase], cfg: dict[str, Any], epochs: int | N
     folds_info = []
     for f, test in enumerate(stratified_folds(cases, k, seed)):
         rest = np.setdiff1d(np.arange(n), test)
-        tr, va = split_validation(cases, rest, float(tcfg["validation_fraction"]), seed + f)
-        info: dict[str, Any] = {"fold": f + 1, "train": len(tr), "validation": len(va), "test": len(test)}
+        info: dict[str, Any] = {"fold": f + 1, "train": len(rest), "test": len(test)}
         for variant in ("weak", "supervised"):
-            res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised=variant == "supervised",
-                        out_dir=work / f"fold{f + 1}-{variant}" if work else None, resume=True, epochs=epochs)
-            p = predict(res.model, prepare([cases[i] for i in test], tcfg), size)
+            fitted = fit([cases[i] for i in rest], cfg, variant == "supervised", work / f"fold{f + 1}-{variant}" if work else None,
+                         True, epochs, split_seed=seed + f)
+            p = predict(fitted.model, prepare([cases[i] for i in test], tcfg), size)
             for i, pi in zip(test, p):
-                probs[variant][i], calls[variant][i] = pi, pi >= res.threshold
-            info[variant] = {"threshold": res.threshold, "best_epoch": res.best_epoch}
-            log.info("fold %d %s: threshold %.3f, best epoch %d", f + 1, variant, res.threshold, res.best_epoch)
+                probs[variant][i], calls[variant][i] = pi, pi >= fitted.threshold
+            epochs_kept = [m["best_epoch"] for m in fitted.members]
+            info[variant] = {"threshold": fitted.threshold, "members": len(fitted.members), "best_epoch": epochs_kept}
+            log.info("fold %d %s: threshold %.3f, best epoch(s) %s", f + 1, variant, fitted.threshold, epochs_kept)
         folds_info.append(info)
     methods = [MethodOutput(v, probs[v], calls[v]) for v in ("weak", "supervised")]
     return methods, folds_info

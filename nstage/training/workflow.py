@@ -147,8 +147,8 @@ def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path |
         cross_validate,
         write_report,
     )
-    from nstage.training.splits import split_validation
-    from nstage.training.train import predict, prepare, train
+    from nstage.training.ensemble import fit
+    from nstage.training.train import predict, prepare
 
     cfg = classifier_config(config)
     cases = cached_cohort(cohorts, source, cfg, cache, jobs, build)
@@ -171,12 +171,12 @@ def evaluate_command(cohorts: list[Path], source: str, out: Path, config: Path |
         notes.append(f"Model: {meta['name']} {meta['version']} ({meta['kind']}); trained on {meta['training_data']}.")
         if train_cohorts:
             tc = cached_cohort(train_cohorts, train_source, cfg, None, jobs)
-            tr, va = split_validation(tc, np.arange(len(tc)), float(cfg["training"]["validation_fraction"]), int(cfg["training"]["seed"]))
-            res = train([tc[i] for i in tr], [tc[i] for i in va], cfg, True, work / "supervised" if work else None, True, epochs)
-            p = predict(res.model, prepare(cases, cfg["training"]), patch_settings(cfg))
-            methods.append(MethodOutput("supervised", p, [x >= res.threshold for x in p]))
-            extra["supervised"] = {"train_cases": len(tr), "validation_cases": len(va), "threshold": res.threshold,
-                                   "station_source": train_source}
-            notes.append(f"Fully supervised upper bound trained on the same training cohort ({len(tr)} + {len(va)} validation cases).")
+            sup = fit(tc, cfg, True, work / "supervised" if work else None, True, epochs)
+            p = predict(sup.model, prepare(cases, cfg["training"]), patch_settings(cfg))
+            methods.append(MethodOutput("supervised", p, [x >= sup.threshold for x in p]))
+            extra["supervised"] = {"train_cases": sup.train_cases, "validation_cases": sup.validation_cases, "members": len(sup.members),
+                                   "threshold": sup.threshold, "station_source": train_source}
+            notes.append(f"Fully supervised upper bound trained as the shipped recipe on the same training cohort ({len(tc)} cases, "
+                         f"{len(sup.members)} member(s)).")
     methods += baselines(cases, cfg["training"].get("rules", "tnm"))
     return write_report(out, cases, methods, cfg, title, notes, extra)

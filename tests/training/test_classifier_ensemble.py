@@ -101,7 +101,7 @@ def test_an_exported_ensemble_gives_the_training_probabilities(fitted, tmp_path)
         np.testing.assert_allclose(got, w, atol=1e-5)
 
 
-def test_train_command_exports_an_ensemble_with_its_record(tmp_path):
+def test_train_command_exports_an_ensemble_with_its_record_and_evaluate_tests_it(tmp_path):
     root = tmp_path / "tiny"
     write_fake_cohort(root, fake_cases(16, seed=5, root=root))
     cfg = tmp_path / "tiny.json"
@@ -116,3 +116,12 @@ def test_train_command_exports_an_ensemble_with_its_record(tmp_path):
     assert sum(p.numel() for p in single.parameters()) * 2 == sum(
         v.numel() for k, v in load_torchscript(tmp_path / "models" / "station_cnn" / "model.ts")[0].state_dict().items()
         if not k.endswith("calibration"))
+    # the held-out test of the exported ensemble, with the supervised bound trained by the same recipe
+    from nstage.training.workflow import evaluate_command
+
+    test = tmp_path / "test"
+    write_fake_cohort(test, fake_cases(8, seed=9, root=test))
+    report = evaluate_command([test], "truth", tmp_path / "report", cfg, None, 1, None, tmp_path / "models", [root], "truth", None)
+    assert report["model"]["kind"].startswith("cross-fitted ensemble of 2")
+    assert {"weak", "supervised", "suvmax", "combined"} <= set(report["methods"])
+    assert json.loads((tmp_path / "report" / "evaluation.json").read_text())["supervised"]["members"] == 2
