@@ -183,7 +183,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
     root = tmp_path / "tiny"
     write_fake_cohort(root, fake_cases(16, root=root))
     cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY))
+    cfg.write_text(json.dumps({**TINY, "training": {**TINY["training"], "ensemble_folds": 2}}))  # the shipped recipe's shape
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "nstage.cli",
            "train", "--cohort", str(root), "--stations", "truth", "--config", str(cfg), "--out", str(tmp_path / "ck"),
            "--export", str(tmp_path / "models"), "--epochs", "2"]
@@ -191,5 +191,6 @@ def test_torchrun_two_gloo_processes(tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "ck" / "training.json").read_text())
-    assert summary["world_size"] == 2 and len(summary["history"]) == 2
+    assert summary["world_size"] == 2 and [len(m["history"]) for m in summary["members"]] == [2, 2]
+    assert (tmp_path / "ck" / "member_1" / "checkpoint.pt").is_file()
     assert (tmp_path / "models" / "station_cnn" / "model.ts").is_file()
