@@ -10,6 +10,7 @@ import torch
 from nstage.analysis.classifier.batch import slot_batch
 from nstage.analysis.classifier.export import example_inputs, export_torchscript, load_torchscript
 from nstage.analysis.classifier.inputs import station_inputs
+from nstage.analysis.classifier.model import StationEnsemble
 from nstage.analysis.classifier.slot import SuvmaxSlotClassifier, load_classifier
 from nstage.analysis.classifier.station_case import StationCase
 from nstage.analysis.measure import station_uptake
@@ -23,11 +24,15 @@ from nstage.training.train import new_model, predict, prepare
 from tests.training.test_classifier_training import TINY, TINY_SETTINGS
 
 
-def _export(models_dir, threshold=0.5):
-    torch.manual_seed(0)
-    model = new_model(TINY).eval()
-    with torch.no_grad():  # a calibration other than identity must travel with the model
-        model.calibration.copy_(torch.tensor([0.8, -0.3]))
+def _export(models_dir, threshold=0.5, members=1):
+    nets = []
+    for k in range(members):
+        torch.manual_seed(k)
+        net = new_model(TINY).eval()
+        with torch.no_grad():  # a calibration other than identity must travel with the model
+            net.calibration.copy_(torch.tensor([0.8 + 0.1 * k, -0.3]))
+        nets.append(net)
+    model = nets[0] if members == 1 else StationEnsemble(nets).eval()
     meta = {"name": "tiny-test", "version": "0", "kind": "test", "training_data": "synthetic (test)", "threshold": threshold,
             "patch": TINY["patch"], "training": TINY["training"]}
     return model, export_torchscript(model, meta, models_dir, TINY_SETTINGS)
@@ -79,8 +84,9 @@ def test_node_patch_is_centred_on_the_index_node():
     assert x.features.shape == (2, len(x.features[0])) and x.features[s, 7] == 1.0  # node_found
 
 
-def test_exported_model_in_the_slot_gives_the_training_probabilities(tmp_path):
-    model, _ = _export(tmp_path / "models", threshold=0.0)
+@pytest.mark.parametrize("members", [1, 2])  # one network, or a cross-fitted ensemble as shipped
+def test_exported_model_in_the_slot_gives_the_training_probabilities(tmp_path, members):
+    model, _ = _export(tmp_path / "models", threshold=0.0, members=members)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert isinstance(load_classifier(empty), SuvmaxSlotClassifier)
