@@ -29,6 +29,8 @@ from nstage.training.train import TrainResult, choose_threshold, predict, prepar
 from nstage.training.weak_labels import group_scores
 
 log = logging.getLogger("nstage.training")
+RULE = ("cross-fitted: member f trained on the other stratified folds, best epoch and calibration on fold f; "
+        "output = mean of the members' calibrated probabilities; threshold on the out-of-fold probabilities of every case")
 
 
 @dataclass
@@ -66,16 +68,16 @@ def fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False, 
     tcfg = cfg["training"]
     seed, k = int(tcfg["seed"]), ensemble_folds(cfg)
     draw = seed if split_seed is None else int(split_seed)
-    if 1 < len(cases) < k or len(cases) == 1:
+    if k > 1 and len(cases) < k:
         log.warning("%d case(s) cannot fill %d folds: training one network instead of an ensemble", len(cases), k)
         k = 1
+    settings = PatchSettings.from_dict(cfg["patch"])
     if k == 1:
         tr, va = split_validation(cases, np.arange(len(cases)), float(tcfg["validation_fraction"]), draw)
         res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised, out_dir, resume, epochs)
         val = prepare([cases[i] for i in va], tcfg)
-        operating = {**res.operating, "validation_group_auroc": group_auroc(predict(res.model, val, PatchSettings.from_dict(cfg["patch"])), val)}
+        operating = {**res.operating, "validation_group_auroc": group_auroc(predict(res.model, val, settings), val)}
         return FittedModel(res.model, res.threshold, operating, [_member(res, seed, len(tr), len(va))], len(tr), len(va))
-    settings = PatchSettings.from_dict(cfg["patch"])
     examples = prepare(cases, tcfg)
     oof: list[np.ndarray] = [np.zeros(0)] * len(cases)
     members, records = [], []

@@ -17,8 +17,6 @@ from nstage.training.cache import CachedCase, build_cache, load_cached
 from nstage.training.cohort import read_cohorts
 
 log = logging.getLogger("nstage.training")
-ENSEMBLE_RULE = ("cross-fitted: member f trained on the other stratified folds, best epoch and calibration on fold f; "
-                 "output = mean of the members' calibrated probabilities; threshold on the out-of-fold probabilities of every case")
 
 
 def cached_cohort(roots: list[Path], source: str, cfg: dict[str, Any], cache: Path | None = None, jobs: int | ExecutorOptions = 1,
@@ -74,7 +72,7 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
     training.ensemble_folds), and export the model when asked."""
     import torch
 
-    from nstage.training.ensemble import fit
+    from nstage.training.ensemble import RULE, fit
     from nstage.training.train import _dist, init_distributed
 
     cfg = classifier_config(config)
@@ -107,7 +105,7 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
             if single:
                 extra.update({"best_epoch": fitted.members[0]["best_epoch"], "calibration": fitted.members[0]["calibration"]})
             else:
-                extra["ensemble"] = {"members": len(fitted.members), "rule": ENSEMBLE_RULE,
+                extra["ensemble"] = {"members": len(fitted.members), "rule": RULE,
                                      **{k: [m[k] for m in fitted.members] for k in ("seed", "best_epoch", "calibration")}}
             meta = model_metadata(cfg, fitted.threshold, supervised, describe_training_data(cached, source), extra)
             summary["exported"] = str(export_torchscript(fitted.model, meta, export, patch_settings(cfg)))
