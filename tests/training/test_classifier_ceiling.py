@@ -47,4 +47,4 @@ def test_figures_rank_perfect_scores_at_auroc_one():
     truth[1, names.index("7")] = 1
     stations = flat_stations(truth, ["L", "R", "L"])
     fig = stations.figures(stations.truth + np.linspace(0, 0.1, stations.truth.size))
-    assert fig["auroc"] == 1.0 and fig["n_stage_accuracy_best_threshold"] == 1.0
+    assert fig["auroc"] == 1.0 and fig["n_stage_accuracy_best_threshold"] == 1.0 and fig["sensitivity_at_specificity_0.90"] == 1.0
