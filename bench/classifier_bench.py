@@ -66,17 +66,18 @@ def _shipped_validation(model_dir: Path, val_cases: list) -> tuple[float, float]
     """The shipped (exported) model's validation group AUROC and the threshold the earlier rule would give it
     (operating_specificity of the stations the N stage says are benign). A cross-fitted ensemble carries both,
     read on its out-of-fold probabilities; a single network is read on the single-split validation cases."""
-    from nstage.analysis.classifier.layout import find_model
+    from nstage.analysis.classifier.layout import METADATA, find_model
     from nstage.training.ensemble import group_auroc
     from nstage.training.thresholds import operating_threshold
     from nstage.training.train import prepare
     from nstage.training.workflow import predict_exported
 
     tcfg = _config({})["training"]
-    probs, _, meta = predict_exported(find_model(model_dir), val_cases)
-    op = meta.get("operating_point", {})
+    model_file = find_model(model_dir)
+    op = json.loads((model_file.parent / METADATA).read_text()).get("operating_point", {})
     if op.get("out_of_fold"):
         return float(op["validation_group_auroc"]), float(op["specificity_rule_threshold"])
+    probs, _, _ = predict_exported(model_file, val_cases)
     val = prepare(val_cases, tcfg)
     return group_auroc(probs, val), operating_threshold(probs, val, False, float(tcfg["operating_specificity"]))
 
