@@ -1,8 +1,8 @@
 """Which true node features carry the disease-model oracle of bench/classifier_ceiling (an ablation).
 
 The same small network as the ceiling's oracle_local, fitted on sampled patients (no rendering) with
-one group of true features at a time: the hottest node's uptake and size, all of its features, the
-second node, and the station's node count. A feature group that ranks well alone and that no image
+one group of true features at a time: the hottest node's uptake and size, all of its features, all
+but one of its signs (which sign lifts the oracle), the second node, and the station's node count. A feature group that ranks well alone and that no image
 shows (the count of all nodes, normal ones of 2-5 mm included) is a sign the generator plants.
 Run: python -m bench.classifier_ceiling_ablation (writes bench/classifier_ceiling_ablation.json).
 """
@@ -25,6 +25,11 @@ GROUPS: dict[str, tuple[list[int], bool]] = {  # name: (feature columns, with th
     "without the count": (list(range(COUNT)), True),
     "hottest node, all 7 features": (list(range(PER_NODE)), True),
     "hottest node without tissue HU": ([0, 1, 2, 4, 5, 6], True),
+    "hottest node without shape": ([0, 1, 3, 4, 5, 6], True),
+    "hottest node without calcification": ([0, 1, 2, 3, 5, 6], True),
+    "hottest node without fatty hilum": ([0, 1, 2, 3, 4, 6], True),
+    "hottest node without necrosis": ([0, 1, 2, 3, 4, 5], True),
+    "hottest node uptake, size, shape and tissue HU (no inner sign)": ([0, 1, 2, 3], True),
     "hottest node uptake and short axis": ([0, 1], True),
     "hottest node uptake and short axis, no station identity": ([0, 1], False),
     "two hottest nodes, uptake and short axis": ([0, 1, PER_NODE, PER_NODE + 1], True),
