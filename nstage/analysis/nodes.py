@@ -26,94 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from nstage.analysis.config import analysis_config
 from nstage.analysis.measure import suv_peak_map
+from nstage.analysis.node_settings import NodeSettings, node_settings
+from nstage.analysis.node_signs import ct_signs
 from nstage.geometry import Grid, resample, sub_grid
 
 VISUAL_GRADES = {1: "absent", 2: "below blood pool", 3: "equal to blood pool", 4: "above blood pool", 5: "far above blood pool"}
 
 
-@dataclass(frozen=True)
-class NodeSettings:
-    """`config/analysis.json` "nodes": every threshold of the node reader."""
-
-    margin_mm: float
-    core_hu: float
-    grow_mm: float
-    context_mm: float
-    smooth_sigma_mm: float
-    signs_sigma_mm: float
-    soft_tissue_hu: tuple[float, float]
-    calcium_hu: float
-    fat_hu: tuple[float, float]
-    min_short_axis_mm: float
-    max_long_axis_mm: float
-    max_volume_ml: float
-    min_inside_fraction: float
-    max_elongation: float
-    surround_mm: float
-    min_fat_surround: float
-    min_fat_in_surround: float
-    surround_fat_hu: tuple[float, float]
-    air_ring_mm: tuple[float, float]
-    air_hu: float
-    max_air_around: float
-    bone_min_volume_ml: float
-    max_bone_around: float
-    split_min_radius_mm: float
-    split_closing_mm: float
-    pet_margin_mm: float
-    focus_min_suv: float
-    focus_min_blood_pool_ratio: float
-    focus_radius_mm: float
-    focus_background_mm: tuple[float, float]
-    focus_min_contrast: float
-    calcified_min_fraction: float
-    fat_min_volume_ml: float
-    fat_hu_mean_max: float
-    low_density_drop_hu: float
-    low_density_min_short_axis_mm: float
-    avid_visual_grade: int
-    index_suv_tolerance: float
-    grade_ratios: tuple[float, float, float, float]
-    max_nodes_per_station: int
-
-    @classmethod
-    def from_config(cls, c: Mapping[str, Any]) -> NodeSettings:
-        g = c["visual_grade_blood_pool_ratios"]
-        return cls(
-            margin_mm=float(c["margin_mm"]), core_hu=float(c["core_hu"]), grow_mm=float(c["grow_mm"]), context_mm=float(c["context_mm"]), smooth_sigma_mm=float(c["smooth_sigma_mm"]),
-            signs_sigma_mm=float(c["signs_sigma_mm"]),
-            soft_tissue_hu=(float(c["soft_tissue_hu"][0]), float(c["soft_tissue_hu"][1])), calcium_hu=float(c["calcium_hu"]),
-            fat_hu=(float(c["fat_hu"][0]), float(c["fat_hu"][1])), min_short_axis_mm=float(c["min_short_axis_mm"]),
-            max_long_axis_mm=float(c["max_long_axis_mm"]), max_volume_ml=float(c["max_volume_ml"]),
-            min_inside_fraction=float(c["min_inside_fraction"]), max_elongation=float(c["max_elongation"]),
-            surround_mm=float(c["surround_mm"]), min_fat_surround=float(c["min_fat_surround"]),
-            min_fat_in_surround=float(c["min_fat_in_surround"]), surround_fat_hu=(float(c["surround_fat_hu"][0]), float(c["surround_fat_hu"][1])),
-            air_ring_mm=(float(c["air_ring_mm"][0]), float(c["air_ring_mm"][1])), air_hu=float(c["air_hu"]), max_air_around=float(c["max_air_around"]),
-            bone_min_volume_ml=float(c["bone_min_volume_ml"]), max_bone_around=float(c["max_bone_around"]),
-            split_min_radius_mm=float(c["split_min_radius_mm"]), split_closing_mm=float(c["split_closing_mm"]),
-            pet_margin_mm=float(c["pet_margin_mm"]), focus_min_suv=float(c["focus_min_suv"]),
-            focus_min_blood_pool_ratio=float(c["focus_min_blood_pool_ratio"]), focus_radius_mm=float(c["focus_radius_mm"]),
-            focus_background_mm=(float(c["focus_background_mm"][0]), float(c["focus_background_mm"][1])), focus_min_contrast=float(c["focus_min_contrast"]),
-            calcified_min_fraction=float(c["calcified_min_fraction"]), fat_min_volume_ml=float(c["fat_min_volume_ml"]),
-            fat_hu_mean_max=float(c["fat_hu_mean_max"]), low_density_drop_hu=float(c["low_density_drop_hu"]),
-            low_density_min_short_axis_mm=float(c["low_density_min_short_axis_mm"]), avid_visual_grade=int(c["avid_visual_grade"]),
-            index_suv_tolerance=float(c["index_suv_tolerance"]),
-            grade_ratios=(float(g["absent_below"]), float(g["below_below"]), float(g["equal_up_to"]), float(g["above_up_to"])),
-            max_nodes_per_station=int(c["max_nodes_per_station"]),
-        )
-
-
-@lru_cache(maxsize=1)
-def node_settings() -> NodeSettings:
-    return NodeSettings.from_config(analysis_config()["nodes"])
 
 
 @dataclass(frozen=True)
@@ -378,37 +302,18 @@ def _measure(ctx: _Context, blob: _Blob, blood_pool: float | None, tumour_suv: f
         return None
     idx = np.argwhere(mask) + np.array([b.start for b in blob.box])
     centre = tuple(float(v) for v in g.index_to_lps(idx.mean(axis=0)[::-1]))
-    hu = ctx.hu[blob.box][mask]
-    calcified = float(np.mean(hu >= s.calcium_hu)) >= s.calcified_min_fraction
-    soft_hu = hu[hu < s.calcium_hu]
-    hu_mean = float(soft_hu.mean()) if soft_hu.size else float(hu.mean())
     pad = max(1, int(np.ceil(s.pet_margin_mm / min(g.spacing))))
     big, m = blob.padded(ctx, pad)
-    hu_signs = ctx.signs[big]
-    # fat inside the node: fat-density voxels enclosed by node tissue (a fatty hilum or core), slice by slice
-    filled = np.stack([ndimage.binary_fill_holes(sl) for sl in m])
-    interior = ndimage.binary_erosion(filled, structure=np.ones((1, 3, 3), bool))
-    fat = interior & (hu_signs >= s.fat_hu[0]) & (hu_signs <= s.fat_hu[1])
-    fat_ml = float(fat.sum()) * g.voxel_volume_ml
-    fat_containing = fat_ml >= s.fat_min_volume_ml or (not calcified and hu_mean <= s.fat_hu_mean_max)
-    # low-density centre: the inner half (by depth) clearly lower than the rim around it, and not fat
-    low_centre = False
-    if short_ax >= s.low_density_min_short_axis_mm and not calcified:
-        depth = ndimage.distance_transform_edt(filled, sampling=(sz, sy, sx))
-        inner = filled & (depth >= 0.5 * depth.max())
-        rim = m & ~inner & (depth >= 0.25 * depth.max())  # the outer quarter is partial volume with the fat around
-        if inner.any() and rim.any():
-            c, r = float(hu_signs[inner].mean()), float(hu_signs[rim].mean())
-            low_centre = (r - c) >= s.low_density_drop_hu and c > s.fat_hu[1]
+    signs = ct_signs(ctx.hu[big], ctx.signs[big], m, g.spacing, short_ax, s)
     near = ndimage.binary_dilation(m, structure=_ball(s.pet_margin_mm, g.spacing)) if s.pet_margin_mm > 0 else m
     suv_max = float(ctx.suv[big][near].max())
     suv_peak = float(ctx.peak[big][near].max())
     return Node(
         centre_lps=centre, short_axis_mm=short_ax, long_axis_mm=long_ax, volume_ml=float(mask.sum()) * g.voxel_volume_ml,
-        hu_mean=hu_mean, suv_max=suv_max, suv_peak=suv_peak,
+        hu_mean=signs.hu_mean, suv_max=suv_max, suv_peak=suv_peak,
         blood_pool_ratio=suv_max / blood_pool if blood_pool else None,
         tumour_ratio=suv_max / tumour_suv if tumour_suv else None,
-        calcified=calcified, fat_containing=bool(fat_containing), low_density_centre=bool(low_centre),
+        calcified=signs.calcified, fat_containing=signs.fat_containing, low_density_centre=signs.low_density_centre,
         visual_grade=visual_grade(suv_max, blood_pool, s), source=source,
     )
 
