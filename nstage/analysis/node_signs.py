@@ -1,4 +1,13 @@
-"""CT signs inside one node candidate: calcium, fat, a low-density centre, and the density of its tissue."""
+"""CT signs inside one node candidate: calcium, fat, a low-density centre, and the density of its tissue.
+
+- calcified: at least `calcified_min_fraction` of the node, or `calcified_min_volume_mm3`, at calcium
+  density (a radiologist calls a node calcified for any dense focus);
+- fat_containing: fat enclosed by node tissue (`fat_min_volume_ml`), fat in a notch of its outline
+  (at least `fat_min_notch_fraction` of its slice-by-slice convex hull: a fatty hilum opens to the
+  node's margin, so it is not enclosed), or a mean density at fat level;
+- low_density_centre: the inner half of a node of `low_density_min_short_axis_mm` or more is
+  `low_density_drop_hu` below the ring around it (central necrosis), and not fat.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import Delaunay, QhullError
 
 from nstage.analysis.node_settings import NodeSettings
 
@@ -27,7 +37,9 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
     sx, sy, sz = spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0  # as Grid.voxel_volume_ml
     node_hu = hu[mask]
-    calcified = float(np.mean(node_hu >= s.calcium_hu)) >= s.calcified_min_fraction
+    calcium = int(np.count_nonzero(node_hu >= s.calcium_hu))
+    # any dense focus of calcium a reader would call (a granuloma's core is often a few per cent of the node)
+    calcified = calcium / max(node_hu.size, 1) >= s.calcified_min_fraction or calcium * voxel_ml * 1000.0 >= s.calcified_min_volume_mm3
     soft_hu = node_hu[node_hu < s.calcium_hu]
     hu_mean = float(soft_hu.mean()) if soft_hu.size else float(node_hu.mean())
     # fat inside the node: fat-density voxels enclosed by node tissue (a fatty hilum or core), slice by slice
@@ -35,7 +47,12 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
     interior = ndimage.binary_erosion(filled, structure=np.ones((1, 3, 3), bool))
     fat = interior & (signs_hu >= s.fat_hu[0]) & (signs_hu <= s.fat_hu[1])
     fat_ml = float(fat.sum()) * voxel_ml
-    fat_containing = fat_ml >= s.fat_min_volume_ml or (not calcified and hu_mean <= s.fat_hu_mean_max)
+    # or a fatty hilum: fat in a notch of the node's outline, inside its convex hull slice by slice
+    hull = np.stack([convex_hull(sl) for sl in mask])
+    notch = hull & ~mask & (signs_hu >= s.fat_hu[0]) & (signs_hu <= s.fat_hu[1])
+    notch_fraction = float(notch.sum()) / max(int(hull.sum()), 1)
+    fat_containing = (fat_ml >= s.fat_min_volume_ml or notch_fraction >= s.fat_min_notch_fraction
+                      or (not calcified and hu_mean <= s.fat_hu_mean_max))
     # low-density centre: the inner half (by depth) clearly lower than the rim around it, and not fat
     low_centre = False
     if short_axis_mm >= s.low_density_min_short_axis_mm and not calcified:
@@ -46,3 +63,19 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
             c, r = float(signs_hu[inner].mean()), float(signs_hu[rim].mean())
             low_centre = (r - c) >= s.low_density_drop_hu and c > s.fat_hu[1]
     return CtSigns(hu_mean, bool(calcified), bool(fat_containing), bool(low_centre))
+
+
+def convex_hull(mask2d: np.ndarray) -> np.ndarray:
+    """The pixels of a 2-D mask's convex hull (through its pixel centres); the mask itself when it has no area."""
+    j, i = np.nonzero(mask2d)
+    if j.size < 3:
+        return mask2d.copy()
+    try:
+        tri = Delaunay(np.stack([j, i], axis=1).astype(float))
+    except QhullError:  # all on one line
+        return mask2d.copy()
+    jj, ii = np.mgrid[j.min(): j.max() + 1, i.min(): i.max() + 1]
+    inside = (tri.find_simplex(np.stack([jj.ravel(), ii.ravel()], axis=1)) >= 0).reshape(jj.shape)
+    out = mask2d.copy()
+    out[j.min(): j.max() + 1, i.min(): i.max() + 1] |= inside
+    return out

@@ -191,3 +191,26 @@ def test_the_edge_of_a_hot_organ_is_no_focus_but_a_node_beside_it_is() -> None:
     no_contrast = dataclasses.replace(node_settings(), focus_min_contrast=0.0, max_nodes_per_station=50)
     loose = read_nodes(hu, CT, suv, PET, stations, {8: "8"}, BLOOD_POOL, None, no_contrast)["8"]
     assert any(n.source == "pet" and n.centre_lps[1] < heart_surface_y + 6.0 for n in loose.nodes)
+
+
+def test_a_fatty_hilum_notch_and_a_small_calcium_focus_are_seen() -> None:
+    """As the generator draws them: hilum fat opening to the node's margin (not enclosed), and a calcium
+    focus of a few per cent of the node; neither is seen by the enclosed-fat and calcium-fraction rules alone."""
+    rng = np.random.default_rng(11)
+    hu = np.full(CT.shape, -95.0, np.float32)
+    hilum_c, calc_c = (-12.0, 0.0, 0.0), (14.0, 0.0, 0.0)
+    hu[ellipsoid(hilum_c, (6.0, 5.0, 6.0))] = 35.0
+    hu[ellipsoid((hilum_c[0], hilum_c[1] + 3.6, hilum_c[2]), (3.0, 2.5, 3.0))] = -95.0  # the notch reaches the margin
+    hu[ellipsoid(calc_c, (6.0, 5.0, 6.0))] = 35.0
+    hu[ellipsoid(calc_c, (1.8, 1.5, 2.0))] = 650.0  # about 3 % of the node
+    hu = ndimage.gaussian_filter(hu, (0.4, 0.6, 0.6)) + rng.normal(0, 6.0, CT.shape).astype(np.float32)
+    stations = np.zeros(CT.shape, np.uint8)
+    stations[ellipsoid((0.0, 0.0, 0.0), (32.0, 20.0, 20.0))] = 7
+    suv = np.full(PET.shape, 1.0, np.float32)
+    plain = dataclasses.replace(node_settings(), fat_min_notch_fraction=1.0, calcified_min_volume_mm3=1e9)
+    for settings, seen in ((node_settings(), True), (plain, False)):
+        found = read_nodes(hu, CT, suv, PET, stations, {7: "7"}, BLOOD_POOL, None, settings)["7"]
+        hilum, calc = nearest(found, hilum_c), nearest(found, calc_c)
+        assert np.linalg.norm(np.subtract(hilum.centre_lps, hilum_c)) < 3.0 and np.linalg.norm(np.subtract(calc.centre_lps, calc_c)) < 2.5
+        assert hilum.fat_containing is seen and calc.calcified is seen
+        assert not hilum.calcified and not calc.fat_containing
