@@ -3,7 +3,8 @@
 `python -m bench.node_reading --preset clinical --cases 20 --seed 7100 [--stations truth|registration] [--jobs 2]`
 renders each case in memory (no DICOM), maps the stations (the generator's station map, or the
 pipeline's atlas registration), reads the nodes with nstage.analysis.nodes and compares them with
-truth.json `nodes`. Writes bench/node_reading_<preset>_<stations>.json. The blood pool is the
+truth.json `nodes` (found, short axis, CT signs: calcified, fat-containing against the true fatty
+hilum, low-density centre against true necrosis). Writes bench/node_reading_<preset>_<stations>.json. The blood pool is the
 measured one with registration, the generator's blood uptake with truth stations (no atlas region
 there). Seeds 7100+ were not used in developing the node reader (development: seed 7000).
 """
@@ -26,6 +27,7 @@ from nstage.cohort_executor import map_all
 
 ROOT = Path(__file__).resolve().parents[1]
 MATCH_MM = 5.0
+SIGNS = {"calcified": "calcified", "fat_containing": "fatty_hilum", "low_density_centre": "necrotic"}  # reader's flag: truth.json's
 LITERATURE = {
     "ct_size_rule": {"sensitivity": 0.55, "specificity": 0.81, "source": "CT short axis >= 10 mm (clinical-rules / Lv 2011 comparison)"},
     "pet_ct_per_node_lv_2011": {"sensitivity": 0.68, "specificity": 0.95},
@@ -82,7 +84,8 @@ def _case(args: tuple[int, int, str, str]) -> dict[str, Any]:
             matched.add((best[0], best[1]))
         node_rows.append({"station": tn["station"], "kind": tn["kind"], "malignant": tn["malignant"], "true_short_axis_mm": tn["short_axis_mm"],
                           "found": ok, "distance_mm": round(dist, 2), "short_axis_mm": round(best[2].short_axis_mm, 2) if ok else None,
-                          "calcified_true": tn.get("calcified", False), "calcified": best[2].calcified if ok else None})
+                          **{f"{sign}_true": bool(tn.get(key, False)) for sign, key in SIGNS.items()},
+                          **{sign: (bool(getattr(best[2], sign)) if ok else None) for sign in SIGNS}})
     station_rows = []
     for st, u in uptake.items():
         sn = found.get(st)
@@ -96,6 +99,21 @@ def _case(args: tuple[int, int, str, str]) -> dict[str, Any]:
         })
     return {"case": index, "seconds": seconds, "ct_spacing_mm": list(rc.ct_grid.spacing), "nodes": node_rows, "stations": station_rows,
             "truth_n": rc.truth["n_stage"]["tnm8"], "baseline_n": {b.name: b.n_stage.tnm8 for b in baselines}}
+
+
+def sign_agreement(nodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per CT sign, the reader's flag against the generator's truth on matched nodes: counts, sensitivity, specificity."""
+    out: dict[str, dict[str, Any]] = {}
+    for sign in SIGNS:
+        rows = [(n[f"{sign}_true"], n[sign]) for n in nodes if n.get(sign) is not None]
+        tp = sum(1 for t, r in rows if t and r)
+        fn = sum(1 for t, r in rows if t and not r)
+        fp = sum(1 for t, r in rows if r and not t)
+        tn = sum(1 for t, r in rows if not t and not r)
+        out[sign] = {"true": tp + fn, "flagged": tp + fp, "true_positive": tp, "false_positive": fp,
+                     "sensitivity": round(tp / (tp + fn), 3) if tp + fn else None,
+                     "specificity": round(tn / (tn + fp), 3) if tn + fp else None}
+    return out
 
 
 def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,6 +150,7 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
                           "index_node_suv_max": round(auroc(np.array([r["index_suv_max"] for r in rows]), y), 3),
                           "largest_node_short_axis": round(auroc(np.array([r["max_short_axis_mm"] for r in rows]), y), 3)},
         "baselines": {name: rule(name) for name in ("suvmax", "blood_pool", "ct_size", "combined")},
+        "ct_signs_of_found_nodes_ge_8mm": sign_agreement([n for n in big if n["found"]]),
         "node_reading_seconds": {"median": round(float(np.median([c["seconds"] for c in ok])), 2), "max": round(float(np.max([c["seconds"] for c in ok])), 2)},
     }
 

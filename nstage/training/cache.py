@@ -26,7 +26,7 @@ from nstage.analysis.classifier.inputs import StationInputs, station_inputs
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.analysis.classifier.station_case import StationCase
 from nstage.analysis.measure import StationUptake
-from nstage.analysis.nodes import Node, StationNodes
+from nstage.analysis.nodes import Node, StationNodes, node_settings
 from nstage.cohort_executor import CohortExecutor, ExecutorOptions, WarmUp, as_options
 from nstage.errors import InputError
 from nstage.progress import ProgressBar
@@ -35,7 +35,7 @@ from nstage.training.cohort import CohortCase
 
 log = logging.getLogger("nstage.training")
 SOURCES = ("registration", "truth")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the node reader reads calcium foci and fatty-hilum notches (2026-12-05)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,9 @@ def _station_file(cache: Path, case: CohortCase, source: str) -> Path:
 
 
 def _input_file(cache: Path, case: CohortCase, source: str, settings: PatchSettings) -> Path:
-    """Named by the patch settings and the feature lists, so a change of either builds a new cache."""
-    names = hashlib.sha1(json.dumps([CACHE_VERSION, STATION_FEATURES, PATIENT_FEATURES]).encode()).hexdigest()[:6]
+    """Named by the patch settings, the feature lists and the node reader's settings, so a change of any of
+    them builds a new cache (CACHE_VERSION changes with the node reader's code)."""
+    names = hashlib.sha1(json.dumps([CACHE_VERSION, STATION_FEATURES, PATIENT_FEATURES, asdict(node_settings())]).encode()).hexdigest()[:6]
     return cache / f"inputs-{source}-{settings.key()}-{names}" / f"{case.case}.npz"
 
 

@@ -194,3 +194,17 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert summary["world_size"] == 2 and [len(m["history"]) for m in summary["members"]] == [2, 2]
     assert (tmp_path / "ck" / "member_1" / "checkpoint.pt").is_file()
     assert (tmp_path / "models" / "station_cnn" / "model.ts").is_file()
+
+
+def test_the_input_cache_is_named_by_the_node_readers_settings(tmp_path, monkeypatch):
+    """A node reader with other thresholds reads other nodes: its cache must not be read for this one."""
+    import dataclasses
+
+    import nstage.training.cache as cache_module
+
+    case = fake_cases(1, root=tmp_path)[0].case
+    before = _input_file(tmp_path, case, "truth", TINY_SETTINGS)
+    assert _input_file(tmp_path, case, "truth", TINY_SETTINGS) == before
+    changed = dataclasses.replace(cache_module.node_settings(), fat_min_notch_fraction=0.5)
+    monkeypatch.setattr(cache_module, "node_settings", lambda: changed)
+    assert _input_file(tmp_path, case, "truth", TINY_SETTINGS).parent != before.parent
