@@ -47,9 +47,11 @@ class NodeSettings:
     focus_min_contrast: float
     calcified_min_fraction: float
     calcified_min_volume_mm3: float
+    calcified_min_depth_mm: float
     fat_min_volume_ml: float
     fat_hu_mean_max: float
     fat_min_notch_fraction: float
+    fat_notch_min_short_axis_mm: float
     low_density_drop_hu: float
     low_density_min_short_axis_mm: float
     avid_visual_grade: int
@@ -76,7 +78,9 @@ class NodeSettings:
             focus_min_blood_pool_ratio=float(c["focus_min_blood_pool_ratio"]), focus_radius_mm=float(c["focus_radius_mm"]),
             focus_background_mm=(float(c["focus_background_mm"][0]), float(c["focus_background_mm"][1])), focus_min_contrast=float(c["focus_min_contrast"]),
             calcified_min_fraction=float(c["calcified_min_fraction"]), calcified_min_volume_mm3=float(c["calcified_min_volume_mm3"]),
+            calcified_min_depth_mm=float(c["calcified_min_depth_mm"]),
             fat_min_volume_ml=float(c["fat_min_volume_ml"]), fat_min_notch_fraction=float(c["fat_min_notch_fraction"]),
+            fat_notch_min_short_axis_mm=float(c["fat_notch_min_short_axis_mm"]),
             fat_hu_mean_max=float(c["fat_hu_mean_max"]), low_density_drop_hu=float(c["low_density_drop_hu"]),
             low_density_min_short_axis_mm=float(c["low_density_min_short_axis_mm"]), avid_visual_grade=int(c["avid_visual_grade"]),
             index_suv_tolerance=float(c["index_suv_tolerance"]),

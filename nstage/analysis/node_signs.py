@@ -1,10 +1,12 @@
 """CT signs inside one node candidate: calcium, fat, a low-density centre, and the density of its tissue.
 
-- calcified: at least `calcified_min_fraction` of the node, or `calcified_min_volume_mm3`, at calcium
-  density (a radiologist calls a node calcified for any dense focus);
+- calcified: at least `calcified_min_fraction` of the node, or `calcified_min_volume_mm3` deeper than
+  `calcified_min_depth_mm` inside its outline, at calcium density (a radiologist calls a node
+  calcified for any dense focus; calcium on its border may be a neighbour's, such as a cartilage ring);
 - fat_containing: fat enclosed by node tissue (`fat_min_volume_ml`), fat in a notch of its outline
-  (at least `fat_min_notch_fraction` of its slice-by-slice convex hull: a fatty hilum opens to the
-  node's margin, so it is not enclosed), or a mean density at fat level;
+  (at least `fat_min_notch_fraction` of its slice-by-slice convex hull, in nodes of at least
+  `fat_notch_min_short_axis_mm`: a fatty hilum opens to the node's margin, so it is not enclosed;
+  in a smaller node a notch is a few voxels of outline), or a mean density at fat level;
 - low_density_centre: the inner half of a node of `low_density_min_short_axis_mm` or more is
   `low_density_drop_hu` below the ring around it (central necrosis), and not fat.
 """
@@ -37,13 +39,16 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
     sx, sy, sz = spacing
     voxel_ml = float(np.prod(spacing)) / 1000.0  # as Grid.voxel_volume_ml
     node_hu = hu[mask]
-    calcium = int(np.count_nonzero(node_hu >= s.calcium_hu))
-    # any dense focus of calcium a reader would call (a granuloma's core is often a few per cent of the node)
-    calcified = calcium / max(node_hu.size, 1) >= s.calcified_min_fraction or calcium * voxel_ml * 1000.0 >= s.calcified_min_volume_mm3
+    # any dense focus of calcium within the node a reader would call (a granuloma's core is often a few
+    # per cent of the node); at its border it may be a neighbour's (a tracheal cartilage ring, a plaque)
+    filled = np.stack([ndimage.binary_fill_holes(sl) for sl in mask])
+    depth = np.stack([ndimage.distance_transform_edt(sl, sampling=(sy, sx)) for sl in filled])  # in-plane, mm
+    inner = mask & (depth > s.calcified_min_depth_mm)
+    focus_mm3 = float(np.count_nonzero(hu[inner] >= s.calcium_hu)) * voxel_ml * 1000.0
+    calcified = float(np.mean(node_hu >= s.calcium_hu)) >= s.calcified_min_fraction or focus_mm3 >= s.calcified_min_volume_mm3
     soft_hu = node_hu[node_hu < s.calcium_hu]
     hu_mean = float(soft_hu.mean()) if soft_hu.size else float(node_hu.mean())
     # fat inside the node: fat-density voxels enclosed by node tissue (a fatty hilum or core), slice by slice
-    filled = np.stack([ndimage.binary_fill_holes(sl) for sl in mask])
     interior = ndimage.binary_erosion(filled, structure=np.ones((1, 3, 3), bool))
     fat = interior & (signs_hu >= s.fat_hu[0]) & (signs_hu <= s.fat_hu[1])
     fat_ml = float(fat.sum()) * voxel_ml
@@ -51,8 +56,8 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
     hull = np.stack([convex_hull(sl) for sl in mask])
     notch = hull & ~mask & (signs_hu >= s.fat_hu[0]) & (signs_hu <= s.fat_hu[1])
     notch_fraction = float(notch.sum()) / max(int(hull.sum()), 1)
-    fat_containing = (fat_ml >= s.fat_min_volume_ml or notch_fraction >= s.fat_min_notch_fraction
-                      or (not calcified and hu_mean <= s.fat_hu_mean_max))
+    hilum = short_axis_mm >= s.fat_notch_min_short_axis_mm and notch_fraction >= s.fat_min_notch_fraction
+    fat_containing = fat_ml >= s.fat_min_volume_ml or hilum or (not calcified and hu_mean <= s.fat_hu_mean_max)
     # low-density centre: the inner half (by depth) clearly lower than the rim around it, and not fat
     low_centre = False
     if short_axis_mm >= s.low_density_min_short_axis_mm and not calcified:

@@ -214,3 +214,32 @@ def test_a_fatty_hilum_notch_and_a_small_calcium_focus_are_seen() -> None:
         assert np.linalg.norm(np.subtract(hilum.centre_lps, hilum_c)) < 3.0 and np.linalg.norm(np.subtract(calc.centre_lps, calc_c)) < 2.5
         assert hilum.fat_containing is seen and calc.calcified is seen
         assert not hilum.calcified and not calc.fat_containing
+
+
+def test_calcium_on_the_border_and_a_notch_in_a_tiny_node_are_no_signs() -> None:
+    """Calcium only along the node's outline (a tracheal cartilage ring, a plaque beside it) does not make it
+    calcified, and a notch in a node too small for a visible hilum does not make it fatty; the same voxels
+    deeper inside, or in a larger node, do."""
+    from nstage.analysis.node_signs import ct_signs
+
+    s = node_settings()
+    spacing = (0.8, 0.8, 2.0)
+    k, j, i = np.mgrid[0:9, 0:24, 0:24]
+    x, y, z = (i - 11.5) * 0.8, (j - 11.5) * 0.8, (k - 4) * 2.0
+    node = (x / 6.0) ** 2 + (y / 6.0) ** 2 + (z / 7.0) ** 2 <= 1.0
+    hu = np.where(node, 35.0, -95.0).astype(np.float32)
+    edge = node & ~ndimage.binary_erosion(node, structure=ndimage.generate_binary_structure(3, 1) & np.array([0, 1, 0], bool)[:, None, None])
+    plate = edge & (x > 3.0) & (np.abs(z) <= 2.0)  # one voxel thick, on one flank of the outline
+    assert 8.0 <= plate.sum() * 1.28 and plate.sum() < 0.1 * node.sum()
+    with_plate = np.where(plate, 900.0, hu).astype(np.float32)
+    assert not ct_signs(with_plate, with_plate, node, spacing, 12.0, s).calcified
+    assert ct_signs(with_plate, with_plate, node, spacing, 12.0, dataclasses.replace(s, calcified_min_depth_mm=0.0)).calcified
+    core = node & (x ** 2 + y ** 2 <= 1.6**2) & (np.abs(z) <= 2.0)  # the same kind of focus, inside
+    with_core = np.where(core, 900.0, hu).astype(np.float32)
+    assert core.sum() < 0.1 * node.sum() and ct_signs(with_core, with_core, node, spacing, 12.0, s).calcified
+    notch = node & (y > 2.0) & (np.abs(x) < 2.0)  # fat opening to the margin
+    notched = node & ~notch
+    fat_hu = np.where(notched, 35.0, -95.0).astype(np.float32)
+    assert ct_signs(fat_hu, fat_hu, notched, spacing, 9.0, s).fat_containing
+    assert not ct_signs(fat_hu, fat_hu, notched, spacing, s.fat_notch_min_short_axis_mm - 1.0, s).fat_containing
+    assert not ct_signs(hu, hu, node, spacing, 12.0, s).fat_containing
