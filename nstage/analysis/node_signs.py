@@ -42,13 +42,13 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
     # any dense focus of calcium within the node a reader would call (a granuloma's core is often a few
     # per cent of the node); at its border it may be a neighbour's (a tracheal cartilage ring, a plaque)
     filled = np.stack([ndimage.binary_fill_holes(sl) for sl in mask])
-    depth = np.stack([ndimage.distance_transform_edt(sl, sampling=(sy, sx)) for sl in filled])  # in-plane, mm
-    inner = mask & (depth > s.calcified_min_depth_mm)
-    focus_mm3 = float(np.count_nonzero(hu[inner] >= s.calcium_hu)) * voxel_ml * 1000.0
+    plane_depth = np.stack([ndimage.distance_transform_edt(sl, sampling=(sy, sx)) for sl in filled])  # mm
+    deep = mask & (plane_depth > s.calcified_min_depth_mm)
+    focus_mm3 = float(np.count_nonzero(hu[deep] >= s.calcium_hu)) * voxel_ml * 1000.0
     calcified = float(np.mean(node_hu >= s.calcium_hu)) >= s.calcified_min_fraction or focus_mm3 >= s.calcified_min_volume_mm3
     soft_hu = node_hu[node_hu < s.calcium_hu]
     hu_mean = float(soft_hu.mean()) if soft_hu.size else float(node_hu.mean())
-    # fat inside the node: fat-density voxels enclosed by node tissue (a fatty hilum or core), slice by slice
+    # fat inside the node: fat-density voxels enclosed by node tissue (a fat core), slice by slice
     interior = ndimage.binary_erosion(filled, structure=np.ones((1, 3, 3), bool))
     fat = interior & (signs_hu >= s.fat_hu[0]) & (signs_hu <= s.fat_hu[1])
     fat_ml = float(fat.sum()) * voxel_ml
