@@ -42,9 +42,10 @@ def map_calls(probs: np.ndarray, stations: list[str], side: str, threshold: floa
 
 
 def threshold_level(probs: np.ndarray, stations: list[str], side: str, threshold: float, rules: str = "tnm") -> int:
-    cat = np.array([int(station_category(s, side, rules)[1]) for s in stations])
-    called = cat[np.asarray(probs) >= threshold]
-    return int(called.max()) if called.size else 0
+    """The shipped rule (nstage.training.thresholds): the highest category with a station at or above the threshold."""
+    from nstage.training.thresholds import category_maxima, staged_at
+
+    return int(staged_at(category_maxima(probs, stations, side, rules)[None, :], threshold)[0])
 
 
 def compare(cases: list, probs: list[np.ndarray], threshold: float) -> dict[str, object]:
