@@ -44,7 +44,7 @@ from nstage.synth.render import (
 from nstage.synth.station_builder import build_stations
 
 GENERATOR = "nstage-synth"
-GENERATOR_MODEL = 2  # 1: uptake and size only; 2: node CT signs, size-coupled uptake, EARL1 PET resolution (issue 16)
+GENERATOR_MODEL = 3  # 1: uptake and size only; 2: node CT signs, size-coupled uptake, EARL1 PET resolution (issue 16); 3: nodes drawn whole and at their truth size (placed clear of vessels and airways, the frame's scale undone)
 
 
 @lru_cache(maxsize=1)
@@ -189,8 +189,7 @@ def render_case(case_id: str, seed: int, index: int, preset_name: str, vendor: s
         disease = sample_disease(rngs[DISEASE_RNG])
         translation = np.array([rngs[3].normal(0, 4), rngs[3].normal(-20, 6), rngs[3].normal(-350, 30)])
         frame = sample_frame(rngs[3], params.size, params.width, params.depth, translation)
-        scale = float(np.mean(frame.scale))
-        tumour, nodes = place_lesions(rngs[4], anatomy, disease, scale)
+        tumour, nodes = place_lesions(rngs[4], anatomy, disease, frame)
     with timer.stage("CT"):
         ct_grid = _ct_grid(rngs[3], preset, frame, params)
         ct = Canvas.create(ct_grid, frame)

@@ -10,8 +10,8 @@ from scipy import ndimage
 from nstage.geometry import Grid
 from nstage.stations import by_name
 from nstage.synth.anatomy import Anatomy
-from nstage.synth.disease import DiseaseSpec, NodeSpec, TumourSpec
-from nstage.synth.frame import identity_frame
+from nstage.synth.disease import DiseaseSpec, NodeSpec, TumourSpec, node_config
+from nstage.synth.frame import CanonicalFrame, identity_frame
 from nstage.synth.rasterize import Canvas, paint_anatomy
 from nstage.synth.shapes import Ellipsoid, Union, rotation_towards
 from nstage.synth.station_builder import build_stations
@@ -83,10 +83,46 @@ def place_tumour(rng: np.random.Generator, canvas: Canvas, spec: TumourSpec, sca
     return PlacedTumour(spec, Union(tuple(parts)), necrosis, centre)
 
 
-def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, nodes: tuple[NodeSpec, ...], scale: float) -> list[PlacedNode]:
-    """Each node inside its station, largest first, avoiding the nodes already placed."""
+NODE_GROUND = ("mediastinal_fat", "lung")  # what a node may be painted over: it displaces fat and bulges into the lung
+
+
+def _free_fraction(canvas: Canvas, shape: Ellipsoid, taken: np.ndarray) -> float:
+    """Share of `shape`'s voxels that are fat or lung not yet taken by the tumour or another node."""
+    found = canvas.box_mask(shape)
+    if found is None:
+        return 0.0
+    box, m = found
+    free = np.isin(canvas.tissue[box], [label(t) for t in NODE_GROUND]) & ~taken[box]
+    return float(np.count_nonzero(free & m)) / max(int(m.sum()), 1)
+
+
+def patient_ellipsoid(frame: CanonicalFrame, centre: np.ndarray, semi_mm: np.ndarray, rotation: np.ndarray) -> Ellipsoid:
+    """The canonical ellipsoid at `centre` that the frame maps onto an ellipsoid of `semi_mm` (mm) and
+    `rotation` in the patient: its size and shape are as drawn, whatever the patient's scale and local
+    deformation (the frame's Jacobian at the centre)."""
+    p0 = frame.to_patient(centre)
+    h = 0.5
+    jac = np.stack([(frame.to_canonical(p0 + h * e) - frame.to_canonical(p0 - h * e)) / (2 * h) for e in np.eye(3)], axis=1)
+    u, sigma, _ = np.linalg.svd(jac @ rotation @ np.diag(semi_mm))
+    if np.linalg.det(u) < 0:
+        u[:, -1] = -u[:, -1]
+    return Ellipsoid(centre, sigma, u)
+
+
+def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, nodes: tuple[NodeSpec, ...], frame: CanonicalFrame,
+                taken: np.ndarray | None = None) -> list[PlacedNode]:
+    """Each node inside its station, largest first, where no vessel, airway or other lesion cuts it.
+
+    Nodes are painted over fat and lung only (NODE_GROUND), so a node drawn across a vessel, an
+    airway or the tumour would show smaller than its truth says. Each node takes the first of up to
+    `tries` positions and orientations whose ellipsoid is at least `min_free_fraction` free fat or
+    lung (config/synth/nodes.json "placement"), else the one of most free ground among them.
+    """
+    rules = node_config()["placement"]
+    scale = float(np.mean(frame.scale))
     table = by_name()
     free = stations.copy()
+    taken = np.zeros(canvas.grid.shape, bool) if taken is None else taken.copy()
     boxes = dict(enumerate(ndimage.find_objects(stations), start=1))
     placed: list[PlacedNode] = []
     for k in sorted(range(len(nodes)), key=lambda k: -nodes[k].short_axis_mm):
@@ -100,20 +136,32 @@ def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, 
         if depth.max() <= 0:
             continue
         need = min(spec.short_axis_mm / 2.0 / scale * 0.9, depth.max())
-        flat = np.flatnonzero(depth >= need)
-        i = np.unravel_index(flat[rng.integers(flat.size)], depth.shape)
-        centre = np.array([canvas.cx[box][i], canvas.cy[box][i], canvas.cz[box][i]], float)
-        semi = np.array([spec.long_axis_mm / 2.0, spec.short_axis_mm / 2.0, spec.short_axis_mm / 2.0 * rng.uniform(0.9, 1.05)]) / scale
-        shape = Ellipsoid(centre, semi, _random_rotation(rng, True))
+        deep, anywhere = np.flatnonzero(depth >= need), np.flatnonzero(depth > 0)
+        best: tuple[float, Ellipsoid] | None = None
+        for attempt in range(int(rules["tries"])):
+            flat = deep if attempt < rules["tries"] // 2 else anywhere  # then nearer the station's border, into the fat or lung beyond
+            i = np.unravel_index(flat[rng.integers(flat.size)], depth.shape)
+            centre = np.array([canvas.cx[box][i], canvas.cy[box][i], canvas.cz[box][i]], float)
+            # the third axis is never shorter than the short axis, so the axial short axis is the drawn one
+            semi = np.array([spec.long_axis_mm / 2.0, spec.short_axis_mm / 2.0, spec.short_axis_mm / 2.0 * rng.uniform(1.0, 1.1)])
+            shape = patient_ellipsoid(frame, centre, semi, _random_rotation(rng, True))
+            fit = _free_fraction(canvas, shape, taken)
+            if best is None or fit > best[0]:
+                best = (fit, shape)
+            if fit >= rules["min_free_fraction"]:
+                break
+        assert best is not None
+        shape = best[1]
         placed.append(PlacedNode(spec, shape, instance=3 + k))
         found = canvas.box_mask(shape.inflated(1.0))
         if found is not None:
             free[found[0]][found[1]] = 0
+            taken[found[0]] |= found[1]
     return sorted(placed, key=lambda n: n.instance)
 
 
-def place_lesions(rng: np.random.Generator, anatomy: Anatomy, disease: DiseaseSpec, scale: float) -> tuple[PlacedTumour, list[PlacedNode]]:
-    """Tumour and nodes of one patient, in canonical space."""
+def place_lesions(rng: np.random.Generator, anatomy: Anatomy, disease: DiseaseSpec, frame: CanonicalFrame) -> tuple[PlacedTumour, list[PlacedNode]]:
+    """Tumour and nodes of one patient, in canonical space (`frame`: how it maps onto the patient)."""
     canvas, stations = design_canvas(anatomy)
-    tumour = place_tumour(rng, canvas, disease.tumour, scale)
-    return tumour, place_nodes(rng, canvas, stations, disease.nodes, scale)
+    tumour = place_tumour(rng, canvas, disease.tumour, float(np.mean(frame.scale)))
+    return tumour, place_nodes(rng, canvas, stations, disease.nodes, frame, canvas.mask_of(tumour.shape))
