@@ -134,6 +134,19 @@ def _ball(radius_mm: float, spacing: tuple[float, float, float], whole_slices: b
     return ((k * sz / rz) ** 2 + (j * sy / radius_mm) ** 2 + (i * sx / radius_mm) ** 2) <= 1.0
 
 
+def _step_ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """`_ball`, and at least one voxel's step along each axis: a growth limit below the voxel size still grows."""
+    b = _ball(radius_mm, spacing)
+    b = np.pad(b, [(max(0, 1 - n // 2), max(0, 1 - n // 2)) for n in b.shape])
+    c = tuple(n // 2 for n in b.shape)
+    for axis in range(3):
+        for d in (-1, 1):
+            at = list(c)
+            at[axis] += d
+            b[tuple(at)] = True
+    return b
+
+
 Box = tuple[slice, slice, slice]
 
 
@@ -329,7 +342,7 @@ def _ct_blobs(ctx: _Context, s: NodeSettings) -> list[_Blob]:
     """
     core = ctx.soft & ctx.inside & (ctx.smooth >= s.core_hu)
     lab, _ = ndimage.label(core)
-    ball = _ball(s.grow_mm, ctx.grid.spacing)
+    ball = _step_ball(s.grow_mm, ctx.grid.spacing)
     pad = tuple(r // 2 + 1 for r in ball.shape)
     out: list[_Blob] = []
     for i, box in enumerate(ndimage.find_objects(lab), start=1):
