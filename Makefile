@@ -55,9 +55,9 @@ demo: setup
 	@echo "report: demo/output/report.pdf (and report.png); DICOM SEG, SR and Encapsulated PDF: demo/output/*.dcm"
 
 # The shipped station classifier (models/station_cnn/, card in models/README.md): two synthetic training
-# cohorts of disease model 2 (small preset seed 17000, clinical preset seed 17100; config/classifier.json
+# cohorts of generator model 3 (small preset seed 17000, clinical preset seed 17100; config/classifier.json
 # "cohorts"), generator station maps, seeded training (deterministic on CPU).
-MODEL_DATA ?= data/v2
+MODEL_DATA ?= data/v3
 model: setup
 	test -f $(MODEL_DATA)/train_small_s17000/cohort.csv || $(VENV)/bin/nstage synth $(MODEL_DATA)/train_small_s17000 --cases 120 --seed 17000 --preset small --jobs 2
 	test -f $(MODEL_DATA)/train_clinical_s17100/cohort.csv || $(VENV)/bin/nstage synth $(MODEL_DATA)/train_clinical_s17100 --cases 30 --seed 17100 --preset clinical --jobs 2
