@@ -86,13 +86,18 @@ def place_tumour(rng: np.random.Generator, canvas: Canvas, spec: TumourSpec, sca
 NODE_GROUND = ("mediastinal_fat", "lung")  # what a node may be painted over: it displaces fat and bulges into the lung
 
 
+def node_ground(tissue: np.ndarray) -> np.ndarray:
+    """Where a node may be painted: the voxels of `tissue` (labels) in NODE_GROUND."""
+    return np.isin(tissue, [label(t) for t in NODE_GROUND])
+
+
 def _free_fraction(canvas: Canvas, shape: Ellipsoid, taken: np.ndarray) -> float:
     """Share of `shape`'s voxels that are fat or lung not yet taken by the tumour or another node."""
     found = canvas.box_mask(shape)
     if found is None:
         return 0.0
     box, m = found
-    free = np.isin(canvas.tissue[box], [label(t) for t in NODE_GROUND]) & ~taken[box]
+    free = node_ground(canvas.tissue[box]) & ~taken[box]
     return float(np.count_nonzero(free & m)) / max(int(m.sum()), 1)
 
 
@@ -119,6 +124,7 @@ def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, 
     lung (config/synth/nodes.json "placement"), else the one of most free ground among them.
     """
     rules = node_config()["placement"]
+    tries, min_free = int(rules["tries"]), float(rules["min_free_fraction"])
     scale = float(np.mean(frame.scale))
     table = by_name()
     free = stations.copy()
@@ -138,8 +144,8 @@ def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, 
         need = min(spec.short_axis_mm / 2.0 / scale * 0.9, depth.max())
         deep, anywhere = np.flatnonzero(depth >= need), np.flatnonzero(depth > 0)
         best: tuple[float, Ellipsoid] | None = None
-        for attempt in range(int(rules["tries"])):
-            flat = deep if attempt < rules["tries"] // 2 else anywhere  # then nearer the station's border, into the fat or lung beyond
+        for attempt in range(tries):
+            flat = deep if attempt < tries // 2 else anywhere  # then nearer the station's border, into the fat or lung beyond
             i = np.unravel_index(flat[rng.integers(flat.size)], depth.shape)
             centre = np.array([canvas.cx[box][i], canvas.cy[box][i], canvas.cz[box][i]], float)
             # the third axis is never shorter than the short axis, so the axial short axis is the drawn one
@@ -148,7 +154,7 @@ def place_nodes(rng: np.random.Generator, canvas: Canvas, stations: np.ndarray, 
             fit = _free_fraction(canvas, shape, taken)
             if best is None or fit > best[0]:
                 best = (fit, shape)
-            if fit >= rules["min_free_fraction"]:
+            if fit >= min_free:
                 break
         assert best is not None
         shape = best[1]

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from nstage.geometry import Grid
-from nstage.synth.lesions import NODE_GROUND, PlacedNode, PlacedTumour
+from nstage.synth.lesions import PlacedNode, PlacedTumour, node_ground
 from nstage.synth.rasterize import Canvas
 from nstage.synth.shapes import Ellipsoid
 from nstage.synth.tissues import label, lookup_table, tissues
@@ -62,7 +62,7 @@ def paint_lesions(canvas: Canvas, tumour: PlacedTumour, nodes: list[PlacedNode])
             continue
         box, m = found
         tissue = canvas.tissue[box]
-        m &= np.isin(tissue, [label(t) for t in NODE_GROUND])
+        m &= node_ground(tissue)
         tissue[m] = label("lymph_node")
         instance[box][m] = node.instance
         inner = _sign_shape(node)
