@@ -6,7 +6,9 @@
 - fat_containing: fat enclosed by node tissue (`fat_min_volume_ml`), fat in a notch of its outline
   (at least `fat_min_notch_fraction` of its slice-by-slice convex hull, in nodes of at least
   `fat_notch_min_short_axis_mm`: a fatty hilum opens to the node's margin, so it is not enclosed;
-  in a smaller node a notch is a few voxels of outline), or a mean density at fat level;
+  in a smaller node a notch is a few voxels of outline), or a mean density at fat level inside it
+  (its voxels one pixel in from the outline, in plane: the outline's own voxels are partial volume
+  with the fat around; a node with no such voxel is not resolved, and gets no density call);
 - low_density_centre: the inner half of a node of `low_density_min_short_axis_mm` or more is
   `low_density_drop_hu` below the ring around it (central necrosis), and not fat.
 """
@@ -57,7 +59,11 @@ def ct_signs(hu: np.ndarray, signs_hu: np.ndarray, mask: np.ndarray, spacing: tu
     notch = hull & ~mask & (signs_hu >= s.fat_hu[0]) & (signs_hu <= s.fat_hu[1])
     notch_fraction = float(notch.sum()) / max(int(hull.sum()), 1)
     hilum = short_axis_mm >= s.fat_notch_min_short_axis_mm and notch_fraction >= s.fat_min_notch_fraction
-    fat_containing = fat_ml >= s.fat_min_volume_ml or hilum or (not calcified and hu_mean <= s.fat_hu_mean_max)
+    # or fat-level density where the node is resolved: its interior, away from the partial-volume rim
+    inner_hu = hu[interior & mask]
+    inner_soft = inner_hu[inner_hu < s.calcium_hu]
+    fatty_density = not calcified and inner_soft.size > 0 and float(inner_soft.mean()) <= s.fat_hu_mean_max
+    fat_containing = fat_ml >= s.fat_min_volume_ml or hilum or fatty_density
     # low-density centre: the inner half (by depth) clearly lower than the rim around it, and not fat
     low_centre = False
     if short_axis_mm >= s.low_density_min_short_axis_mm and not calcified:

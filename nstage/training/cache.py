@@ -35,7 +35,7 @@ from nstage.training.cohort import CohortCase
 
 log = logging.getLogger("nstage.training")
 SOURCES = ("registration", "truth")
-CACHE_VERSION = 3  # 3: the node reader reads calcium foci and fatty-hilum notches (2026-12-05)
+CACHE_VERSION = 4  # 3: the node reader reads calcium foci and fatty-hilum notches; 4: fat-level density read inside the node, not at its rim (2026-12-05)
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,29 @@ def test_calcium_on_the_border_and_a_notch_in_a_tiny_node_are_no_signs() -> None
     assert ct_signs(fat_hu, fat_hu, notched, spacing, 9.0, s).fat_containing
     assert not ct_signs(fat_hu, fat_hu, notched, spacing, s.fat_notch_min_short_axis_mm - 1.0, s).fat_containing
     assert not ct_signs(hu, hu, node, spacing, 12.0, s).fat_containing
+
+
+def test_fat_level_density_is_read_inside_the_node_not_at_its_rim() -> None:
+    """On a coarse CT (3 x 3 x 5 mm) a solid node's outline voxels are partial volume with the fat around
+    it, so the mean over its mask falls to fat-like values; its inner voxels keep the tissue's density,
+    and only a node whose inner voxels read fat-level is called fat-containing. A node with no inner
+    voxel (under three pixels across) gets no density call."""
+    from nstage.analysis.node_signs import ct_signs
+
+    s = node_settings()
+    spacing = (3.0, 3.0, 5.0)
+    k, j, i = np.mgrid[0:5, 0:9, 0:9]
+    x, y, z = (i - 4) * 3.0, (j - 4) * 3.0, (k - 2) * 5.0
+    node = (x / 6.5) ** 2 + (y / 6.5) ** 2 + (z / 7.5) ** 2 <= 1.0
+    rim = node & ~ndimage.binary_erosion(node, structure=np.ones((1, 3, 3), bool))
+    assert rim.any() and (node & ~rim).any()
+    solid = np.where(node, 35.0, -95.0).astype(np.float32)
+    solid[rim] = -40.0  # the outline's partial volume with fat
+    assert float(solid[node].mean()) <= s.fat_hu_mean_max  # what the whole mask reads
+    assert not ct_signs(solid, solid, node, spacing, 12.0, s).fat_containing
+    fatty = np.where(node, 0.0, -95.0).astype(np.float32)  # fat-level density throughout (a fat-rich node)
+    fatty[rim] = -40.0
+    assert ct_signs(fatty, fatty, node, spacing, 12.0, s).fat_containing
+    thin = node & (np.abs(x) <= 3.0) & (np.abs(y) <= 1.5)  # one pixel wide: no inner voxel
+    thin_hu = np.where(thin, 0.0, -95.0).astype(np.float32)
+    assert not ct_signs(thin_hu, thin_hu, thin, spacing, 3.0, s).fat_containing
