@@ -13,7 +13,7 @@ rendering) and measures, on patients not used for fitting:
   - oracle_local_side: plus the station's N category for the patient's tumour side;
   - oracle_patient: plus every station's hottest uptake and size in the patient and the primary
     tumour's uptake (patient context).
-With --cohort (a rendered synthetic cohort whose "truth" patch cache is built), the same network,
+With --cohort (a rendered synthetic cohort; its "truth" patch cache is built where missing), the same network,
 cross-validated by case, on what the images can show at best: the pipeline's station SUVmax, SUVpeak
 and SUVmean as measured on the rendered PET, plus a perfect CT reading of the station's nodes (the
 largest true short axis and its rendered mean HU, any calcification, fatty hilum or necrosis) - the
@@ -45,7 +45,7 @@ from nstage.analysis.nrules import load_rules, stage, station_category
 from nstage.ingest.study import load_study
 from nstage.stations import station_names
 from nstage.synth.disease import DiseaseSpec, sample_disease
-from nstage.training.cache import load_cached
+from nstage.training.cache import build_cache, load_cached
 from nstage.training.cohort import read_cohort
 from nstage.training.metrics import auroc, sensitivity_at_specificity
 
@@ -184,7 +184,9 @@ def rendered_features(root: Path) -> tuple[np.ndarray, np.ndarray, Stations]:
 
     Columns: STATION_COLUMNS station-level ones, then the SUV at the centre of the station's node that
     reads hottest there and that node's true short axis."""
-    cases = load_cached(read_cohort(root), "truth", patch_settings())
+    cohort = read_cohort(root)
+    build_cache(cohort, "truth", patch_settings(), jobs=2)  # the cases not cached yet (the node reader's version names the cache)
+    cases = load_cached(cohort, "truth", patch_settings())
     rows, truth, suvmax, names, patient = [], [], [], [], []
     for k, c in enumerate(cases):
         t = json.loads((c.case.study_dir.parent / "truth.json").read_text())
@@ -223,7 +225,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-patients", type=int, default=8000)
     ap.add_argument("--test-patients", type=int, default=4000)
-    ap.add_argument("--cohort", type=Path, help="rendered synthetic cohort with a built 'truth' patch cache")
+    ap.add_argument("--cohort", type=Path, help="rendered synthetic cohort (its 'truth' patch cache is built where missing)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "classifier_ceiling.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
