@@ -8,7 +8,8 @@ on held-out cohorts; training and inference throughput; classifier time per stud
   resumption under bench/work/classifier. "weak" is the shipped model (the --model folder, as
   `make model` exported it); the others are trained here.
 - Held-out cohorts come from seeds never used in training, with their cached station maps (SOURCE:
-  registration or truth; `python -m nstage.cli evaluate ... --stations registration` fills the cache).
+  registration or truth); what is not cached yet is cached first (a registration takes about 20 s a
+  clinical case; `python -m nstage.cli evaluate ... --stations registration` fills the same cache).
 - Writes bench/classifier/<NAME>/ (report.md, roc.png, reliability.png, evaluation.json),
   bench/classifier.json and bench/classifier.md (with the seed paper's figures and the targets).
 """
@@ -55,11 +56,18 @@ def _config(over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cases(roots: list[Path], source: str, cfg: dict[str, Any]):
+    """The cohorts' cached cases; the cases not cached yet for this node reader and patch setting are cached
+    first (cached station maps and registrations are reused)."""
     from nstage.analysis.classifier.settings import patch_settings
-    from nstage.training.cache import load_cached
+    from nstage.training.cache import build_cache, load_cached
     from nstage.training.cohort import read_cohort
 
-    return [c for r in roots for c in load_cached(read_cohort(r), source, patch_settings(cfg))]
+    out = []
+    for r in roots:
+        cohort = read_cohort(r)
+        build_cache(cohort, source, patch_settings(cfg), jobs=2)
+        out += load_cached(cohort, source, patch_settings(cfg))
+    return out
 
 
 def _shipped_validation(model_dir: Path, val_cases: list) -> tuple[float, float]:
