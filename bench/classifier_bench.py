@@ -58,16 +58,9 @@ def _config(over: dict[str, Any]) -> dict[str, Any]:
 def _cases(roots: list[Path], source: str, cfg: dict[str, Any]):
     """The cohorts' cached cases; the cases not cached yet for this node reader and patch setting are cached
     first (cached station maps and registrations are reused)."""
-    from nstage.analysis.classifier.settings import patch_settings
-    from nstage.training.cache import build_cache, load_cached
-    from nstage.training.cohort import read_cohort
+    from nstage.training.workflow import cached_cohort
 
-    out = []
-    for r in roots:
-        cohort = read_cohort(r)
-        build_cache(cohort, source, patch_settings(cfg), jobs=2)
-        out += load_cached(cohort, source, patch_settings(cfg))
-    return out
+    return cached_cohort(roots, source, cfg, jobs=2)
 
 
 def _shipped_validation(model_dir: Path, val_cases: list) -> tuple[float, float]:

@@ -40,14 +40,13 @@ from scipy import ndimage
 from torch import nn
 
 from bench.machine import machine
-from nstage.analysis.classifier.settings import patch_settings
+from nstage.analysis.classifier.settings import classifier_config
 from nstage.analysis.nrules import load_rules, stage, station_category
 from nstage.ingest.study import load_study
 from nstage.stations import station_names
 from nstage.synth.disease import DiseaseSpec, sample_disease
-from nstage.training.cache import build_cache, load_cached
-from nstage.training.cohort import read_cohort
 from nstage.training.metrics import auroc, sensitivity_at_specificity
+from nstage.training.workflow import cached_cohort
 
 CATEGORIES = ("N1", "N2", "N3")
 PER_NODE = 7  # uptake, short axis / 10, short/long axis ratio, tissue HU / 50, calcified, fatty hilum, necrotic
@@ -184,9 +183,7 @@ def rendered_features(root: Path) -> tuple[np.ndarray, np.ndarray, Stations]:
 
     Columns: STATION_COLUMNS station-level ones, then the SUV at the centre of the station's node that
     reads hottest there and that node's true short axis."""
-    cohort = read_cohort(root)
-    build_cache(cohort, "truth", patch_settings(), jobs=2)  # the cases not cached yet (the node reader's version names the cache)
-    cases = load_cached(cohort, "truth", patch_settings())
+    cases = cached_cohort([root], "truth", classifier_config(), jobs=2)  # caches what is not cached yet (the node reader's version names the cache)
     rows, truth, suvmax, names, patient = [], [], [], [], []
     for k, c in enumerate(cases):
         t = json.loads((c.case.study_dir.parent / "truth.json").read_text())
