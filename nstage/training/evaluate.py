@@ -197,18 +197,44 @@ def roc_curves(cases: list[CachedCase], methods: list[MethodOutput]) -> list[tup
 
 
 def reliability_png(summary: dict[str, Any], path: Path, title: str) -> None:
-    """Reliability diagram of every model (observed malignant fraction against mean probability, per bin)."""
-    curves, seen = [], set()
+    """Reliability diagram of every model, marker area by the bin's station count, and below it the
+    first model's stations per bin (a bin of three stations can only read 0, 1/3, 2/3 or 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models, seen = [], set()
     for name, m in summary["methods"].items():
-        if "calibration" in m:
-            bins = m["calibration"]["bins"]
-            key = repr(bins)
-            if key in seen:  # the same probabilities at another threshold (its ROC legend names both)
-                continue
-            seen.add(key)
-            curves.append((np.array([b["mean_probability"] for b in bins]), np.array([b["observed"] for b in bins]),
-                           f"{name} (ECE {m['calibration']['ece']:.3f})", {"marker": "o", "ms": 3}))
-    _square_plot(path, title, "mean predicted probability (bin)", "observed malignant fraction", "upper left", curves)
+        if "calibration" in m and repr(m["calibration"]["bins"]) not in seen:  # the same probabilities at another threshold
+            seen.add(repr(m["calibration"]["bins"]))
+            models.append((name, m["calibration"]))
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(8, 6.4), dpi=110, height_ratios=[5, 1.4], sharex=True)
+    ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])
+    most = max((b["count"] for _, c in models for b in c["bins"]), default=1)
+    for name, cal in models:
+        x = np.array([b["mean_probability"] for b in cal["bins"]])
+        y = np.array([b["observed"] for b in cal["bins"]])
+        n = np.array([b["count"] for b in cal["bins"]], float)
+        line, = ax.plot(x, y, lw=1, label=f"{name} (ECE {cal['ece']:.3f})")
+        ax.scatter(x, y, s=6 + 120 * np.sqrt(n / most), color=line.get_color(), alpha=0.8, zorder=3)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(ylabel="observed malignant fraction", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title="marker area: stations in the bin", title_fontsize=7)
+    if models:
+        name, cal = models[0]
+        lows = [b["low"] for b in cal["bins"]]
+        widths = [b["high"] - b["low"] for b in cal["bins"]]
+        counts = [b["count"] for b in cal["bins"]]
+        hist.bar(lows, counts, width=widths, align="edge", color="lightgrey", edgecolor="grey", log=True)
+        for lo, w, c in zip(lows, widths, counts):
+            hist.text(lo + w / 2, c, str(c), ha="center", va="bottom", fontsize=7)
+        hist.set_ylim(0.8, max(counts) * 4)
+        hist.set_ylabel(f"stations\n({name})", fontsize=8)
+    hist.set_xlabel("mean predicted probability (bin)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _fmt(d: dict[str, Any]) -> str:
@@ -229,6 +255,10 @@ def markdown_report(summary: dict[str, Any], title: str, roc_file: str, notes: l
     if cal:
         lines += ["", "Expected calibration error (10 bins): " + ", ".join(f"{n} {v:.3f}" for n, v in cal.items())
                   + ". ![reliability](reliability.png)"]
+        first = next(n for n, m in summary["methods"].items() if "calibration" in m)
+        lines += ["", f"Stations per probability bin ({first}): "
+                  + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in summary["methods"][first]["calibration"]["bins"])
+                  + ". A bin of a few stations reads a noisy fraction."]
     lines += ["", f"![ROC]({roc_file})", "", "## N stage (TNM 8)", "",
               "| method | accuracy | macro sensitivity | macro specificity |", "|---|---|---|---|"]
     for name, m in summary["methods"].items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,6 +29,9 @@ def test_report_has_every_baseline_mcnemar_and_calibration(tmp_path):
     assert "calibration" not in summary["methods"]["suvmax"]  # a rule's score is not a probability
     assert {p.name for p in tmp_path.iterdir()} == {"evaluation.json", "report.md", "roc.png", "reliability.png"}
     assert json.loads((tmp_path / "evaluation.json").read_text())["cases"] == 12
+    per_bin = (tmp_path / "report.md").read_text().split("Stations per probability bin (weak")[1].split("\n")[0]
+    counts = [int(n) for n in re.findall(r"\d\.\d-\d\.\d: (\d+)", per_bin)]
+    assert sum(counts) == summary["stations"]  # every station is in one bin, and the report says how many
 
 
 def test_sensitivity_at_specificity_and_ece():
