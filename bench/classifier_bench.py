@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
+from nstage.training.metrics import accuracy_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "classifier"
@@ -233,8 +234,9 @@ def throughput(model_dir: Path, root: Path, studies: int) -> dict[str, Any]:
 def _row(name: str, v: dict[str, Any]) -> str:
     s, n = v["station"], v["n_stage"]
     ece = f"{v['calibration']['ece']:.3f}" if "calibration" in v else "-"
+    lo, hi = accuracy_interval(n["confusion"])
     return (f"| {name} | {s['accuracy']['value']:.3f} | {s['sensitivity']['value']:.3f} | {s['specificity']['value']:.3f} | "
-            f"{s['auroc']['value']:.3f} [{s['auroc']['ci95'][0]:.3f}, {s['auroc']['ci95'][1]:.3f}] | {n['accuracy']:.3f} | {ece} |")
+            f"{s['auroc']['value']:.3f} [{s['auroc']['ci95'][0]:.3f}, {s['auroc']['ci95'][1]:.3f}] | {n['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {ece} |")
 
 
 def targets(e: dict[str, Any]) -> list[str]:
@@ -254,8 +256,17 @@ def targets(e: dict[str, Any]) -> list[str]:
             f"- AUROC >= 95 % of the fully supervised model's ({sup:.3f}): {weak / sup:.1%}, {ok(ge(weak, 0.95 * sup))}",
             f"- sensitivity >= 0.80 at specificity >= 0.90: operating point {sens:.3f} at {spec:.3f}, {ok(ge(sens, 0.80) and ge(spec, 0.90))}; "
             f"best on this cohort's ROC {roc_sens:.3f}, {ok(ge(roc_sens, 0.80))}",
-            f"- N-stage accuracy >= 0.70: {ns:.3f}, {ok(ge(ns, 0.70))}",
+            f"- N-stage accuracy >= 0.70: {ns:.3f}{_interval(m['weak']['n_stage'])}, {ok(ge(ns, 0.70))}",
             f"- N-stage accuracy >= every baseline's + 0.10 (best baseline {ns_best:.3f}): {ns - ns_best:+.3f}, {ok(ge(ns, ns_best + 0.10))}"]
+
+
+def _interval(n_stage: dict[str, Any]) -> str:
+    """ " (95 % CI a-b, n patients)" of an N-stage accuracy with its confusion matrix; "" without one."""
+    if "confusion" not in n_stage:
+        return ""
+    lo, hi = accuracy_interval(n_stage["confusion"])
+    patients = sum(sum(row.values()) for row in n_stage["confusion"].values())
+    return f" (95 % CI {lo:.3f}-{hi:.3f}, {patients} patients)"
 
 
 def _best_on_validation(tr: dict[str, Any]) -> str:
@@ -307,7 +318,7 @@ def markdown(out: dict[str, Any]) -> str:
               "Literature: Engelson et al. 2026 (patients): station accuracy 0.88, sensitivity 0.72, specificity 0.90, N-stage accuracy 0.63.", ""]
     for name, e in out["evaluations"].items():
         lines += [f"### {name}", "", f"{e['cases']} cases, {e['stations']} stations ({e['positive_stations']} malignant); station maps: {e['source']}.", "",
-                  "| method | station acc | sens | spec | AUROC [95 % CI] | N-stage acc (TNM 8) | ECE |", "|---|---|---|---|---|---|---|"]
+                  "| method | station acc | sens | spec | AUROC [95 % CI] | N-stage acc (TNM 8) [95 % CI] | ECE |", "|---|---|---|---|---|---|---|"]
         lines += [_row(m, v) for m, v in e["methods"].items()]
         lines.append("| Engelson 2026 (patients) | 0.88 | 0.72 | 0.90 | - | 0.63 | - |")
         lines += ["", "McNemar (exact), shipped model against each baseline:", ""]

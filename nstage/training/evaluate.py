@@ -22,6 +22,7 @@ from nstage.analysis.config import analysis_config
 from nstage.analysis.nrules import stage
 from nstage.training.cache import CachedCase
 from nstage.training.metrics import (
+    accuracy_interval,
     expected_calibration_error,
     mcnemar,
     nstage_metrics,
@@ -260,10 +261,11 @@ def markdown_report(summary: dict[str, Any], title: str, roc_file: str, notes: l
                   + ", ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['count']}" for b in summary["methods"][first]["calibration"]["bins"])
                   + ". A bin of a few stations reads a noisy fraction."]
     lines += ["", f"![ROC]({roc_file})", "", "## N stage (TNM 8)", "",
-              "| method | accuracy | macro sensitivity | macro specificity |", "|---|---|---|---|"]
+              "| method | accuracy [95 % CI, Wilson] | macro sensitivity | macro specificity |", "|---|---|---|---|"]
     for name, m in summary["methods"].items():
         n = m["n_stage"]
-        lines.append(f"| {name} | {n['accuracy']:.3f} | {n['macro_sensitivity']:.3f} | {n['macro_specificity']:.3f} |")
+        lo, hi = accuracy_interval(n["confusion"])
+        lines.append(f"| {name} | {n['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {n['macro_sensitivity']:.3f} | {n['macro_specificity']:.3f} |")
     lines += ["", "## McNemar tests (exact, paired right/wrong calls)", "",
               "| comparison | level | A right, B wrong | A wrong, B right | p |", "|---|---|---|---|---|"]
     for name, t in summary["mcnemar"].items():

@@ -1,5 +1,6 @@
 """Station and N-stage metrics: accuracy, sensitivity, specificity, AUROC (with case-level bootstrap
-95 % intervals), macro one-vs-rest N-stage sensitivity/specificity, and exact McNemar tests."""
+95 % intervals), N-stage accuracy (Wilson 95 % interval) and macro one-vs-rest sensitivity/specificity,
+and exact McNemar tests."""
 
 from __future__ import annotations
 
@@ -69,8 +70,20 @@ def nstage_metrics(pred: Sequence[str], truth: Sequence[str], classes: Sequence[
             spec.append(float((p[t != c] != c).mean()))
     confusion = {a: {b: int(((t == a) & (p == b)).sum()) for b in classes} for a in classes}
     return {"accuracy": float((p == t).mean()) if t.size else float("nan"),
+            "accuracy_ci95": list(accuracy_interval(confusion)),
             "macro_sensitivity": float(np.mean(sens)) if sens else float("nan"),
             "macro_specificity": float(np.mean(spec)) if spec else float("nan"), "confusion": confusion}
+
+
+def accuracy_interval(confusion: dict[str, dict[str, int]]) -> tuple[float, float]:
+    """Wilson 95 % interval of the N-stage accuracy from its confusion matrix (one call per patient, patients
+    independent: what a case-level bootstrap approximates); NaNs without patients."""
+    right = sum(row.get(stage, 0) for stage, row in confusion.items())
+    total = sum(sum(row.values()) for row in confusion.values())
+    if total == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(right, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:

@@ -45,6 +45,20 @@ def test_sensitivity_at_specificity_and_ece():
     assert expected_calibration_error(np.r_[np.ones(10), np.zeros(10)], y) == pytest.approx(1.0)
 
 
+def test_n_stage_accuracy_interval_counts_the_diagonal_of_the_confusion_matrix():
+    from nstage.training.metrics import accuracy_interval, nstage_metrics
+
+    truth = ["N0"] * 30 + ["N2"] * 30
+    pred = ["N0"] * 25 + ["N1"] * 5 + ["N2"] * 13 + ["N3"] * 17  # 38 of 60 right
+    m = nstage_metrics(pred, truth)
+    assert m["accuracy"] == pytest.approx(38 / 60)
+    lo, hi = m["accuracy_ci95"]
+    assert (lo, hi) == pytest.approx((0.5068, 0.7438), abs=1e-4)  # Wilson, 38 / 60
+    assert accuracy_interval(m["confusion"]) == (lo, hi)
+    lo2, hi2 = accuracy_interval({"N0": {"N0": 152, "N1": 88}})  # the same share of four times the patients
+    assert lo < lo2 < 38 / 60 < hi2 < hi
+
+
 def test_one_model_at_two_thresholds_is_one_roc_curve_naming_both():
     from nstage.training.evaluate import roc_curves
 
