@@ -29,3 +29,23 @@ def test_auroc_target_names_the_best_baseline():
     lines = targets(_evaluation(0.5, 0.2, weak_auroc=0.89))
     assert lines[0].startswith("- AUROC >= best baseline (combined 0.830) + 0.05: 0.890, met")
     assert "96.7%" not in lines[1] and "98.9%, met" in lines[1]
+
+
+def test_pooled_cohorts_sum_their_patients_and_choose_one_threshold_on_all():
+    import numpy as np
+
+    from bench.classifier_bench import pooled
+
+    def cohort(right: int, wrong: int) -> dict:
+        return {"cases": right + wrong, "methods": {"weak": {"n_stage": {"confusion": {"N0": {"N0": right, "N2": wrong}}}}}}
+
+    evaluations = {"a": cohort(44, 16), "b": cohort(27, 93), "c": cohort(99, 1)}
+    # category maxima (N1, N2, N3) and TNM 8 levels: patient a1 is N2 above 0.6, b1 N0 (its 0.4 a false N1)
+    staging = [(np.array([[0.1, 0.7, 0.0]]), np.array([2])), (np.array([[0.4, 0.0, 0.0]]), np.array([0]))]
+    p = pooled(evaluations, ["a", "b"], staging)
+    assert p["patients"] == 180 and p["cohorts"] == ["a", "b"]
+    weak = p["n_stage"]["weak"]
+    assert weak["right"] == 71 and abs(weak["accuracy"] - 71 / 180) < 1e-12  # not the mean of 0.733 and 0.225
+    assert weak["ci95"][0] < 71 / 180 < weak["ci95"][1]
+    best = p["shipped_best_threshold_on_pooled"]
+    assert best["accuracy"] == 1.0 and 0.4 < best["threshold"] <= 0.7  # both staged right only between 0.4 and 0.7
