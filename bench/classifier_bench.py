@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
-from nstage.training.metrics import accuracy_interval
+from nstage.training.metrics import accuracy_interval, staged_right
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "classifier"
@@ -171,8 +171,7 @@ def pooled(evaluations: dict[str, dict[str, Any]], names: list[str], staging: li
                 for b, k in row.items():
                     confusion.setdefault(a, {}).setdefault(b, 0)
                     confusion[a][b] += k
-        right = sum(row.get(a, 0) for a, row in confusion.items())
-        total = sum(sum(row.values()) for row in confusion.values())
+        right, total = staged_right(confusion)
         out["n_stage"][m] = {"right": right, "accuracy": right / total, "ci95": list(accuracy_interval(confusion))}
     out["shipped_best_threshold_on_pooled"] = best_staging(np.concatenate([s[0] for s in staging]),
                                                            np.concatenate([s[1] for s in staging]))
@@ -290,7 +289,7 @@ def _interval(n_stage: dict[str, Any]) -> str:
     if "confusion" not in n_stage:
         return ""
     lo, hi = accuracy_interval(n_stage["confusion"])
-    patients = sum(sum(row.values()) for row in n_stage["confusion"].values())
+    patients = staged_right(n_stage["confusion"])[1]
     return f" (95 % CI {lo:.3f}-{hi:.3f}, {patients} patients)"
 
 

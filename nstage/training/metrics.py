@@ -75,11 +75,16 @@ def nstage_metrics(pred: Sequence[str], truth: Sequence[str], classes: Sequence[
             "macro_specificity": float(np.mean(spec)) if spec else float("nan"), "confusion": confusion}
 
 
+def staged_right(confusion: dict[str, dict[str, int]]) -> tuple[int, int]:
+    """(patients staged right, patients) of an N-stage confusion matrix (truth -> prediction -> count)."""
+    right = sum(row.get(stage, 0) for stage, row in confusion.items())
+    return right, sum(sum(row.values()) for row in confusion.values())
+
+
 def accuracy_interval(confusion: dict[str, dict[str, int]]) -> tuple[float, float]:
     """Wilson 95 % interval of the N-stage accuracy from its confusion matrix (one call per patient, patients
     independent: what a case-level bootstrap approximates); NaNs without patients."""
-    right = sum(row.get(stage, 0) for stage, row in confusion.items())
-    total = sum(sum(row.values()) for row in confusion.values())
+    right, total = staged_right(confusion)
     if total == 0:
         return float("nan"), float("nan")
     ci = binomtest(right, total).proportion_ci(confidence_level=0.95, method="wilson")
