@@ -207,8 +207,9 @@ def reliability_png(summary: dict[str, Any], path: Path, title: str) -> None:
 
     models, seen = [], set()
     for name, m in summary["methods"].items():
-        if "calibration" in m and repr(m["calibration"]["bins"]) not in seen:  # the same probabilities at another threshold
-            seen.add(repr(m["calibration"]["bins"]))
+        key = repr(m.get("calibration", {}).get("bins"))
+        if "calibration" in m and key not in seen:  # not the same probabilities again at another threshold
+            seen.add(key)
             models.append((name, m["calibration"]))
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(8, 6.4), dpi=110, height_ratios=[5, 1.4], sharex=True)
     ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])
