@@ -125,6 +125,7 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
     from nstage.analysis.classifier.layout import find_model
     from nstage.analysis.classifier.settings import patch_settings
     from nstage.training.evaluate import MethodOutput, baselines, write_report
+    from nstage.training.thresholds import staging_inputs
     from nstage.training.train import predict, prepare
     from nstage.training.workflow import predict_exported
 
@@ -140,8 +141,6 @@ def evaluate_held_out(name: str, root: Path, source: str, model_dir: Path, model
     methods += baselines(cases, base["training"].get("rules", "tnm"))
     notes = [f"Held-out cohort {root.name} ({len(cases)} cases), station maps: {source}. weak = the shipped model "
              f"({meta['name']} {meta['version']}: {meta['kind']}; trained on {meta['training_data']})."]
-    from nstage.training.thresholds import staging_inputs
-
     staging = staging_inputs(probs, cases, str(base["training"].get("rules", "tnm")))
     limits = {**bounds(cases), "shipped_n_stage_accuracy_best_threshold_on_cohort": best_staging(*staging)}
     summary = write_report(ROOT / "bench" / "classifier" / name, cases, methods, base, f"Held-out: {name}", notes,
