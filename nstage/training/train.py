@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nstage.analysis.classifier.batch import slot_batch
 from nstage.analysis.classifier.features import PATIENT_FEATURES, STATION_FEATURES
@@ -224,6 +225,16 @@ def param_groups(model: nn.Module, tcfg: dict[str, Any]) -> list[dict[str, Any]]
     return [{"params": rest, "lr": lr}, {"params": reader, "lr": lr * float(tcfg.get("reader_lr_factor", 1.0))}]
 
 
+def weight_average(model: nn.Module, tcfg: dict[str, Any]) -> AveragedModel | None:
+    """An exponential moving average of the weights (`training.ema_decay` per optimiser step), or None when
+    the setting is absent or 0: validation, the best epoch, calibration and the threshold then read the
+    averaged weights rather than the last step's."""
+    decay = float(tcfg.get("ema_decay", 0.0))
+    if not 0.0 <= decay < 1.0:
+        raise InputError(f"training.ema_decay must be in [0, 1) (got {decay})")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay)) if decay > 0 else None
+
+
 def _set_determinism(seed: int) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -252,7 +263,8 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
           out_dir: Path | None = None, resume: bool = False, epochs: int | None = None,
           device: str | None = None) -> TrainResult:
     """Train a station network; checkpoints to OUT_DIR/checkpoint.pt every epoch when given. The best
-    epoch (validation loss) is kept, calibrated on the validation split and given its operating threshold."""
+    epoch (validation loss; of the averaged weights when `training.ema_decay` is set) is kept, calibrated on the
+    validation split and given its operating threshold."""
     tcfg = cfg["training"]
     settings = PatchSettings.from_dict(cfg["patch"])
     epochs = int(epochs if epochs is not None else tcfg["epochs"])
@@ -271,6 +283,7 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
     model = new_model(cfg).to(dev)
     opt = torch.optim.Adam(param_groups(model, tcfg), weight_decay=float(tcfg.get("weight_decay", 0.0)))
     scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
+    ema = weight_average(model, tcfg)
     pos_weight = _pos_weight(train_ex, supervised, bool(tcfg.get("class_balance", True)))
     pooling = _pooling(tcfg)
     history: list[dict[str, float]] = []
@@ -286,6 +299,8 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start, history, best = int(state["epoch"]), state["history"], state["best"]
         log.info("resumed from %s after epoch %d", ckpt, start)
     net: nn.Module = model
@@ -312,20 +327,23 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             run_loss += float(loss.detach())
-        val_loss = float(_loss_of(predict_logits(model, val_ex, settings, dev), val_ex, supervised, pos_weight, tcfg)) \
+        judged: nn.Module = ema.module if ema is not None else model
+        val_loss = float(_loss_of(predict_logits(judged, val_ex, settings, dev), val_ex, supervised, pos_weight, tcfg)) \
             if val_ex else float("nan")
         history.append({"epoch": epoch + 1, "train_loss": run_loss / steps, "val_loss": val_loss})
         if rank == 0:
             log.info("epoch %d/%d: train loss %.4f, validation loss %.4f", epoch + 1, epochs, run_loss / steps, val_loss)
         if best is None or not np.isfinite(best[0]) or (np.isfinite(val_loss) and val_loss < best[0]):
-            best = (val_loss, epoch + 1, copy.deepcopy(model.state_dict()))
+            best = (val_loss, epoch + 1, copy.deepcopy(judged.state_dict()))
         if ckpt and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                         "epoch": epoch + 1, "history": history, "best": best, "supervised": supervised, "run": run_id,
-                        "config": json.loads(json.dumps(cfg))}, tmp)
+                        "config": json.loads(json.dumps(cfg)), "ema": ema.state_dict() if ema is not None else None}, tmp)
             tmp.replace(ckpt)
     assert best is not None
     final = new_model(cfg).to(dev)

@@ -19,6 +19,7 @@ from nstage.analysis.classifier.inputs import StationInputs
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.analysis.measure import StationUptake
 from nstage.analysis.nrules import stage
+from nstage.errors import InputError
 from nstage.stations import load_stations
 from nstage.training.cache import CachedCase, _input_file, load_cached
 from nstage.training.cohort import CohortCase
@@ -120,6 +121,40 @@ def test_a_checkpoint_of_other_training_data_is_not_resumed(tmp_path):
     resumed = train(rerendered[:9], rerendered[9:], TINY, out_dir=tmp_path / "b", resume=True, epochs=2)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
     assert _same(_weights(resumed.model), _weights(straight.model))
+
+
+def _with_ema(decay: float) -> dict:
+    cfg = json.loads(json.dumps(TINY))
+    cfg["training"]["ema_decay"] = decay
+    return cfg
+
+
+def test_weight_averaging_keeps_the_averaged_weights_and_leaves_the_optimisation_alone(tmp_path):
+    cases = fake_cases(12)
+    plain = train(cases[:9], cases[9:], TINY, epochs=1)
+    averaged = train(cases[:9], cases[9:], _with_ema(0.9), out_dir=tmp_path, epochs=1)
+    assert [h["train_loss"] for h in averaged.history] == [h["train_loss"] for h in plain.history]
+    assert averaged.history[0]["val_loss"] != plain.history[0]["val_loss"]  # validation reads the average
+    ema = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["ema"]
+    kept = _weights(averaged.model)
+    assert all(torch.equal(kept[k], ema[f"module.{k}"]) for k in kept if k != "calibration")
+    assert not torch.equal(kept["token.0.weight"], _weights(plain.model)["token.0.weight"])
+
+
+def test_weight_averaging_resumes_identically(tmp_path):
+    cases = fake_cases(12)
+    cfg = _with_ema(0.9)
+    straight = train(cases[:9], cases[9:], cfg, out_dir=tmp_path / "a", epochs=3)
+    train(cases[:9], cases[9:], cfg, out_dir=tmp_path / "b", epochs=1)
+    resumed = train(cases[:9], cases[9:], cfg, out_dir=tmp_path / "b", resume=True, epochs=3)
+    assert resumed.history == straight.history and resumed.best_epoch == straight.best_epoch
+    assert _same(_weights(resumed.model), _weights(straight.model))
+
+
+def test_a_weight_average_decay_outside_0_1_is_refused():
+    cases = fake_cases(8)
+    with pytest.raises(InputError, match="ema_decay"):
+        train(cases[:6], cases[6:], _with_ema(1.0), epochs=1)
 
 
 def test_weak_training_learns_the_hot_node_patch_beyond_the_uptake_prior():
