@@ -26,6 +26,16 @@ def _baseline_calls(result: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _true_metastases_line(truth: Mapping[str, Any], order: list[str]) -> str:
+    """The generator's malignant nodes (station, true short axis, true SUV), in station order: why a call was
+    missed shows here (a small node below the blood pool is occult on PET/CT, for the model and every reader)."""
+    rank = {name: i for i, name in enumerate(order)}
+    nodes = sorted((n for n in truth.get("nodes", []) if n.get("malignant")),
+                   key=lambda n: (rank.get(n.get("station"), len(rank)), -float(n.get("short_axis_mm", 0.0))))
+    listed = "; ".join(f"{n.get('station', '?')} {float(n['short_axis_mm']):.1f} mm SUV {float(n['suv']):.2f}" for n in nodes)
+    return f"true metastatic nodes (generator: short axis, SUV): {listed or 'none'}"
+
+
 def summary_lines(result: Mapping[str, Any], truth: Mapping[str, Any] | None = None) -> list[str]:
     """The summary of a result.json document, line by line (with the generator's truth when given)."""
     side = result["tumour_side"] or "unknown"
@@ -35,6 +45,7 @@ def summary_lines(result: Mapping[str, Any], truth: Mapping[str, Any] | None = N
         tn = truth.get("n_stage", {})
         lines.append(f"truth (generator): {tn.get('tnm8', '?')} (TNM 8), {tn.get('tnm9', '?')} (TNM 9); tumour side "
                      f"{truth.get('tumour_side', '?')}; model {'right' if tn.get('tnm8') == result['n_stage']['tnm8'] else 'WRONG'} (TNM 8)")
+        lines.append(_true_metastases_line(truth, list(result["stations"])))
     t_st = (truth or {}).get("stations", {})
     letters = _baseline_calls(result)
     lines.append(f"{'station':>7} {'call':<9} {'prob':>5} {'SUVmax':>7} {'SUVpeak':>7} {'ml':>6} {'node mm':>7} {'node SUV':>8} {'grade':>5}"

@@ -34,3 +34,13 @@ def test_truth_and_baseline_calls_stand_beside_each_station(tmp_path, capsys):
     assert "truth (generator): N3" in capsys.readouterr().out
     assert main([str(tmp_path), "--truth", str(tmp_path / "missing.json")]) == 2
     assert "truth (generator)" not in "\n".join(summary_lines(_result()))
+
+
+def test_the_true_metastases_are_listed_in_station_order_with_size_and_uptake():
+    truth = {"n_stage": {"tnm8": "N2", "tnm9": "N2a"}, "tumour_side": "R", "stations": {},
+             "nodes": [{"station": "7", "malignant": True, "short_axis_mm": 9.46, "suv": 1.162},
+                       {"station": "4L", "malignant": False, "short_axis_mm": 12.0, "suv": 5.0},
+                       {"station": "4L", "malignant": True, "short_axis_mm": 4.11, "suv": 1.374}]}
+    line = next(x for x in summary_lines(_result(), truth) if x.startswith("true metastatic nodes"))
+    assert line.endswith(": 7 9.5 mm SUV 1.16; 4L 4.1 mm SUV 1.37")  # the result's station order; benign nodes left out
+    assert summary_lines(_result(), {**truth, "nodes": []})[2].endswith(": none")
