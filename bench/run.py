@@ -63,7 +63,7 @@ def bench_pipeline(work: Path) -> dict[str, object]:
 
 COLLECTED = ("pipeline_eval.json", "registration.json", "registration_backends.json", "dicom_outputs.json", "classifier.json", "classifier_ceiling.json",
              "classifier_ceiling_clinical.json", "classifier_ceiling_ablation.json", "synth_calibration.json", "synth_speed.json", "route.json",
-             "batch.json", "ingest.json", "encodings_decisions.json")
+             "batch.json", "ingest.json", "encodings_decisions.json", "registration_staging_cost.json")
 
 
 def collected() -> dict[str, object]:
