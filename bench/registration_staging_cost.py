@@ -44,7 +44,7 @@ def cohort_cost(root: Path, model_dir: Path) -> dict[str, Any]:
     from nstage.training.cache import load_cached
     from nstage.training.cohort import read_cohort
     from nstage.training.evaluate import MethodOutput, baselines, n_stages
-    from nstage.training.metrics import auroc
+    from nstage.training.metrics import auroc, nstage_metrics, staged_right
     from nstage.training.workflow import predict_exported
 
     cfg = classifier_config()
@@ -69,9 +69,10 @@ def cohort_cost(root: Path, model_dir: Path) -> dict[str, Any]:
             cases, m = readings[source]["cases"], readings[source]["methods"][name]
             stages[source] = n_stages(cases, m.calls, rules)
             y = np.concatenate([c.truth() for c in cases])
+            n_stage = nstage_metrics(stages[source], truth_n)
             per_map[source] = {"station_auroc": round(float(auroc(np.concatenate(m.scores), y)), 4),
-                               "n_stage_right": int(sum(a == t for a, t in zip(stages[source], truth_n))),
-                               "n_stage_accuracy": round(float(np.mean([a == t for a, t in zip(stages[source], truth_n)])), 4)}
+                               "n_stage_right": staged_right(n_stage["confusion"])[0],
+                               "n_stage_accuracy": round(float(n_stage["accuracy"]), 4)}
         changed = flips(truth_n, stages["truth"], stages["registration"])
         detail = {kind: [{"case": truth_cases[i].case.key, "true_n": truth_n[i],
                           "n_with_truth_maps": stages["truth"][i], "n_with_registered_maps": stages["registration"][i],
@@ -90,7 +91,9 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
-    result = {"machine": machine(), "model": str(a.model), "cohorts": [cohort_cost(r, a.model) for r in a.cohort]}
+    model = a.model.resolve()
+    shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model
+    result = {"machine": machine(), "model": str(shown), "cohorts": [cohort_cost(r, a.model) for r in a.cohort]}
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     for c in result["cohorts"]:
         for name, m in c["methods"].items():

@@ -31,7 +31,7 @@ def _true_metastases_line(truth: Mapping[str, Any], order: list[str]) -> str:
     missed shows here (a small node below the blood pool is occult on PET/CT, for the model and every reader)."""
     rank = {name: i for i, name in enumerate(order)}
     nodes = sorted((n for n in truth.get("nodes", []) if n.get("malignant")),
-                   key=lambda n: (rank.get(n.get("station"), len(rank)), -float(n.get("short_axis_mm", 0.0))))
+                   key=lambda n: (rank.get(n.get("station"), len(rank)), -float(n["short_axis_mm"])))
     listed = "; ".join(f"{n.get('station', '?')} {float(n['short_axis_mm']):.1f} mm SUV {float(n['suv']):.2f}" for n in nodes)
     return f"true metastatic nodes (generator: short axis, SUV): {listed or 'none'}"
 
