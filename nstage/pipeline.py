@@ -97,7 +97,7 @@ def measure_stations(study: Study, reg: StationResult, timer: StageTimer | None 
     if not pool.available:
         log.warning("blood pool not measured: %s", pool.reason)
     with timer.stage("tumour side"):
-        primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, reg.labels, pool.suv_mean)
+        primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, reg.labels, pool.suv_mean, reg.lungs)
     with timer.stage("node reading"):
         tumour_suv = primary.primary.suv_max if primary.primary is not None else None
         nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, reg.labels, names, pool.suv_mean, tumour_suv, peak=peak)
@@ -133,7 +133,8 @@ def tumour_side(study: Study, findings: StationFindings, side_given: str | None,
     if findings.primary is not None:
         return findings.primary
     with timer.stage("tumour side"):
-        return find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels, findings.blood_pool.suv_mean)
+        return find_tumour_side(study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, findings.labels,
+                                findings.blood_pool.suv_mean, findings.registration.lungs)
 
 
 def apply_rules(findings: StationFindings, side: TumourSide, calls: dict[str, StationCall], rules: str,

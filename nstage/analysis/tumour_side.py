@@ -1,7 +1,9 @@
 """Which lung holds the primary tumour, found on PET/CT: the hottest FDG-avid lesion in the lung
 envelope, away from the lymph node stations (so hilar nodes are not mistaken for it).
 
-Works on the PET grid: the CT is resampled to it to find the lungs. LPS: x grows to the
+Works on the PET grid. The lungs are those the registration's landmark finder sees on the CT (air
+inside the body), carried onto the PET grid: a PET field of view longer or wider than the CT's
+leaves them unchanged. LPS: x grows to the
 patient's left, so the right lung is the one with the smaller x.
 """
 
@@ -14,6 +16,7 @@ from scipy import ndimage
 
 from nstage.analysis.config import analysis_config
 from nstage.geometry import Grid, resample
+from nstage.stationmap.registration import find_lungs
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,10 @@ def _ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
     return ((k * sz) ** 2 + (j * sy) ** 2 + (i * sx) ** 2) <= radius_mm**2
 
 
-def lungs_on(hu: np.ndarray, ct_grid: Grid, target: Grid, hu_max: float) -> np.ndarray:
-    """Lung mask on `target`: the large air regions inside the body (not the outside air)."""
-    ct = resample(hu, ct_grid, target, order=1, fill=-1000.0)
-    air = ct < hu_max
-    lab, n = ndimage.label(air)
-    if n == 0:
-        return air
-    border = np.unique(np.concatenate([lab[:, 0, :].ravel(), lab[:, -1, :].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
-    sizes = ndimage.sum(air, lab, range(1, n + 1)) * target.voxel_volume_ml
-    keep = [i + 1 for i, s in enumerate(sizes) if s > 100.0 and (i + 1) not in set(border.tolist())]
-    return np.isin(lab, keep)
+def lungs_on(target: Grid, lungs: tuple[np.ndarray, Grid]) -> np.ndarray:
+    """A lung mask (on its own grid) carried onto `target`; nothing outside its grid."""
+    mask, grid = lungs
+    return resample(mask.astype(np.uint8), grid, target, order=0, fill=0) > 0
 
 
 def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarray:
@@ -63,10 +59,14 @@ def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarra
 
 
 def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
-                     blood_pool_suv: float | None = None) -> TumourSide:
-    """The side of the primary tumour from the images (no user input)."""
+                     blood_pool_suv: float | None = None, lungs: tuple[np.ndarray, Grid] | None = None) -> TumourSide:
+    """The side of the primary tumour from the images (no user input).
+
+    `lungs`: the patient's lung mask and its grid as the registration found it (StationResult.lungs);
+    found here the same way when not given.
+    """
     cfg = analysis_config()["tumour_side"]
-    lungs = lungs_on(hu, ct_grid, pet_grid, float(cfg["lung_hu_max"]))
+    lungs = lungs_on(pet_grid, lungs if lungs is not None else find_lungs(hu, ct_grid))
     if lungs.sum() * pet_grid.voxel_volume_ml < 500:
         return TumourSide(None, "not found", reasons=("no lungs found on the CT (less than 500 ml of air inside the body)",))
     envelope = lung_envelope(lungs, pet_grid, float(cfg["lung_closing_mm"]))

@@ -108,6 +108,7 @@ class StationResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     regions: dict[str, tuple[np.ndarray, Grid]] = field(default_factory=dict)  # e.g. "blood_pool", from the best atlas
     backend: dict[str, Any] = field(default_factory=dict)  # which registration ran: name, asked for, device, libraries
+    lungs: tuple[np.ndarray, Grid] | None = None  # the patient's lungs as the landmark finder saw them (working grid)
 
     @property
     def status(self) -> str:
@@ -190,7 +191,8 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
         lm = find_landmarks(work, work_grid, settings.landmarks)
     figures = lm.figures()
     g = grade(figures, settings.rules, only=LANDMARK_FIGURES)
-    result = StationResult(grid, None, g, figures, timings_s=timer.timings, backend=backend_record(chosen, asked, settings))
+    result = StationResult(grid, None, g, figures, timings_s=timer.timings, backend=backend_record(chosen, asked, settings),
+                           lungs=(lm.lungs, work_grid))
     if g.status == "failed":
         return result
     results: list[AtlasResult] = []
@@ -214,6 +216,13 @@ def map_stations(hu: np.ndarray, grid: Grid, atlases: list[AtlasImage], settings
     if dropped:
         result.grade.add("suspect", f"atlas(es) {', '.join(dropped)} failed and were left out of the fusion")
     return result
+
+
+def find_lungs(hu: np.ndarray, grid: Grid, settings: RegistrationSettings | None = None) -> tuple[np.ndarray, Grid]:
+    """The patient's lungs found as :func:`map_stations` finds them (for callers that did not register)."""
+    settings = settings or load_settings()
+    work, work_grid = working_copy(np.asarray(hu, np.float32), grid, settings.working_spacing_mm)
+    return find_landmarks(work, work_grid, settings.landmarks).lungs, work_grid
 
 
 def backend_record(chosen: str, asked: str, settings: RegistrationSettings) -> dict[str, Any]:

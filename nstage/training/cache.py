@@ -35,7 +35,7 @@ from nstage.training.cohort import CohortCase
 
 log = logging.getLogger("nstage.training")
 SOURCES = ("registration", "truth")
-CACHE_VERSION = 4  # 3: the node reader reads calcium foci and fatty-hilum notches; 4: fat-level density read inside the node, not at its rim (2026-12-05)
+CACHE_VERSION = 5  # 3: calcium foci and fatty-hilum notches; 4: fat-level density inside the node (2026-12-05); 5: the tumour found in the registration's lung mask (2026-12-07)
 
 
 @dataclass(frozen=True)

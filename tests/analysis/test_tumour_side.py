@@ -22,3 +22,30 @@ def test_no_lungs_means_no_side() -> None:
     result = find_tumour_side(hu, g, np.ones(g.shape, np.float32), g, np.zeros(g.shape, np.uint8))
     assert result.side is None and result.source == "not found"
     assert "no lungs" in result.reasons[0]
+
+
+def _chest(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """A body of soft tissue with two air-filled lungs that run up to the top slice, and a hot lesion in the right lung."""
+    x, y, z = (c.reshape(s) for c, s in zip(grid.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+    hu = np.full(grid.shape, -1000.0, np.float32)
+    hu[np.broadcast_to((x / 150.0) ** 2 + (y / 110.0) ** 2 <= 1.0, grid.shape)] = 40.0
+    for cx in (-70.0, 70.0):  # LPS: the right lung at -x
+        hu[np.broadcast_to(((x - cx) / 50.0) ** 2 + (y / 70.0) ** 2 <= 1.0, grid.shape)] = -850.0
+    lesion = ((x + 70.0) ** 2 + y**2 + (z - 20.0) ** 2) <= 15.0**2
+    hu[lesion] = 30.0
+    suv = np.where(lesion, 8.0, 0.8).astype(np.float32)
+    return hu, suv
+
+
+def test_pet_field_of_view_beyond_the_ct_keeps_the_lungs() -> None:
+    # The PET reaches a slice above the CT and wider than it: there the CT is unknown, not air. Read
+    # as air, that slice joined the lungs to the air outside the body and the side was lost (issue 42:
+    # "no lungs found" on studies whose registration found the lungs).
+    ct_grid = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    pet_grid = Grid((38, 100, 100), (4.0, 4.0, 3.3), (-198.0, -198.0, -62.0))
+    hu, _ = _chest(ct_grid)
+    _, suv = _chest(pet_grid)
+    assert ct_grid.index_to_lps(np.array([0.0, 0.0, 39.0]))[2] < pet_grid.index_to_lps(np.array([0.0, 0.0, 37.0]))[2]
+    result = find_tumour_side(hu, ct_grid, suv, pet_grid, np.zeros(ct_grid.shape, np.uint8))
+    assert result.side == "R" and result.source == "auto", result.reasons
+    assert result.primary is not None and result.primary.suv_max == pytest.approx(8.0)
