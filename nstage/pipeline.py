@@ -78,6 +78,11 @@ def register_atlas(study: Study, atlases: list[AtlasImage], timer: StageTimer | 
     timer = timer or StageTimer()
     with timer.stage("stations (atlas registration)"):
         reg = map_stations(study.ct.array, study.ct.grid, atlases, timer=StageTimer(prefix="  "), backend=backend)
+    return accepted(study, reg)
+
+
+def accepted(study: Study, reg: StationResult) -> StationResult:
+    """The registration when its station map can be used; InputError naming the reasons when it failed."""
     if reg.labels is None or reg.status == "failed":
         raise InputError(f"the atlas could not be registered to the CT series {study.ct.description!r}: {'; '.join(reg.grade.reasons)}")
     return reg

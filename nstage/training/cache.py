@@ -2,6 +2,8 @@
 
 Layout under the cache folder (default COHORT/.nstage_cache):
   stations-<source>/<case>.npz      label map on the CT grid + station SUV figures + blood pool
+  stations-registration/<case>.registration.json   the registration's report (registration.json), kept
+                                    also when it failed (the study is then left out of the cohort)
   inputs-<source>-<key>/<case>.npz  network inputs (patches float16, features) and the measurements the
                                     baselines read (nodes, tumour), for one patch setting (<key> hashes it)
 `source` is "registration" (the pipeline's own atlas registration, as at inference) or "truth"
@@ -18,6 +20,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +89,18 @@ def _input_file(cache: Path, case: CohortCase, source: str, settings: PatchSetti
     return cache / f"inputs-{source}-{settings.key()}-{names}" / f"{case.case}.npz"
 
 
+def registration_file(cache: Path, case: CohortCase) -> Path:
+    """registration.json of a study registered for the cache (also for a registration that failed)."""
+    return cache / "stations-registration" / f"{case.case}.registration.json"
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
+
+
 def _uptake_json(by_label: dict[int, StationUptake]) -> dict[str, dict]:
     return {str(k): asdict(u) for k, u in by_label.items()}
 
@@ -111,9 +126,12 @@ def _stations(case: CohortCase, study, source: str, cache: Path, peak: np.ndarra
         pool = meta["blood_pool_suv"] if source == "registration" else _truth_blood_pool(case)
         return z["labels"], meta["uptake"], pool
     if source == "registration":
-        from nstage.pipeline import RunOptions, find_stations, load_default_atlases
+        from nstage.pipeline import RunOptions, accepted, load_default_atlases, measure_stations
+        from nstage.stationmap.registration import map_stations
 
-        f = find_stations(study, load_default_atlases(RunOptions()))
+        reg = map_stations(study.ct.array, study.ct.grid, load_default_atlases(RunOptions()))
+        _write_json(registration_file(cache, case), reg.report())  # kept whatever the outcome: the registration's QA reads it
+        f = measure_stations(study, accepted(study, reg))
         labels, pool = f.labels.astype(np.uint8), f.blood_pool.suv_mean
         uptake = _uptake_json({u.label: u for u in f.uptake.values()})
         status = f.registration.status
