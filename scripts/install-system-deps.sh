@@ -10,6 +10,8 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 [ -e /usr/share/java/pixelmed.jar ] || need+=(pixelmed-apps)   # DicomSRValidator (TID 1500 checks)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)           # the DICOM node of `nstage route` and its tests
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)   # DICOMweb for the MONAI Label app's tests
+command -v chromium >/dev/null 2>&1 || need+=(chromium)         # OHIF (shipped by monailabel) in a real browser: tests/label, make review
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)   # selenium's driver of that chromium (no browser download)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
