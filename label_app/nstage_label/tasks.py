@@ -1,20 +1,23 @@
 """MONAI Label tasks of the app, each a thin adapter over `work.Workspace` (and so over nstage's stages).
 
 - `StationsInfer` (infer task `stations`, type segmentation): the 17 station labels by name;
-  returns the station map on the CT grid and result.json's content (calls, SUV figures, index nodes,
-  N stage TNM 8/9, registration status and figures).
+  returns the station map on the CT grid, in the format the viewer asks for (`result_extension`
+  .nrrd on the CT's DICOM grid, as OHIF's MONAI Label panel asks, or NIfTI), and result.json's
+  content (calls, SUV figures, index nodes, N stage TNM 8/9, registration status and figures);
+  on a DICOMweb datastore it can store the study's SEG, SR and PDF report back (`publish`).
 - `ReviewPriority` (scoring method) and `ReviewFirst` (active-learning strategy): studies ranked by
   `work.review_priority` (suspect / failed registrations first, then classifier uncertainty).
 - `StationsTrain` (train task `stations`): reviewed (final) station maps become atlases of the
   registration's multi-atlas set; with `classifier` (default on) `nstage train` retrains the
   station classifier on the reviewed cases from the N stage and tumour side in the image info.
+  Where the reviewed maps come from depends on the datastore (`ReviewedMaps`, main.py).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +27,26 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
-from .work import Workspace, station_labels
+from .work import MapFormat, ReviewedMap, StudyAnalysis, Workspace, flag, station_labels
 
 log = logging.getLogger("nstage.label")
 
 # image id or URI (what MONAI Label hands an infer task) -> (image id, DICOM study folder with CT and PET)
 StudyResolver = Callable[[str], tuple[str, Path]]
+# (image id, analysed study) -> modality -> SeriesInstanceUID of the objects stored back to the PACS
+Publisher = Callable[[str, StudyAnalysis], dict[str, str]]
+# the datastore -> the reviewed station maps it holds
+ReviewedMaps = Callable[[Datastore], Iterable[ReviewedMap]]
 
 
 class StationsInfer(InferTask):
-    def __init__(self, workspace: Workspace, resolve: StudyResolver) -> None:
+    def __init__(self, workspace: Workspace, resolve: StudyResolver, publish: Publisher | None = None) -> None:
         super().__init__(type=InferType.SEGMENTATION, labels=station_labels(), dimension=3,
                          description="IASLC lymph node stations by atlas registration, with the nstage station calls and N stage",
                          config={"tumour_side": ""})
         self.workspace = workspace
         self.resolve = resolve
+        self.publish = publish
 
     def is_valid(self) -> bool:
         return True
@@ -46,9 +54,13 @@ class StationsInfer(InferTask):
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         image_id, study_dir = self.resolve(str(request.get("nstage_image_id") or request["image"]))
         side = str(request.get("tumour_side") or "").strip() or None
-        with tempfile.NamedTemporaryFile(suffix=".nii.gz", delete=False) as f:  # MONAI Label removes it after the answer
+        fmt = MapFormat.of_request(request)
+        with tempfile.NamedTemporaryFile(suffix=fmt.suffix, delete=False) as f:  # MONAI Label removes it after the answer
             out = f.name
-        result = self.workspace.analyse(image_id, study_dir, Path(out), tumour_side=side)
+        done = self.workspace.analyse(image_id, study_dir, Path(out), tumour_side=side, fmt=fmt)
+        result = dict(done.result)
+        if self.publish is not None:
+            result["stored_series"] = self.publish(image_id, done)
         return out, {"label_names": station_labels(), **result}
 
 
@@ -89,10 +101,10 @@ class ReviewFirst(Strategy):
 
 
 class StationsTrain(TrainTask):
-    def __init__(self, workspace: Workspace, resolve_id: Callable[[str], tuple[str, Path]]) -> None:
+    def __init__(self, workspace: Workspace, reviewed_maps: ReviewedMaps) -> None:
         super().__init__("Reviewed station maps join the multi-atlas set; the station classifier is retrained on the reviewed cases")
         self.workspace = workspace
-        self.resolve_id = resolve_id
+        self.reviewed_maps = reviewed_maps
 
     def config(self) -> dict[str, Any]:
         return {"classifier": True, "epochs": 0}
@@ -102,28 +114,18 @@ class StationsTrain(TrainTask):
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
         added, cases, skipped = [], [], []
-        for image_id in sorted(datastore.get_labeled_images(DefaultLabelTag.FINAL)):
-            label_id = datastore.get_label_by_image_id(image_id, DefaultLabelTag.FINAL)
-            info = datastore.get_label_info(label_id, DefaultLabelTag.FINAL)
-            ct = datastore.get_image_uri(image_id)
-            entry = self.workspace.add_reviewed(image_id, Path(self.ct_nifti(image_id, ct)),
-                                                Path(datastore.get_label_uri(label_id, DefaultLabelTag.FINAL)), info.get("label_info", info))
+        for reviewed in self.reviewed_maps(datastore):
+            image_id = reviewed.image_id
+            entry = self.workspace.add_reviewed(reviewed)
             added.append(entry["name"])
             image_info = datastore.get_image_info(image_id)
             if image_info.get("tumour_side") and image_info.get("n_tnm8"):
-                cases.append({"image": image_id, "study_dir": self.resolve_id(image_id)[1], **image_info})
+                cases.append({"image": image_id, "study_dir": reviewed.study_dir, **image_info})
             else:
                 skipped.append(image_id)
         out: dict[str, Any] = {"reviewed_atlases": added, "atlas_set": [str(p) for p in self.workspace.atlas_dirs()],
                                "classifier_cases": [c["image"] for c in cases], "no_n_stage": skipped}
-        if _flag(request.get("classifier", True)) and cases:
+        if flag(request.get("classifier", True)) and cases:
             out["classifier"] = self.workspace.train_classifier(cases, int(request.get("epochs") or 0) or None)
         log.info("train: %d reviewed atlases, classifier retrained on %d cases", len(added), len(cases) if "classifier" in out else 0)
         return out
-
-    def ct_nifti(self, image_id: str, uri: str) -> str:
-        return uri  # the local datastore's image is the CT NIfTI; the DICOMweb app overrides this
-
-
-def _flag(v: Any) -> bool:
-    return v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes", "on")
