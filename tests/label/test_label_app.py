@@ -65,6 +65,7 @@ def test_info_lists_the_stations_task_with_the_17_station_names_in_order(server:
     assert task["type"] == "segmentation" and task["dimension"] == 3
     stations = load_stations()
     assert list(task["labels"]) == [s.station for s in stations] and len(stations) == 17
+    assert info["labels"] == [s.station for s in stations]  # a list: OHIF's MONAI Label panel appends the models' labels to it
     assert [task["labels"][s.station] for s in stations] == [s.label for s in stations]
     assert "stations" in info["trainers"] and "review_first" in info["strategies"] and "review_priority" in info["scoring"]
     assert {"case_0000", "case_0001_cut"} <= set(info["datastore"]["objects"] if "objects" in info["datastore"] else

@@ -2,7 +2,10 @@
 
 The Orthanc is the routing tests' test PACS (tests/route/route_harness.TestPacs) with the Debian
 `orthanc-dicomweb` plugin enabled. The app lists the CT series as images, fetches the PET of the
-same study as DICOM for the SUV, and a submitted `final` label goes back as a DICOM SEG.
+same study as DICOM for the SUV, stores the SEG, SR and PDF of the inference back, and a label
+submitted as 3D Slicer does (`PUT /datastore/label`) goes back as a DICOM SEG that the train task
+reads. The credentials here are MONAI Label's datastore pair, which the app hands to the viewer's
+proxy too (the OHIF test uses the documented DICOMWEB pair).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from nstage.route.config import write_orthanc_config
-from tests.label.label_server import MONAILABEL, LabelServer
+from nstage.outputs.dicom.series import output_config
+from nstage.stationmap.atlas import load_atlases
+from tests.label.label_server import DICOMWEB_PLUGIN, MONAILABEL, LabelServer, dicomweb_pacs
 from tests.route.route_harness import (
     NODE_AET,
     PACS_AET,
@@ -27,7 +31,6 @@ from tests.route.route_harness import (
     wait_for,
 )
 
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 pytestmark = [pytest.mark.skipif(not MONAILABEL.is_file(), reason="no .venv-label: run `make setup` (it builds it)"),
@@ -38,20 +41,14 @@ pytestmark = [pytest.mark.skipif(not MONAILABEL.is_file(), reason="no .venv-labe
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory):
-    pacs = TestPacs(tmp_path_factory.mktemp("dicomweb_pacs"))
-    cfg = json.loads((pacs.work / "orthanc.json").read_text())
-    cfg["Plugins"] = [str(DICOMWEB_PLUGIN)]
-    cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Ssl": False,
-                       "StudiesMetadata": "Full", "SeriesMetadata": "Full"}
-    write_orthanc_config(pacs.work / "orthanc.json", cfg)
+    pacs = dicomweb_pacs(tmp_path_factory.mktemp("dicomweb_pacs"))
     pacs.start()
     yield pacs
     pacs.stop()
 
 
-def test_infer_on_an_orthanc_study_and_the_final_label_goes_back_as_seg(orthanc: TestPacs, small_cohort: Path,
-                                                                        pipeline_run: tuple[Path, Path],
-                                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_infer_on_an_orthanc_study_stores_its_outputs_and_a_submitted_label_goes_back_as_seg_for_training(
+        orthanc: TestPacs, small_cohort: Path, pipeline_run: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     study = small_cohort / "case_0000" / "dicom"
     sent = send_study(study, orthanc.dicom_port, calling_aet=NODE_AET, called_aet=PACS_AET)
     assert sent.returncode == 0, sent.stderr[-2000:]
@@ -65,6 +62,8 @@ def test_infer_on_an_orthanc_study_and_the_final_label_goes_back_as_seg(orthanc:
                            "MONAI_LABEL_DATASTORE_CACHE_PATH": str(work / "cache")}).start()
     try:
         first_ct = pydicom.dcmread(next((study / "ct").iterdir()), stop_before_pixels=True)
+        # the datastore's pair reaches the viewer's DICOMweb proxy too (Orthanc answers 401 without it)
+        assert srv.get("/proxy/dicom/qido/studies").json()[0]["0020000D"]["Value"] == [study_uid]
         assert srv.get("/datastore/").json()["total"] == 1  # the CT series only (MONAI Label's filter Modality CT), not the PET
         images = [str(first_ct.SeriesInstanceUID)]  # image id = the CT's SeriesInstanceUID, as OHIF and Slicer ask for it
         result = srv.infer(images[0], work / "stations.nii.gz")
@@ -82,15 +81,24 @@ def test_infer_on_an_orthanc_study_and_the_final_label_goes_back_as_seg(orthanc:
         with (work / "stations.nii.gz").open("rb") as f:
             srv.put(f"/datastore/label?image={images[0]}&tag=final", files={"label": ("stations.nii.gz", f, "application/gzip")},
                     data={"params": json.dumps({"label_info": label_info})})
-        segs = [i for i in orthanc.instances_of_study(study_uid) if i["Modality"] == "SEG"]
-        assert len(segs) == 1 and segs[0]["SOPClassUID"] == SEG_STORAGE and segs[0]["SOPInstanceUID"] not in before
+        own = output_config()["equipment"]["manufacturer"]
+        new = sorted(i["Modality"] for i in orthanc.instances_of_study(study_uid) if i["SOPInstanceUID"] not in before)
+        assert new == ["DOC", "SEG", "SEG", "SR"]  # the inference's SEG, SR and PDF report, then the submitted label
+        assert sorted(result["stored_series"]) == ["DOC", "SEG", "SR"]
         found = [i for i in orthanc.client._get(f"/studies/{orthanc.client.find_studies(study_uid)[0]}/instances").json()
-                 if orthanc.client.instance_tags(i["ID"]).get("Modality") == "SEG"]
+                 if orthanc.client.instance_tags(i["ID"]).get("Modality") == "SEG"
+                 and orthanc.client.instance_tags(i["ID"]).get("Manufacturer") != own]
+        assert len(found) == 1
         seg_file = work / "seg.dcm"
         orthanc.client.download_instance(found[0]["ID"], seg_file)
         seg = pydicom.dcmread(seg_file)
-        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == images[0]
+        assert seg.SOPClassUID == SEG_STORAGE and seg.ReferencedSeriesSequence[0].SeriesInstanceUID == images[0]
         assert [s.SegmentLabel for s in seg.SegmentSequence] == [names[v] for v in present]
+        # the train task reads the review from the PACS (not the app's own SEG): the map as submitted becomes an atlas
+        trained = srv.post("/train/stations?run_sync=true", json={"classifier": False}).json()
+        assert trained["reviewed_atlases"] == [f"reviewed_{images[0]}"], trained
+        atlas = load_atlases([work / "cache" / next(p.name for p in (work / "cache").iterdir()) / "nstage" / "atlases"])[0]
+        assert np.array_equal(atlas.labels, np.asarray(theirs.dataobj).transpose(2, 1, 0))
         text = srv.log_text()
         for value in (str(first_ct.PatientName), str(first_ct.PatientID)):
             assert value not in text
