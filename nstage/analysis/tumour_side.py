@@ -58,6 +58,12 @@ def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarra
     return np.stack([ndimage.binary_fill_holes(s) for s in closed]) | lungs
 
 
+def _mostly_outside(regions: np.ndarray, label: int, envelope: np.ndarray) -> bool:
+    """Whether the hot region `label` (of the whole volume) lies mostly outside the lung envelope."""
+    region = regions == label
+    return int((region & envelope).sum()) * 2 < int(region.sum())
+
+
 def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
                      blood_pool_suv: float | None = None, lungs: tuple[np.ndarray, Grid] | None = None) -> TumourSide:
     """The side of the primary tumour from the images (no user input).
@@ -74,8 +80,10 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     threshold = float(cfg["lesion_min_suv"])
     if blood_pool_suv is not None:
         threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
-    hot = envelope & ~near_station & (suv >= threshold)
+    hot_anywhere = ~near_station & (suv >= threshold)
+    hot = envelope & hot_anywhere
     lab, n = ndimage.label(hot)
+    regions, _ = ndimage.label(hot_anywhere)
     x_mid = float(np.median(pet_grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0]))
     lesions: list[Lesion] = []
     for idx, box in enumerate(ndimage.find_objects(lab), start=1):
@@ -83,6 +91,8 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
         vol = float(m.sum()) * pet_grid.voxel_volume_ml
         if vol < float(cfg["lesion_min_volume_ml"]):
             continue
+        if vol < float(cfg["organ_wall_max_ml"]) and _mostly_outside(regions, regions[box][m][0], envelope):
+            continue  # a sliver of a hot organ outside the lungs (the heart wall where the lingula wraps the apex)
         start = np.array([b.start for b in box])
         centre = pet_grid.index_to_lps((np.argwhere(m).mean(axis=0) + start)[::-1])
         lesions.append(Lesion("R" if centre[0] < x_mid else "L", float(suv[box][m].max()), round(vol, 2), tuple(round(float(v), 1) for v in centre)))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
+from nstage.analysis.config import analysis_config
 from nstage.analysis.tumour_side import find_tumour_side
 from nstage.geometry import Grid
 
@@ -49,3 +52,24 @@ def test_pet_field_of_view_beyond_the_ct_keeps_the_lungs() -> None:
     result = find_tumour_side(hu, ct_grid, suv, pet_grid, np.zeros(ct_grid.shape, np.uint8))
     assert result.side == "R" and result.source == "auto", result.reasons
     assert result.primary is not None and result.primary.suv_max == pytest.approx(8.0)
+
+
+def test_a_hot_heart_wall_reaching_into_the_lung_envelope_is_not_a_lesion(monkeypatch) -> None:
+    # The myocardium takes up FDG. Where the left lung wraps the heart, the closed lung envelope takes
+    # in slivers of the heart wall: as hot as the tumour, they left the side undecided (issue 42, two
+    # of 87 fresh small studies). The heart lies mostly outside the envelope, so its slivers are no lesion.
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    x, y, z = (c.reshape(s) for c, s in zip(g.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+    heart = np.broadcast_to(((x - 15.0) / 35.0) ** 2 + ((y + 55.0) / 30.0) ** 2 <= 1.0, g.shape) & (np.abs(z) <= 30.0)
+    hu[heart] = 40.0
+    suv[heart] = 8.0
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
+    assert result.side == "R", result.reasons
+    assert all(l.side == "R" for l in result.candidates), result.candidates
+    # without the rule the slivers are lesions of the left lung, as hot as the tumour
+    cfg = copy.deepcopy(analysis_config())
+    cfg["tumour_side"]["organ_wall_max_ml"] = 0.0
+    monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
+    without = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
+    assert without.side is None and any(l.side == "L" and l.volume_ml < 2.0 for l in without.candidates), without.candidates
