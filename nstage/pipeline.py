@@ -149,13 +149,15 @@ def apply_rules(findings: StationFindings, side: TumourSide, calls: dict[str, St
     pool = findings.blood_pool.suv_mean
     with timer.stage("N rules"):
         n = stage([s for s, c in calls.items() if c.malignant], side.side, rules)
+        names = dict.fromkeys(name for c in calls.values() for name in c.points)
+        at = {name: stage([s for s, c in calls.items() if c.points.get(name)], side.side, rules) for name in names}
         baselines = [suvmax_baseline(findings.uptake, side.side, rules)]
         if pool is not None:
             baselines.append(blood_pool_baseline(findings.uptake, pool, side.side, rules))
         baselines.append(ct_size_baseline(findings.uptake, findings.nodes, side.side, rules))
         if pool is not None:
             baselines.append(combined_baseline(findings.uptake, findings.nodes, side.side, rules))
-    return Staging(side, calls, n, tuple(baselines), rules)
+    return Staging(side, calls, n, tuple(baselines), rules, at)
 
 
 def decide(study: Study, findings: StationFindings, classifier: StationClassifier, rules: str, side_given: str | None,
@@ -181,9 +183,11 @@ def result_document(study: Study, findings: StationFindings, staging: Staging, m
         "tumour_side_detail": side.as_dict(),
         "n_stage": {"tnm8": staging.n_stage.tnm8, "tnm9": staging.n_stage.tnm9},
         "n_stage_reasons": list(staging.n_stage.reasons),
+        "n_stage_at": {name: {"tnm8": n.tnm8, "tnm9": n.tnm9} for name, n in staging.n_stage_at.items()},
         "rule_set": staging.rule_set,
         "stations": {
-            s: {"malignant": calls[s].malignant, "probability": calls[s].probability, "suv_max": round(u.suv_max, 3),
+            s: {"malignant": calls[s].malignant, "probability": calls[s].probability, "operating_points": dict(calls[s].points),
+                "suv_max": round(u.suv_max, 3),
                 "suv_mean": round(u.suv_mean, 3), "suv_peak": round(u.suv_peak, 3), "volume_ml": round(u.volume_ml, 2),
                 "hottest_point_lps": [round(v, 1) for v in u.hottest_point_lps], **_node_fields(findings.nodes.get(s))}
             for s, u in findings.uptake.items()

@@ -44,6 +44,7 @@ class Staging:
     n_stage: NStage
     baselines: tuple[BaselineResult, ...]
     rule_set: str
+    n_stage_at: Mapping[str, NStage] = field(default_factory=dict)  # the N stage at each of the classifier's operating points
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from nstage.analysis.classifier.model import StationEnsemble
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.training.cache import CachedCase
 from nstage.training.metrics import auroc
+from nstage.training.operating_points import choose_operating_points
 from nstage.training.splits import split_validation, stratified_folds
 from nstage.training.thresholds import operating_point, operating_threshold, staging_inputs
 from nstage.training.train import TrainResult, choose_threshold, predict, prepare, train
@@ -43,6 +44,7 @@ class FittedModel:
     members: list[dict[str, Any]] = field(default_factory=list)  # per member: seed, cases, best epoch, calibration
     train_cases: int = 0
     validation_cases: int = 0
+    points: dict[str, dict[str, Any]] = field(default_factory=dict)  # named operating points (nstage.training.operating_points)
 
 
 def ensemble_folds(cfg: dict[str, Any]) -> int:
@@ -76,8 +78,11 @@ def fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False, 
         tr, va = split_validation(cases, np.arange(len(cases)), float(tcfg["validation_fraction"]), draw)
         res = train([cases[i] for i in tr], [cases[i] for i in va], cfg, supervised, out_dir, resume, epochs)
         val = prepare([cases[i] for i in va], tcfg)
-        operating = {**res.operating, "validation_group_auroc": group_auroc(predict(res.model, val, settings), val)}
-        return FittedModel(res.model, res.threshold, operating, [_member(res, seed, len(tr), len(va))], len(tr), len(va))
+        probs = predict(res.model, val, settings)
+        operating = {**res.operating, "validation_group_auroc": group_auroc(probs, val)}
+        points = choose_operating_points(probs, val, *staging_inputs(probs, [cases[i] for i in va], str(tcfg.get("rules", "tnm"))),
+                                         res.threshold, supervised, tcfg["operating_points"])
+        return FittedModel(res.model, res.threshold, operating, [_member(res, seed, len(tr), len(va))], len(tr), len(va), points)
     examples = prepare(cases, tcfg)
     oof: list[np.ndarray] = [np.zeros(0)] * len(cases)
     members, records = [], []
@@ -98,6 +103,7 @@ def fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False, 
                  **operating_point(oof, examples, *staging, thr, supervised),
                  "validation_group_auroc": group_auroc(oof, examples),
                  "specificity_rule_threshold": operating_threshold(oof, examples, supervised, float(tcfg["operating_specificity"]))}
-    log.info("ensemble of %d: threshold %.3f on %d out-of-fold cases (N-stage accuracy %.3f)", k, thr, len(cases),
-             operating["validation_n_stage_accuracy"])
-    return FittedModel(StationEnsemble(members).eval(), float(thr), operating, records, len(cases), len(cases))
+    points = choose_operating_points(oof, examples, *staging, thr, supervised, tcfg["operating_points"])
+    log.info("ensemble of %d: threshold %.3f on %d out-of-fold cases (N-stage accuracy %.3f); operating points %s", k, thr,
+             len(cases), operating["validation_n_stage_accuracy"], ", ".join(f"{n} {p['threshold']:.3f}" for n, p in points.items()))
+    return FittedModel(StationEnsemble(members).eval(), float(thr), operating, records, len(cases), len(cases), points)

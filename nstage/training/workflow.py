@@ -89,7 +89,8 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
     single = len(fitted.members) == 1
     summary = {"cases": len(cached), "train": fitted.train_cases, "validation": fitted.validation_cases,
                "ensemble_members": len(fitted.members), "supervised": supervised,
-               "threshold": fitted.threshold, "operating_point": fitted.operating, "members": fitted.members,
+               "threshold": fitted.threshold, "operating_point": fitted.operating, "operating_points": fitted.points,
+               "members": fitted.members,
                "train_seconds": round(time.time() - t0, 1), "world_size": _dist()[1]}
     if single:  # the one network's record at the top level, as before ensembles
         summary.update({k: fitted.members[0][k] for k in ("best_epoch", "history", "calibration")})
@@ -101,7 +102,7 @@ def train_command(cohorts: list[Path], source: str, out: Path | None, export: Pa
             from nstage.analysis.classifier.export import export_torchscript
 
             extra: dict[str, Any] = {"train_cases": fitted.train_cases, "validation_cases": fitted.validation_cases,
-                                     "operating_point": fitted.operating}
+                                     "operating_point": fitted.operating, "operating_points": fitted.points}
             if single:
                 extra.update({"best_epoch": fitted.members[0]["best_epoch"], "calibration": fitted.members[0]["calibration"]})
             else:

@@ -49,10 +49,15 @@ EXPLAINED_WARNINGS = {
     # dcmtk 3.6.7's VR checker cannot check multi-byte character sets; the SR keeps the source
     # study's SpecificCharacterSet (ISO_IR 192, UTF-8) so that patient names survive unchanged.
     "dsrdump": [r"The VR checker does not support this Specific Character Set"],
+    # The operating-point concepts (issue 42) are codes of a private scheme, as PS3.16 section 8 allows
+    # (a designator beginning "99"), identified in CodingSchemeIdentificationSequence; dciodvfy knows only
+    # the designators PS3.16 defines.
+    "dciodvfy": [r"Unrecognized defined term <99NSTAGE> for value 1 of attribute <Coding Scheme Designator>"],
     "DicomSRValidator": [
         # Qualitative evaluations inside a TID 1411 group (highdicom QualitativeEvaluation):
         # pixelmed 2022's compiled TID 1411 has no row for them; later editions of PS3.16 do.
         r'CODE \(278201002,SCT,"Classification"\): Content Item not in template',
+        r'CODE \(OP-(STATION|TRIAGE),99NSTAGE,"Reaches the (station|triage) operating point"\): Content Item not in template',
         # TID 1500 row 13b (HAS CONCEPT MOD from CID 210, here Laterality) exists in pixelmed's
         # template, but its context-group table lacks CID 210, so the item never matches.
         r'CODE \(272741003,SCT,"Laterality"\): Content Item not in template',
@@ -82,11 +87,16 @@ def result_from_truth(case_dir: Path, study: Study, labels: np.ndarray) -> dict[
     uptake = {names[k]: u for k, u in station_uptake(study.pet.array, study.pet.grid, labels, study.ct.grid).items()}
     calls = {s: bool(truth["stations"][s]["malignant"]) for s in uptake}
     n = stage([s for s, m in calls.items() if m], truth["tumour_side"], "tnm")
+    points = {"triage": 0.1, "station": 0.5, "staging": 0.8}  # benign stations (0.15) reach triage only
     return {
         "tumour_side": truth["tumour_side"], "tumour_side_source": "images",
         "n_stage": {"tnm8": n.tnm8, "tnm9": n.tnm9}, "n_stage_reasons": list(n.reasons), "rule_set": "tnm",
-        "model": {"name": "test-model", "version": "9.9", "kind": "fixed test probabilities", "training_data": "none"},
-        "stations": {s: {"malignant": calls[s], "probability": 0.85 if calls[s] else 0.15, "suv_max": round(u.suv_max, 3),
+        "n_stage_at": {"triage": {"tnm8": "N3", "tnm9": "N3"}, "station": {"tnm8": n.tnm8, "tnm9": n.tnm9}},
+        "model": {"name": "test-model", "version": "9.9", "kind": "fixed test probabilities", "training_data": "none",
+                  "operating_points": points},
+        "stations": {s: {"malignant": calls[s], "probability": 0.85 if calls[s] else 0.15,
+                         "operating_points": {k: (0.85 if calls[s] else 0.15) >= t for k, t in points.items()},
+                         "suv_max": round(u.suv_max, 3),
                          "suv_mean": round(u.suv_mean, 3), "suv_peak": round(u.suv_peak, 3), "volume_ml": round(u.volume_ml, 2),
                          "hottest_point_lps": [round(v, 1) for v in u.hottest_point_lps]} for s, u in uptake.items()},
     }
@@ -361,6 +371,9 @@ def test_sr_station_groups_carry_measurements_and_calls(written: Written) -> Non
         assert nums[("111047", None)] == pytest.approx((values["probability"], "1"))
         call = next(i for i in items if _name(i) == cfg["call"]["value"]).ConceptCodeSequence[0].CodeValue
         assert call == cfg["call_values"]["malignant" if values["malignant"] else "benign"]["value"]
+        for point in ("station", "triage"):  # Yes / No per other operating point (issue 42)
+            answer = next(i for i in items if _name(i) == cfg["operating_points"][point]["value"]).ConceptCodeSequence[0].CodeValue
+            assert answer == cfg["operating_points"]["yes" if values["operating_points"][point] else "no"]["value"]
     assert any(v["malignant"] for v in written.result["stations"].values())
     assert not all(v["malignant"] for v in written.result["stations"].values())
 
@@ -458,6 +471,7 @@ def test_sr_reports_n_stage_and_tumour_side(written: Written) -> None:
     assert [c.ConceptCodeSequence[0].CodeValue for c in _children(tumour)] == [side]
     comment = next(i.TextValue for i in items if _name(i) == "121106")
     assert "TNM 8th edition: N2" in comment and "TNM 9th edition: N2a" in comment and "tnm" in comment
+    assert "triage 0.100: N stage N3 / N3" in comment and "station 0.500: N stage N2 / N2a" in comment
 
 
 def test_sr_without_tumour_side_writes_n_plus_as_text(written: Written, tmp_path: Path) -> None:

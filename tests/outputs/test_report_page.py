@@ -431,3 +431,31 @@ def test_mismatched_arrays_are_input_errors(case):
         render_report(HEADER, make_result(), hu, ct_grid, suv, pet_grid, stations[:-1])
     with pytest.raises(InputError, match="result lacks"):
         render_report(HEADER, {"stations": {}}, hu, ct_grid, suv, pet_grid, stations)
+
+
+@needs_poppler
+def test_a_station_past_a_lower_operating_point_reads_suspicious(case, tmp_path):
+    """Issue 42: the staging threshold decides the N stage; a station at or above the station or triage point but
+    below staging is 'suspicious' in the table, the legend gives the thresholds, and the N stage at each point shows."""
+    result = with_nodes(make_result())
+    result["model"] = {**RULE_MODEL, "operating_points": {"triage": 0.05, "station": 0.12, "staging": 0.30}}
+    flags = {"4R": (True, True, True), "4L": (False, True, True), "7": (False, False, True)}
+    for s, (staging, station, triage) in flags.items():
+        result["stations"][s]["operating_points"] = {"triage": triage, "station": station, "staging": staging}
+    result["stations"]["4L"]["probability"] = 0.2
+    result["n_stage_at"] = {"triage": {"tnm8": "N3", "tnm9": "N3"}, "station": {"tnm8": "N3", "tnm9": "N3"},
+                            "staging": {"tnm8": "N2", "tnm9": "N2a"}}
+    files = render_report(HEADER, result, *case)
+    text = pdf_layout_text(files.pdf, tmp_path)
+    assert table_row(text, "4R")[-1] == "malignant"
+    assert table_row(text, "4L")[-1] == "suspicious" and table_row(text, "7")[-1] == "suspicious"
+    flat = " ".join(text.split())
+    assert ">= 0.05: triage point, sensitivity 0.85, >= 0.12: station point, specificity 0.90" in flat
+    assert "below the staging threshold 0.30" in flat
+    assert "At points: station N3 / N3, triage N3 / N3 (TNM 8 / 9)" in flat
+    pairs, outside = overlapping_words(files.pdf, tmp_path)
+    assert not pairs and not outside, (pairs[:10], outside)
+    # a model without lower points (or without named points at all) reads malignant / benign only
+    plain = with_nodes(make_result())
+    assert table_row(pdf_layout_text(render_report(HEADER, plain, *case).pdf, tmp_path), "4L")[-1] == "benign"
+    (tmp_path / "suspicious.png").write_bytes(files.png)

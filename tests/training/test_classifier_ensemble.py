@@ -17,6 +17,7 @@ from nstage.training.ensemble import fit
 from nstage.training.splits import stratified_folds
 from nstage.training.thresholds import staging_inputs, staging_threshold
 from nstage.training.train import new_model, predict, prepare
+from nstage.training.weak_labels import group_scores, known_negatives
 from nstage.training.workflow import train_command
 from tests.training.test_classifier_training import TINY, TINY_SETTINGS, fake_cases, write_fake_cohort
 
@@ -49,6 +50,15 @@ def test_every_case_is_out_of_fold_once_and_the_threshold_is_chosen_on_all_of_th
         for i, p in zip(val, predict(member, [examples[i] for i in val], TINY_SETTINGS)):
             oof[int(i)] = p
     assert f.threshold == pytest.approx(staging_threshold(*staging_inputs(oof, cases)))
+    # the named operating points are read on the same out-of-fold probabilities
+    points = f.points
+    assert points["staging"]["threshold"] == f.threshold
+    negatives = np.concatenate([known_negatives(p, e.weak) for p, e in zip(oof, examples)])
+    assert np.mean(negatives < points["station"]["threshold"]) >= 0.9
+    assert points["station"]["validation_benign_specificity"] == pytest.approx(np.mean(negatives < points["station"]["threshold"]))
+    positive_groups = np.array([s for p, e in zip(oof, examples) for s, t in group_scores(p, e.weak) if t])
+    assert np.mean(positive_groups >= points["triage"]["threshold"]) >= 0.85
+    assert np.mean(positive_groups > points["triage"]["threshold"]) < 0.85  # the highest threshold that keeps 0.85
 
 
 def test_the_ensemble_is_the_mean_of_its_members_probabilities(fitted):

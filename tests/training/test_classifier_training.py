@@ -37,6 +37,7 @@ TINY = {
               "hidden": 8, "dropout": 0.1, "patient_context": True},
     "training": {"seed": 3, "epochs": 2, "batch_cases": 4, "lr": 0.003, "weight_decay": 0.0, "validation_fraction": 0.25,
                  "class_balance": True, "count_constraint": False, "threshold": "validation", "operating_specificity": 0.9,
+                 "operating_points": {"station": {"specificity": 0.9}, "triage": {"sensitivity": 0.85}},
                  "pooling": "max", "reader_lr_factor": 10.0, "rules": "tnm", "augment": {"max_shift_voxels": 1, "intensity_scale": 0.05, "intensity_shift": 0.02}},
     "evaluation": {"folds": 2, "bootstrap": 20, "seed": 0},
 }
@@ -243,3 +244,14 @@ def test_the_input_cache_is_named_by_the_node_readers_settings(tmp_path, monkeyp
     changed = dataclasses.replace(cache_module.node_settings(), fat_min_notch_fraction=0.5)
     monkeypatch.setattr(cache_module, "node_settings", lambda: changed)
     assert _input_file(tmp_path, case, "truth", TINY_SETTINGS).parent != before.parent
+
+
+def test_sensitivity_threshold_keeps_the_stated_share_of_positives_called():
+    from nstage.training.operating_points import sensitivity_at, sensitivity_threshold
+
+    pos = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    t = sensitivity_threshold(pos, 0.85)
+    assert t == pytest.approx(0.1)  # 9 of 10 at or above it; the next higher (0.2) keeps only 8
+    assert sensitivity_at(pos, t) == pytest.approx(0.9)
+    assert sensitivity_threshold(pos, 0.8) == pytest.approx(0.2)
+    assert sensitivity_threshold(np.zeros(0), 0.85) == 0.5

@@ -37,13 +37,21 @@ class CnnStationClassifier:
 
     @property
     def threshold(self) -> float:
+        """The staging operating point: what the N stage reads."""
         return float(self.metadata["threshold"])
+
+    @property
+    def operating_points(self) -> dict[str, float]:
+        """name -> threshold of the model's operating points, lowest first (a model exported before named points
+        has its one threshold as `staging`)."""
+        points = self.metadata.get("operating_points") or {"staging": {"threshold": self.threshold}}
+        return dict(sorted(((name, float(p["threshold"])) for name, p in points.items()), key=lambda kv: kv[1]))
 
     @property
     def description(self) -> dict[str, object]:
         m = self.metadata
         return {"name": m["name"], "version": m["version"], "kind": m["kind"], "training_data": m["training_data"],
-                "threshold": self.threshold, "file": f"{self.path.parent.name}/{self.path.name}", "device": self.device.type}
+                "threshold": self.threshold, "operating_points": self.operating_points, "file": f"{self.path.parent.name}/{self.path.name}", "device": self.device.type}
 
     @torch.no_grad()
     def probabilities(self, case: StationCase) -> dict[int, float]:
@@ -58,8 +66,9 @@ class CnnStationClassifier:
     def classify(self, case: StationCase) -> dict[str, StationCall]:
         by_label = self.probabilities(case)
         names = {st.station: st.label for st in load_stations()}
+        points = self.operating_points
         out = {}
         for station in case.uptake:
             prob = by_label.get(names[station], 0.0)
-            out[station] = StationCall(round(prob, 4), prob >= self.threshold)
+            out[station] = StationCall(round(prob, 4), prob >= self.threshold, {name: prob >= t for name, t in points.items()})
         return out

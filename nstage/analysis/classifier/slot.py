@@ -45,7 +45,7 @@ class SuvmaxSlotClassifier:
         out = {}
         for station, u in case.uptake.items():
             p = 1.0 / (1.0 + math.exp(-(u.suv_max - self.threshold) / self.width))
-            out[station] = StationCall(round(p, 4), p >= 0.5)
+            out[station] = StationCall(round(p, 4), p >= 0.5, {"staging": p >= 0.5})
         return out
 
 

@@ -20,8 +20,12 @@ from nstage.geometry import Grid
 
 @dataclass(frozen=True)
 class StationCall:
+    """A station's probability, its call at the staging operating point (what the N stage reads), and whether it
+    reaches each of the classifier's named operating points (e.g. staging, station, triage)."""
+
     probability: float
     malignant: bool
+    points: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ Content tree (codes from `config/dicom_output.json`):
   identifier and UID (the same as the SEG segment's), the referenced SEG segment, finding type
   Lymph node, finding site = the station's CID 7600 concept with laterality, the classifier's
   algorithm identification (on the probability), SUVbw maximum / mean / peak, volume in ml,
-  probability of cancer, and a qualitative evaluation Malignant / Benign.
+  probability of cancer, and a qualitative evaluation Malignant / Benign (at the staging operating
+  point), with Yes / No for each other named operating point of the model (station, triage).
   A station with an index node (result ``stations.<name>.index_node``) is followed by a TID 1411
   group of that node: tracking identifier "station 4R index node" (its UID derived from the
   station's), region a Volume Surface POINT at the node centre in the CT's frame of reference,
@@ -17,8 +18,8 @@ Content tree (codes from `config/dicom_output.json`):
 - Qualitative Evaluations (row 12, built here: highdicom has no slot for it): the N category as
   LOINC 21906-3 = SNOMED cN code, TNM 8 then TNM 9 (a category without a code, such as "N+" for
   an unknown tumour side, is TEXT); Finding = primary malignant neoplasm of lung with the tumour
-  side as Laterality modifier (when known); a Comment naming editions, rule set, tumour side
-  and the reasons. (A TID 1501 group for the tumour would be the other place, but pixelmed's
+  side as Laterality modifier (when known); a Comment naming editions, rule set, tumour side,
+  the reasons, and the N stage at each other operating point. (A TID 1501 group for the tumour would be the other place, but pixelmed's
   validator applies TID 1411 to every group once one group references a segment.)
 
 Evidence: the CT, the PET and the SEG instances (CurrentRequestedProcedureEvidenceSequence, all
@@ -33,6 +34,7 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as PydicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
@@ -118,7 +120,6 @@ def station_group(station: Station, values: Mapping[str, Any], seg: Dataset, seg
     a slot for it; the group-level slot of newer TID 1411 editions is unknown to pixelmed 2022)."""
     c = _cfg()
     tracking = hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=output_config()["seg"]["tracking_id_format"].format(station=station.station))
-    call = c["call_values"]["malignant" if values.get("malignant") else "benign"]
     ref = hd.sr.ReferencedSegment(sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=segment_number,
                                   source_series=hd.sr.SourceSeriesForSegmentation(ct_series_uid))
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
@@ -127,8 +128,22 @@ def station_group(station: Station, values: Mapping[str, Any], seg: Dataset, seg
         finding_type=coded(c["station_finding_type"]),
         finding_sites=[station_site(station)],
         measurements=station_measurements(values, model),
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(coded(c["call"]), coded(call))] if "malignant" in values else None,
+        qualitative_evaluations=station_evaluations(values) or None,
     )
+
+
+def station_evaluations(values: Mapping[str, Any]) -> list[hd.sr.QualitativeEvaluation]:
+    """Classification (Malignant / Benign at the staging point) and Yes / No for each other named operating point."""
+    c = _cfg()
+    if "malignant" not in values:
+        return []
+    call = c["call_values"]["malignant" if values.get("malignant") else "benign"]
+    out = [hd.sr.QualitativeEvaluation(coded(c["call"]), coded(call))]
+    points = c["operating_points"]
+    for name, reached in (values.get("operating_points") or {}).items():
+        if name in points and name not in ("yes", "no", "note"):
+            out.append(hd.sr.QualitativeEvaluation(coded(points[name]), coded(points["yes" if reached else "no"])))
+    return out
 
 
 def node_algorithm() -> hd.sr.AlgorithmIdentification:
@@ -206,6 +221,12 @@ def n_stage_comment(result: Mapping[str, Any]) -> str:
     reasons = result.get("n_stage_reasons") or []
     if reasons:
         text += " Reasons: " + "; ".join(str(r) for r in reasons)
+    thresholds = (result.get("model") or {}).get("operating_points") or {}
+    at = {k: v for k, v in (result.get("n_stage_at") or {}).items() if k != "staging"}
+    if at:
+        text += " Operating points (station probability at or above): " + "; ".join(
+            f"{name} {float(thresholds[name]):.3f}: N stage {n.get('tnm8')} / {n.get('tnm9')}" if name in thresholds
+            else f"{name}: N stage {n.get('tnm8')} / {n.get('tnm9')}" for name, n in at.items()) + " (TNM 8 / 9; the N stage above is at staging)."
     return text
 
 
@@ -254,4 +275,18 @@ def build_report(ct_headers: Sequence[Dataset], pet_headers: Sequence[Dataset], 
                                      imaging_measurements=groups, title=coded(_cfg()["title"]))
     report[0].ContentSequence.append(qualitative_evaluations(result))
     evidence = [*ct_headers, *pet_headers, seg]
-    return hd.sr.Comprehensive3DSR(evidence=evidence, content=report[0], is_complete=True, **series.highdicom_kwargs())
+    sr = hd.sr.Comprehensive3DSR(evidence=evidence, content=report[0], is_complete=True, **series.highdicom_kwargs())
+    sr.CodingSchemeIdentificationSequence = private_coding_schemes()
+    return sr
+
+
+def private_coding_schemes() -> PydicomSequence:
+    """The private coding scheme of the operating-point concepts, identified as PS3.3 C.12.1.1.2 asks."""
+    out = []
+    for designator, scheme in _cfg()["private_coding_schemes"].items():
+        item = Dataset()
+        item.CodingSchemeDesignator = designator
+        item.CodingSchemeName = scheme["name"]
+        item.CodingSchemeResponsibleOrganization = scheme["responsible_organization"]
+        out.append(item)
+    return PydicomSequence(out)

@@ -326,6 +326,9 @@ def _n_stage_block(page: _Page, top: float, result: Mapping[str, Any], style: Re
         lines.append(("Positive", "   ".join(f"{c}: {', '.join(g)}" if c else ", ".join(g) for c, g in groups), "bold"))
     else:
         lines.append(("Positive", "no station called malignant", "normal"))
+    other = _other_points_line(result)
+    if other:
+        lines.append(("At points", other, "normal"))
     lines.append(("Rule set", str(result.get("rule_set", "-")), "normal"))
     for b in (result.get("baseline") or {}).values():
         if isinstance(b, Mapping):
@@ -397,6 +400,32 @@ def _text(style: ReportStyle, key: str) -> Any:
         raise ReportConfigError(f"report settings: section 'texts' lacks {key}") from None
 
 
+def suspicious(station: Mapping[str, Any]) -> bool:
+    """Below the staging threshold but at or above one of the model's lower operating points (station, triage)."""
+    points = station.get("operating_points") or {}
+    return not station.get("malignant") and any(reached for name, reached in points.items() if name != "staging")
+
+
+def suspicious_legend(result: Mapping[str, Any], style: ReportStyle) -> str | None:
+    """What "suspicious" means for this model (None when it has no point below staging)."""
+    thresholds = (result.get("model") or {}).get("operating_points") or {}
+    staging = thresholds.get("staging")
+    lower = {n: t for n, t in thresholds.items() if n != "staging" and staging is not None and float(t) < float(staging)}
+    if not lower:
+        return None
+    names = _text(style, "point_names")
+    points = ", ".join(f">= {float(t):.2f}: {names.get(n, n)}" for n, t in lower.items())
+    return str(_text(style, "suspicious_legend")).format(points=points, staging=float(staging))
+
+
+def _other_points_line(result: Mapping[str, Any]) -> str | None:
+    """The N stage at the model's other operating points, e.g. "station N2 / N2b,  triage N3 / N3" (None without them)."""
+    at = {n: v for n, v in sorted((result.get("n_stage_at") or {}).items()) if n != "staging"}
+    if not at:
+        return None
+    return ",  ".join(f"{n} {v.get('tnm8', '?')} / {v.get('tnm9', '?')}" for n, v in at.items()) + "  (TNM 8 / 9)"
+
+
 def _has_node_reading(res: Mapping[str, Mapping[str, Any]]) -> bool:
     """Whether the result carries node readings (results written before node reading have no
     ``index_node`` key; a station whose reading found no node has ``index_node: null``)."""
@@ -458,7 +487,7 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
             prob, suvmax = v.get("probability"), v.get("suv_max")
             row = {"probability": "-" if prob is None else f"{float(prob):.2f}",
                    "suv_max": "-" if suvmax is None else f"{float(suvmax):.1f}",
-                   "call": "malignant" if v.get("malignant") else "benign"}
+                   "call": "malignant" if v.get("malignant") else "suspicious" if suspicious(v) else "benign"}
             if nodes:
                 node = v.get("index_node") if isinstance(v.get("index_node"), Mapping) else None
                 row |= {"short_axis": _short_axis_cell(node), "grade": _grade_cell(node, style)}
@@ -478,6 +507,9 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
     ax = page.axes(left, top, width, height)
     ax.text(0, 0.1, "Stations", fontsize=fs + 1, fontweight="bold", va="center")
     notes = [f"* {model['probability']}"] if prob_note else []
+    legend = suspicious_legend(result, style)
+    if legend:
+        notes.append(legend)
     if nodes:
         notes.append(_text(style, "node_legend"))
     if letters:
@@ -497,15 +529,17 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
         y = y0 + r * row_h
         v = res.get(s.station)
         malignant = None if v is None else bool(v.get("malignant"))
-        if malignant:
-            ax.add_patch(Rectangle((0, y - row_h / 2), width, row_h, facecolor=style.colours["malignant_row"], edgecolor="none"))
-        weight = "bold" if malignant else "normal"
+        flagged = v is not None and suspicious(v)
+        if malignant or flagged:
+            ax.add_patch(Rectangle((0, y - row_h / 2), width, row_h, edgecolor="none",
+                                   facecolor=style.colours["malignant_row" if malignant else "suspicious_row"]))
+        weight = "bold" if malignant or flagged else "normal"
         ax.text(0.05, y, s.station, fontsize=fs + 0.5, fontweight="bold", va="center")
         ax.text(region_x, y, _fit(s.name, region_width, fs - 1), fontsize=fs - 1, va="center", color="#333333")
         for k in keys:
             call = k == "call"
-            ax.text(width - right[k], y, cells[k][r], fontsize=fs, ha="right", va="center",
-                    color=style.call_colour(malignant) if call else "#111111", fontweight=weight)
+            colour = (style.colours["suspicious"] if flagged else style.call_colour(malignant)) if call else "#111111"
+            ax.text(width - right[k], y, cells[k][r], fontsize=fs, ha="right", va="center", color=colour, fontweight=weight)
     y_end = y0 + (n - 1) * row_h + row_h / 2
     ax.axhline(y_end, color="#555555", linewidth=0.8)
     if note:

@@ -79,7 +79,7 @@ def _load(path: str) -> ReportStyle:
     needed = {
         "page": ("size_in", "png_dpi", "pdf_image_dpi", "title", "font_size"),
         "colours": ("malignant", "benign", "not_found", "notice_background", "notice_edge", "caveat_background",
-                    "caveat_edge", "n_stage", "malignant_row"),
+                    "caveat_edge", "n_stage", "malignant_row", "suspicious", "suspicious_row"),
         "images": ("mip_suv_range", "mip_cmap", "mip_station_spacing_mm", "mip_z_margin_mm", "ct_window",
                    "fusion_suv_threshold", "fusion_suv_max", "fusion_cmap", "fusion_cmap_start", "fusion_alpha", "axial_spacing_mm",
                    "axial_min_fov_mm", "axial_margin_mm", "axial_max_slices", "axial_min_separation_mm",
