@@ -51,6 +51,7 @@ class CachedCase:
     nodes: dict[str, StationNodes] = field(default_factory=dict)  # station -> nodes read (for the baselines)
     blood_pool_suv: float | None = None  # blood-pool SUVmean (None: not measured)
     tumour_suv: float | None = None  # the primary tumour's SUVmax (None: not found)
+    tumour_side_found: str | None = None  # the side found on the images ("R" / "L"; None: not found); the inputs read the cohort's side
 
     @property
     def labels(self) -> np.ndarray:
@@ -184,14 +185,15 @@ def build_case(case: CohortCase, source: str, settings: PatchSettings, cache: Pa
     peak = suv_peak_map(pet.array, pet.grid)  # once, for the station figures and the nodes
     labels, uptake_raw, pool = _stations(case, study, source, cache, peak)
     names = {s.label: s.station for s in load_stations()}
-    primary = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, labels, pool).primary
+    found = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, labels, pool)
+    primary = found.primary
     tumour_suv = primary.suv_max if primary is not None else None
     nodes = read_nodes(ct.array, ct.grid, pet.array, pet.grid, labels, names, pool, tumour_suv, peak=peak)
     uptake = _uptake_by_name(uptake_raw)
     sc = StationCase(ct.array, ct.grid, pet.array, pet.grid, labels, uptake, nodes, pool, tumour_suv, case.tumour_side)
     x = station_inputs(sc, settings, rules)
     meta = {"version": CACHE_VERSION, "uptake": uptake_raw, "nodes": _nodes_json(nodes), "blood_pool_suv": pool,
-            "tumour_suv": tumour_suv, "rules": rules}
+            "tumour_suv": tumour_suv, "tumour_side_found": found.side, "rules": rules}
     _tmp_save(out, labels=x.labels, node=x.node.astype(np.float16), context=x.context.astype(np.float16), features=x.features,
               patient=x.patient, meta=np.array(json.dumps(meta)))
     return out
@@ -246,5 +248,5 @@ def load_cached(cases: list[CohortCase], source: str, settings: PatchSettings, c
         meta = json.loads(str(z["meta"]))
         inputs = StationInputs(z["labels"].astype(np.int64), z["node"], z["context"], z["features"], z["patient"])
         out.append(CachedCase(c, inputs, _uptake_by_name(meta["uptake"]), _nodes_from_json(meta["nodes"]),
-                              meta["blood_pool_suv"], meta["tumour_suv"]))
+                              meta["blood_pool_suv"], meta["tumour_suv"], meta.get("tumour_side_found")))
     return out
