@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the MAP-style image of the app (Dockerfile) and tag it nstage-app:latest (a contract).
+# Build the MAP of the app (Dockerfile) and tag it nstage-app:latest (a contract).
 #
 # Engine: Docker when its daemon answers (podman-docker's `docker` counts as podman), else podman (set up by scripts/setup-podman.sh).
 # Base:   $BASE_IMAGE when given; else Debian bookworm from the public registry when it can be
@@ -9,6 +9,11 @@
 #         extra-index-url under /opt) and its CA bundle are mounted into the build where they exist,
 #         so the image installs the same lock from the same files as `make setup`; with docker the
 #         build uses PyPI.
+# Labels: two passes. The `map` stage (everything but the labels) is built first; holoscan-cli's
+#         packager code in it read app.yaml and the installed SDKs for the manifests and the label
+#         values (deploy/map/manifests.py: /opt/holoscan/packager/labels.env), and the final stage
+#         gets those values as build arguments
+#         (the second pass reuses every cached layer of the first).
 # Prints the image size and the build time at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +47,7 @@ if [ -z "$base" ]; then
   fi
 fi
 
-args=(--build-arg "BASE_IMAGE=$base" -t "$TAG" -f Dockerfile)
+args=(--build-arg "BASE_IMAGE=$base" -f Dockerfile)
 if [ "$engine" = podman ]; then
   links=() ; indexes=()
   for dir in ${PIP_FIND_LINKS:-} /opt/wheels; do
@@ -60,6 +65,14 @@ if [ "$engine" = podman ]; then
 fi
 
 echo "building $TAG with $engine on $base"
-"$engine" build "${args[@]}" .
+stage=localhost/nstage-app-stage:map
+"$engine" build "${args[@]}" --target map -t "$stage" .
+build_args=()
+while IFS= read -r line; do
+  build_args+=(--build-arg "$line")
+done < <("$engine" run --rm --entrypoint cat "$stage" /opt/holoscan/packager/labels.env)
+[ ${#build_args[@]} -eq 8 ] || { echo "error: the packager gave no label values (see above)" >&2; exit 1; }
+"$engine" build "${args[@]}" "${build_args[@]}" --build-arg "MAP_BASE=$base" --build-arg "MAP_TAG=$TAG" -t "$TAG" .
+"$engine" rmi "$stage" >/dev/null 2>&1 || true
 size=$("$engine" image inspect "$TAG" --format '{{.Size}}')
 echo "built $TAG with $engine: $((size / 1000000)) MB, $(( $(date +%s) - start )) s"
