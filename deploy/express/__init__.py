@@ -1,0 +1,1 @@
+"""MONAI Deploy Express: the Workflow Manager workflow definition and its checker."""
