@@ -93,7 +93,7 @@ LABEL_VENV := .venv-label
 LABEL_PY := $(LABEL_VENV)/bin/python
 LABEL_STAMP := $(LABEL_VENV)/.installed
 
-.PHONY: setup-label lock-label
+.PHONY: setup-label lock-label review
 setup: $(LABEL_STAMP)
 setup-label: $(LABEL_STAMP)
 
@@ -112,6 +112,14 @@ $(LABEL_STAMP): requirements.lock requirements-label.lock pyproject.toml label_a
 	echo '*' > $(LABEL_VENV)/.gitignore
 	$(LABEL_PY) -c "import monailabel.interfaces.app, pydicom_seg, nstage.pipeline" && test -x $(LABEL_VENV)/bin/itkimage2segimage
 	@touch $@
+
+# A synthetic PET/CT study in Orthanc (DICOMweb, loopback) and the MONAI Label server on it, for a person to review
+# the stations in OHIF on this machine's browser: prints the OHIF addresses; Ctrl-C stops (scripts/review.py,
+# docs/monai-label.md). REVIEW_PORT 8000 is the address OHIF's MONAI Label panel proposes.
+REVIEW_DIR ?= data/review
+REVIEW_PORT ?= 8000
+review: setup
+	$(PY) scripts/review.py --work $(REVIEW_DIR) --port $(REVIEW_PORT)
 
 lock-label:
 	rm -rf /tmp/nstage-lock-label && $(PYTHON) -m venv /tmp/nstage-lock-label

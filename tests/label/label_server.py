@@ -17,11 +17,11 @@ import pydicom
 import requests
 
 from nstage.route.settings import free_port
+from scripts.review import DICOMWEB_PLUGIN, with_dicomweb
 
 REPO = Path(__file__).resolve().parents[2]
 MONAILABEL = REPO / ".venv-label" / "bin" / "monailabel"
 LABEL_PYTHON = REPO / ".venv-label" / "bin" / "python"
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 class LabelServer:
@@ -105,31 +105,15 @@ def multipart(r: requests.Response) -> dict[str, bytes]:
 
 
 def dicomweb_pacs(work: Path):
-    """The routing tests' test PACS (a real Orthanc) with the Debian `orthanc-dicomweb` plugin enabled, not started."""
+    """The routing tests' test PACS (a real Orthanc) with the Debian `orthanc-dicomweb` plugin enabled, not started;
+    `pacs.dicomweb` is its DICOMweb root."""
     from nstage.route.config import write_orthanc_config
     from tests.route.route_harness import TestPacs
 
     pacs = TestPacs(work)
-    cfg = json.loads((pacs.work / "orthanc.json").read_text())
-    cfg["Plugins"] = [str(DICOMWEB_PLUGIN)]
-    cfg["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Ssl": False,
-                       "StudiesMetadata": "Full", "SeriesMetadata": "Full"}
-    write_orthanc_config(pacs.work / "orthanc.json", cfg)
+    write_orthanc_config(pacs.work / "orthanc.json", with_dicomweb(json.loads((pacs.work / "orthanc.json").read_text())))
+    pacs.dicomweb = f"{pacs.client.url}/dicom-web"
     return pacs
-
-
-def copy_numbered_head_to_feet(src: Path, dst: Path) -> Path:
-    """A copy of a DICOM study folder whose CT and PET instance numbers rise from head to feet, as scanners number an
-    axial series (`nstage synth` numbers from the feet up; OHIF's Download DICOM SEG mirrors a map of such a CT)."""
-    shutil.copytree(src, dst)
-    for series in [d for d in dst.rglob("*") if d.is_dir()] or [dst]:
-        files = [f for f in series.iterdir() if f.is_file()]
-        heights = {f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in files}
-        for number, f in enumerate(sorted(files, key=lambda f: -heights[f]), start=1):
-            ds = pydicom.dcmread(f)
-            ds.InstanceNumber = number
-            ds.save_as(f, enforce_file_format=True)
-    return dst
 
 
 def cut_ct_below_station_1(src_case: Path, dst_case: Path, margin_mm: float = 0.0) -> int:

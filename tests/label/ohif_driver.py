@@ -195,6 +195,26 @@ for (const vp of window.cornerstone.getRenderingEngines()[0].getViewports()) {
 """)
         time.sleep(2)
 
+    def show_stack_slice_with_most_segments(self) -> None:
+        """The same for the Segmentation mode's stack viewports (a label image per CT slice)."""
+        self.driver.execute_script("""
+const seg = window.services.segmentationService.getSegmentations()[0];
+const ids = (seg.representationData.Labelmap || {}).imageIds || [];
+let best = 0, bestRef = null;
+for (const id of ids) {
+  const image = window.cornerstone.cache.getImage(id);
+  if (!image) continue;
+  const px = image.getPixelData(), seen = new Set();
+  for (let i = 0; i < px.length; i++) if (px[i]) seen.add(px[i]);
+  if (seen.size > best) { best = seen.size; bestRef = image.referencedImageId; }
+}
+for (const vp of window.cornerstone.getRenderingEngines()[0].getViewports()) {
+  const stack = vp.getImageIds ? vp.getImageIds() : [];
+  if (bestRef && stack.includes(bestRef) && vp.setImageIdIndex) vp.setImageIdIndex(stack.indexOf(bestRef));
+}
+""")
+        time.sleep(2)
+
     # -- 2. Segmentation mode: the correction ------------------------------------------------------
     def correct(self, study: str, seg_description: str, segment: str) -> dict[str, Any]:
         self.open(f"/ohif/segmentation?StudyInstanceUIDs={study}")
@@ -202,12 +222,13 @@ for (const vp of window.cornerstone.getRenderingEngines()[0].getViewports()) {
         self.wait("return document.querySelectorAll('canvas').length >= 1", 60, "the viewports")
         self.dismiss_notice()
         time.sleep(2)
+        listed = self.driver.execute_script("return document.body.innerText")  # the series list: CT, PET and the app's series
         thumbnail = self.visible(f"//*[contains(text(), {json.dumps(seg_description)})]")[0]
         ActionChains(self.driver).double_click(thumbnail).perform()
         self.click_button("Yes", 60)  # "Do you want to open this Segmentation?"
         self.wait("return window.services.segmentationService.getSegmentations().length > 0", 120, "the SEG's segments")
         self.wait_text(segment, 30)
-        time.sleep(1)
+        self.show_stack_slice_with_most_segments()
         self.screenshot("4_segmentation_mode_loaded")
         before = self.segment_labels()
         row = self.driver.find_element(By.XPATH, f"//span[normalize-space()={json.dumps(segment)}]/ancestor::div[@data-cy='data-row']")
@@ -233,7 +254,7 @@ for (const vp of window.cornerstone.getRenderingEngines()[0].getViewports()) {
         files[0].replace(reviewed)
         self.screenshot("5_segmentation_mode_corrected")
         self.collect()
-        return {"segments_before": before, "segments_after": after, "downloaded": str(reviewed)}
+        return {"series_listed": listed, "segments_before": before, "segments_after": after, "downloaded": str(reviewed)}
 
     def segment_labels(self) -> list[str]:
         return self.driver.execute_script("const s = window.services.segmentationService.getSegmentations()[0];"

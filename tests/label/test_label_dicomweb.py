@@ -57,7 +57,7 @@ def test_infer_on_an_orthanc_study_stores_its_outputs_and_a_submitted_label_goes
     before = {i["SOPInstanceUID"] for i in orthanc.instances_of_study(study_uid)}
     work = tmp_path_factory.mktemp("dicomweb_label")
     models = tmp_path_factory.mktemp("dicomweb_models")  # empty: the SUV slot, as pipeline_run
-    srv = LabelServer(f"{orthanc.client.url}/dicom-web", work / "server.log", conf={"models": str(models)},
+    srv = LabelServer(orthanc.dicomweb, work / "server.log", conf={"models": str(models)},
                       env={"MONAI_LABEL_DATASTORE_USERNAME": "pacs", "MONAI_LABEL_DATASTORE_PASSWORD": "pacs-test-password",
                            "MONAI_LABEL_DATASTORE_CACHE_PATH": str(work / "cache")}).start()
     try:

@@ -35,15 +35,8 @@ from nstage.outputs.station_colours import station_colours
 from nstage.stationmap.atlas import load_atlases
 from nstage.stationmap.reviewed_seg import read_station_seg
 from nstage.stations import by_name, load_stations
-from tests.label.label_server import (
-    DICOMWEB_PLUGIN,
-    LABEL_PYTHON,
-    MONAILABEL,
-    REPO,
-    LabelServer,
-    copy_numbered_head_to_feet,
-    dicomweb_pacs,
-)
+from scripts.review import copy_numbered_head_to_feet
+from tests.label.label_server import DICOMWEB_PLUGIN, LABEL_PYTHON, MONAILABEL, REPO, LabelServer, dicomweb_pacs
 from tests.route.route_harness import NODE_AET, PACS_AET, TestPacs, orthanc_available, send_study, study_uid_of, wait_for
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -61,6 +54,7 @@ pytestmark = [pytest.mark.skipif(not MONAILABEL.is_file(), reason="no .venv-labe
 
 
 def seg_description() -> str:
+    """SeriesDescription of the app's station SEG, as OHIF's series list shows it."""
     return output_config()["series"]["seg"]["description"]
 
 
@@ -89,7 +83,7 @@ def pacs(study: Path, tmp_path_factory: pytest.TempPathFactory):
 def server(pacs: TestPacs, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("ohif_label")
     models = tmp_path_factory.mktemp("ohif_models")  # empty: the SUV slot, as the other label tests
-    srv = LabelServer(f"{pacs.client.url}/dicom-web", work / "server.log", conf={"models": str(models)},
+    srv = LabelServer(pacs.dicomweb, work / "server.log", conf={"models": str(models)},
                       env={"MONAI_LABEL_DICOMWEB_USERNAME": "pacs", "MONAI_LABEL_DICOMWEB_PASSWORD": "pacs-test-password",
                            "MONAI_LABEL_DATASTORE_CACHE_PATH": str(work / "cache")}).start()
     srv.work = work
@@ -175,6 +169,9 @@ def test_the_inference_stores_its_seg_sr_and_pdf_report_in_the_study_with_the_re
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ct.SeriesInstanceUID
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     assert bytes(pdf.EncapsulatedDocument).startswith(b"%PDF-")
+    # OHIF's series list shows them beside the CT and PET (it cannot open the PDF: docs/monai-label.md)
+    listed = session["correction"]["series_listed"]
+    assert all(output_config()["series"][k]["description"] in listed for k in ("seg", "sr", "pdf")), listed
     # each segment in the colour the report outlines its station in (its call's colour, config/report.json)
     result = json.loads(next((server.work / "cache").glob(f"*/nstage/results/{ct.SeriesInstanceUID}.json")).read_text())
     colours = station_colours(result)
