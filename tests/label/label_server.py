@@ -17,7 +17,7 @@ import pydicom
 import requests
 
 from nstage.route.settings import free_port
-from scripts.review import DICOMWEB_PLUGIN, with_dicomweb
+from scripts.review import DICOMWEB_PLUGIN, with_dicomweb  # noqa: F401 - DICOMWEB_PLUGIN re-exported for the label tests
 
 REPO = Path(__file__).resolve().parents[2]
 MONAILABEL = REPO / ".venv-label" / "bin" / "monailabel"
