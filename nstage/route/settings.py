@@ -19,6 +19,7 @@ from nstage.paths import REPO_ROOT, config_dir
 from nstage.route.backoff import Backoff
 
 NODE_FILE = "node.json"
+PIPELINE_MODES = ("warm", "command")
 _AET = re.compile(r"^[\x21-\x5b\x5d-\x7e][\x20-\x5b\x5d-\x7e]{0,15}$")  # 1-16 chars, no backslash or control chars
 
 
@@ -113,6 +114,8 @@ class NodeSettings:
     worker_restart_backoff: Backoff
     worker_stop_timeout_s: float
     workers: int = 1  # pipeline runs at once (intake and sending go on beside them)
+    pipeline_mode: str = "warm"  # warm: long-lived worker processes (nstage/route/warm_pool.py); command: a `pipeline_command` process per study
+    warm_command: tuple[str, ...] = ("{python}", "-m", "nstage.route.study_server", "--models", "{models}", "--rules", "{rules}")
 
     # --- paths inside WORK -------------------------------------------------------------------
     @property
@@ -150,6 +153,7 @@ class NodeSettings:
             d[k] = getattr(self, k).as_dict()
         d["pet_ct_modalities"] = list(self.pet_ct_modalities)
         d["pipeline_command"] = list(self.pipeline_command)
+        d["warm_command"] = list(self.warm_command)
         return d
 
     def save(self) -> Path:
@@ -171,6 +175,8 @@ class NodeSettings:
             d[k] = Backoff.from_dict(d[k])
         d["pet_ct_modalities"] = tuple(d["pet_ct_modalities"])
         d["pipeline_command"] = tuple(d["pipeline_command"])
+        if "warm_command" in d:  # absent from the node.json of a node set up before warm workers: the default
+            d["warm_command"] = tuple(d["warm_command"])
         return cls(**d)
 
     @classmethod
@@ -215,6 +221,9 @@ def build_settings(aet: str, port: int, dest: str, work: Path, allow: list[str] 
     runs = int(workers if workers is not None else pipe.get("workers", 1))
     if runs < 1:
         raise InputError(f"--workers {runs} must be at least 1")
+    mode = pipe.get("mode", "warm")
+    if mode not in PIPELINE_MODES:
+        raise InputError(f"pipeline.mode {mode!r} of the routing defaults: choose one of {', '.join(PIPELINE_MODES)}")
     models = Path(models) if models else REPO_ROOT / "models"
     if not models.is_dir():
         raise InputError(f"models folder {models} does not exist (pass --models with the app's models folder)")
@@ -231,5 +240,5 @@ def build_settings(aet: str, port: int, dest: str, work: Path, allow: list[str] 
         orthanc_start_timeout_s=float(orth["start_timeout_s"]), orthanc_stop_timeout_s=float(orth["stop_timeout_s"]),
         unknown_sop_class_accepted=bool(orth["unknown_sop_class_accepted"]), maximum_storage_mb=int(orth["maximum_storage_mb"]),
         worker_restart_backoff=Backoff.from_dict(work_cfg["restart_delay_s"]), worker_stop_timeout_s=float(work_cfg["stop_timeout_s"]),
-        workers=runs,
+        workers=runs, pipeline_mode=mode, warm_command=tuple(pipe.get("warm_command", NodeSettings.warm_command)),
     )

@@ -2,8 +2,9 @@
 
 One process owns the queue and Orthanc's change cursor; its loop reads Orthanc's changes
 (StableStudy events; the last seq handled is kept in the queue database), collects the pipeline
-runs that ended, starts queued jobs while fewer than `workers` runs are going (each run is an
-`nstage run` child process waited for by a thread of its own), and sends the results of one job
+runs that ended, starts queued jobs while fewer than `workers` runs are going (each run goes to a
+warm pipeline worker process of nstage/route/warm_pool.py, or with `pipeline.mode` command to an
+`nstage run` child process, and is waited for by a thread of its own), and sends the results of one job
 that is due. Intake and sending therefore go on while studies are processed. Every step is
 persisted before the next starts, so the worker can be killed (SIGKILL) at any moment and resumes
 on restart: runs without persisted outputs are re-run; persisted outputs are sent (again, with the
@@ -63,6 +64,7 @@ from nstage.route.queue import (
 )
 from nstage.route.sender import SendError, store_file
 from nstage.route.settings import NodeSettings
+from nstage.route.warm_pool import WarmPool, WarmRun, server_command
 
 log = logging.getLogger("nstage.route")
 
@@ -78,7 +80,7 @@ class ActiveRun:
     """A pipeline run in progress: its job, child, run folder and final output folder; `outcome` once it ended."""
 
     job: Job
-    run: PipelineRun
+    run: PipelineRun | WarmRun
     tmp: Path
     out: Path
     started: float  # time.monotonic()
@@ -90,11 +92,16 @@ class Worker:
     """The loop; `request_stop()` (signal-safe) ends it after the current step."""
 
     def __init__(self, settings: NodeSettings, client: OrthancClient, queue: JobQueue, send: Sender = store_file,
-                 clock: Callable[[], float] = time.time, pipeline: PipelineCommand | None = None) -> None:
+                 clock: Callable[[], float] = time.time, pipeline: PipelineCommand | None = None, pool: WarmPool | None = None) -> None:
+        """`pipeline` (a command per study) or `pool` (warm worker processes) replace the settings' way of running studies."""
         self.s = settings
         self.client = client
         self.queue = queue
         self.send = send
+        if pool is None and pipeline is None and settings.pipeline_mode == "warm":
+            pool = WarmPool(server_command(settings.warm_command, settings.models, settings.rules), settings.workers,
+                            settings.worker_stop_timeout_s)
+        self.pool = pool  # None: a `pipeline` command process per study
         self.pipeline = pipeline or (lambda i, o, m, r: pipeline_command(i, o, m, r, settings.pipeline_command))
         self.clock = clock
         self.stop_event = threading.Event()
@@ -294,7 +301,8 @@ class Worker:
         job = self.queue.start_run(job.id, now=self.clock())
         log.info("job %d: pipeline attempt %d of %d (%d of %d runs at once)", job.id, job.attempts, self.s.max_attempts,
                  len(self.active) + 1, self.s.workers)
-        run = PipelineRun(self.pipeline(inp, tmp, self.s.models, self.s.rules), f"job {job.id} ")
+        prefix = f"job {job.id} "
+        run = self.pool.run_for(inp, tmp, prefix) if self.pool else PipelineRun(self.pipeline(inp, tmp, self.s.models, self.s.rules), prefix)
         if self.stop_event.is_set():
             run.terminate()
         return ActiveRun(job, run, tmp, out, time.monotonic())
@@ -372,6 +380,8 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------
     def run_forever(self) -> None:
         self.recover()
+        if self.pool is not None:
+            self.pool.start()  # the warm workers load model and atlas while the node waits for studies
         # Once a study had time to become stable after the start (as Orthanc reckons it), look for the
         # ones whose StableStudy change was lost with a killed Orthanc.
         self._scan_at = time.monotonic() + self.s.stable_age_s
@@ -402,6 +412,8 @@ class Worker:
             if a.thread is not None:
                 a.thread.join(self.s.worker_stop_timeout_s)
         self._harvest()
+        if self.pool is not None:
+            self.pool.close()
 
 
 def main(argv: list[str] | None = None) -> int:

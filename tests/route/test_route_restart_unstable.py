@@ -31,7 +31,7 @@ def test_a_study_not_yet_stable_at_a_kill_9_is_processed_after_the_restart(small
     study = study_variant(small_cohort / "case_0000" / "dicom", tmp_path / "study", keep_modalities=("CT", "PT"))
     counter = tmp_path / "runs.txt"
     command = ["{python}", str(FAKE), "ok", str(counter), "-i", "{input}", "-o", "{output}", "-m", "{models}", "--rules", "{rules}"]
-    config = fast_route_config(tmp_path / "route.json", stable_age_s=STABLE_AGE_S, pipeline={"command": command})
+    config = fast_route_config(tmp_path / "route.json", stable_age_s=STABLE_AGE_S, pipeline={"mode": "command", "command": command})
     pacs = TestPacs(tmp_path / "pacs").start()
     node = Node(tmp_path / "node", pacs.dest, config)
     try:
