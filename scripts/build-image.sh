@@ -12,8 +12,9 @@
 # Labels: two passes. The `map` stage (everything but the labels) is built first; holoscan-cli's
 #         packager code in it read app.yaml and the installed SDKs for the manifests and the label
 #         values (deploy/map/manifests.py: /opt/holoscan/packager/labels.env), and the final stage
-#         gets those values as build arguments
-#         (the second pass reuses every cached layer of the first).
+#         gets those values as build arguments (the second pass reuses every cached layer of the
+#         first). The stage stays tagged (localhost/nstage-app-stage:map, the image's own layers):
+#         removing it would remove the build cache with it.
 # Prints the image size and the build time at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,5 @@ while IFS= read -r line; do
 done < <("$engine" run --rm --entrypoint cat "$stage" /opt/holoscan/packager/labels.env)
 [ ${#build_args[@]} -eq 8 ] || { echo "error: the packager gave no label values (see above)" >&2; exit 1; }
 "$engine" build "${args[@]}" "${build_args[@]}" --build-arg "MAP_BASE=$base" --build-arg "MAP_TAG=$TAG" -t "$TAG" .
-"$engine" rmi "$stage" >/dev/null 2>&1 || true
 size=$("$engine" image inspect "$TAG" --format '{{.Size}}')
 echo "built $TAG with $engine: $((size / 1000000)) MB, $(( $(date +%s) - start )) s"
