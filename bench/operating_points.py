@@ -126,7 +126,7 @@ def summarise_seeds(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(held_out: dict[str, Path], models: dict[str, Path], jobs: int = 2) -> dict[str, Any]:
+def run(held_out: dict[str, Path], models: dict[str, Path], jobs: int = 2, build: bool = True) -> dict[str, Any]:
     from nstage.analysis.classifier.layout import find_model
     from nstage.analysis.classifier.settings import classifier_config
     from nstage.training.workflow import cached_cohort, predict_exported
@@ -134,7 +134,7 @@ def run(held_out: dict[str, Path], models: dict[str, Path], jobs: int = 2) -> di
     cfg = classifier_config()
     out: dict[str, Any] = {"machine": machine(), "paper": PAPER, "targets": TARGETS, "cohorts": {}}
     for name, cohort in held_out.items():
-        cases = cached_cohort([cohort], "registration", cfg, jobs=jobs)
+        cases = cached_cohort([cohort], "registration", cfg, jobs=jobs, build=build)
         suvmax = [np.array([c.uptake[s].suv_max for s in c.stations]) for c in cases]
         entry: dict[str, Any] = {"cohort": str(cohort.relative_to(ROOT) if cohort.is_relative_to(ROOT) else cohort),
                                  "patients": len(cases), "stations": int(sum(len(c.stations) for c in cases)),
@@ -219,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", required=True, help="NAME=MODELS_DIR (names seed*: the recipe's training seeds)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "operating_points")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--cached-only", action="store_true", help="only the studies already registered and cached (no registration here)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    res = run(_pairs(a.held_out), _pairs(a.model), a.jobs)
+    res = run(_pairs(a.held_out), _pairs(a.model), a.jobs, build=not a.cached_only)
     a.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     a.out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
