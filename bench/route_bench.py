@@ -4,15 +4,19 @@ N synthetic `small` studies are sent back to back with storescu to a node whose 
 second Orthanc (the PACS); the figure is N over the time from the first job's start to the last
 job's end (`--workers` pipeline runs at once, default 1). Also: per-study latency from the end of
 its sending to its results being delivered, and the node's overhead per study (intake, persisting,
-C-STORE) besides the pipeline run.
+C-STORE) besides the pipeline run. `--mode warm` (the default: warm pipeline worker processes that
+loaded model and atlas when the node started) or `command` (a fresh `nstage run` per study, as
+before); `--workers 1 2` and `--mode warm command` measure every combination in turn, so their ratio
+comes from one run on one machine.
 
-python -m bench.route_bench [--studies 3] [--workers 1] [--stable-age 5]   ->  bench/route.json
+python -m bench.route_bench [--studies 3] [--workers 1 2] [--mode warm command] [--stable-age 5]   ->  bench/route.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -38,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "route.json"
 
 
-def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9090) -> dict:
-    """Send `studies_n` small studies to a fresh node with `workers` runs at once; its figures (see the module docstring)."""
+def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9090, mode: str = "warm") -> dict:
+    """Send `studies_n` small studies to a fresh node with `workers` runs at once (`mode` warm | command); its figures."""
     info = machine()
     work = Path(tempfile.mkdtemp(prefix="nstage-route-bench-"))
     try:
@@ -48,10 +52,12 @@ def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9
         src = work / "synth" / "case_0000" / "dicom"
         studies = [study_variant(src, work / "studies" / f"s{i}") for i in range(studies_n)]  # same images, distinct studies
         pacs = TestPacs(work / "pacs").start()
-        cfg = fast_route_config(work / "route.json", stable_age_s=stable_age)
+        cfg = fast_route_config(work / "route.json", stable_age_s=stable_age, pipeline={"mode": mode})
         node = Node(work / "node", pacs.dest, cfg, extra_args=("--workers", str(workers)))
         try:
             node.start()
+            if mode == "warm":  # steady state: the warm processes load model and atlas when the node starts
+                wait_for(lambda: node.log_text().count("ready (warm-up") >= workers, 600, "the warm pipeline workers", interval_s=1.0)
             sent_at = {}
             for s in studies:
                 t0 = time.time()
@@ -66,6 +72,7 @@ def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9
             node.stop()
             pacs.stop()
         run_s = [float(m) for m in re.findall(r"pipeline finished in ([\d.]+) s", log)]
+        warm_up_s = [float(m) for m in re.findall(r"ready \(warm-up ([\d.]+) s\)", log)]
         span = max(j.finished_at for j in jobs) - min(j.started_at for j in jobs)
         latency = [j.finished_at - sent_at[j.study_uid][1] for j in jobs]
         per_study = span / len(jobs)
@@ -73,14 +80,16 @@ def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
             "preset": "small", "studies": len(jobs), "states": sorted(j.state for j in jobs),
             "instances_per_study": jobs[0].n_instances, "results_sent_per_study": [len(node.outputs(j.id)) for j in jobs],
-            "stable_age_s": stable_age, "workers": workers,
+            "stable_age_s": stable_age, "workers": workers, "mode": mode,
+            "warm_up_s": warm_up_s or None, "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             "studies_per_hour": round(3600 / per_study, 1),
             "seconds_per_study": round(per_study, 1),
             "pipeline_run_s": {"mean": round(statistics.mean(run_s), 1), "runs": run_s} if run_s else None,
             "node_overhead_per_study_s": round(per_study - statistics.mean(run_s) / workers, 2) if run_s else None,
             "send_to_results_latency_s": {"min": round(min(latency), 1), "max": round(max(latency), 1)},
             "storescu_send_s": round(statistics.mean(b - a for a, b in sent_at.values()), 2),
-            "note": f"{workers} pipeline run(s) at once; scale out with several nodes (docs/routing.md)",
+            "note": f"{workers} pipeline run(s) at once ({'warm worker processes' if mode == 'warm' else 'a fresh nstage run per study'}); "
+                    "scale out with several nodes (docs/routing.md)",
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -89,16 +98,24 @@ def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--studies", type=int, default=3)
-    p.add_argument("--workers", type=int, default=1, help="pipeline runs at once (`nstage route serve --workers`)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1], help="pipeline runs at once (`nstage route serve --workers`); several: each in turn")
+    p.add_argument("--mode", nargs="+", default=["warm"], choices=["warm", "command"], help="pipeline mode(s) of the node (config/route.json)")
     p.add_argument("--stable-age", type=int, default=5)
     p.add_argument("--seed", type=int, default=9090)
+    p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
-    result = measure(args.studies, args.workers, args.stable_age, args.seed)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    info, run_s = result["machine"], result["pipeline_run_s"]
-    print(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_average_1min_at_start']}")
-    print(f"{result['studies']} small studies, {args.workers} worker(s): {result['studies_per_hour']} studies/hour ({result['seconds_per_study']} s each; "
-          f"pipeline {run_s['mean'] if run_s else '?'} s, node overhead {result['node_overhead_per_study_s']} s); states {result['states']}")
+    runs = []
+    for mode in args.mode:
+        for workers in args.workers:
+            result = measure(args.studies, workers, args.stable_age, args.seed, mode)
+            runs.append(result)
+            info, run_s = result["machine"], result["pipeline_run_s"]
+            print(f"{result['studies']} small studies, {mode}, {workers} worker(s): {result['studies_per_hour']} studies/hour "
+                  f"({result['seconds_per_study']} s each; pipeline {run_s['mean'] if run_s else '?'} s, node overhead "
+                  f"{result['node_overhead_per_study_s']} s); states {result['states']}; load {info['load_average_1min_at_start']} -> "
+                  f"{result['load_average_1min_at_end']}", flush=True)
+    args.out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    print(f"machine: {runs[0]['machine']['cpu']}, {runs[0]['machine']['cores']} cores; written: {args.out}")
     return 0
 
 

@@ -61,6 +61,35 @@ def bench_pipeline(work: Path) -> dict[str, object]:
     return out
 
 
+def bench_study_time() -> dict[str, object]:
+    """Cold and warm whole-study times per stage with peak memory, in one process (bench/study_time.py).
+
+    Targets (issue 41, 2 CPU cores): warm small <= 12 s, warm clinical <= 15 s, cold at most 5 s more, peak <= 2 GB.
+    """
+    from bench.study_time import bench, readme_rows
+
+    out: dict[str, object] = {}
+    for preset, studies in (("small", 3), ("clinical", 2)):
+        summary = bench(preset, studies)
+        out[f"study_time_{preset}"] = {k: v for k, v in summary.items() if k != "studies"}
+        out.update(readme_rows(summary))
+    return out
+
+
+def bench_route() -> dict[str, object]:
+    """The routing node's studies per hour with 1 and 2 warm workers (bench/route_bench.py; target: >= 200 small studies/hour with one)."""
+    from bench.route_bench import measure
+
+    out: dict[str, object] = {}
+    for workers in (1, 2):
+        r = measure(3, workers)
+        out[f"route_{workers}_worker{'s' if workers > 1 else ''}"] = {
+            k: r[k] for k in ("studies", "states", "workers", "mode", "studies_per_hour", "seconds_per_study", "pipeline_run_s",
+                              "node_overhead_per_study_s", "warm_up_s", "load_average_1min_at_end")} | {
+            "load_average_1min_at_start": r["machine"]["load_average_1min_at_start"], "target_studies_per_hour": 200 if workers == 1 else None}
+    return out
+
+
 COLLECTED = ("pipeline_eval.json", "registration.json", "registration_backends.json", "dicom_outputs.json", "classifier.json", "classifier_ceiling.json",
              "classifier_ceiling_clinical.json", "classifier_ceiling_ablation.json", "synth_calibration.json", "synth_speed.json", "route.json",
              "batch.json", "ingest.json", "encodings_decisions.json", "registration_staging_cost.json")
@@ -110,6 +139,8 @@ def main() -> int:
         results: dict[str, object] = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
         results.update(bench_synth(work))
         results.update(bench_pipeline(work))
+        results.update(bench_study_time())
+        results.update(bench_route())
         results.update(bench_baseline())
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -121,6 +152,9 @@ def main() -> int:
     for k, v in results.items():
         if isinstance(v, dict) and "wall_s" in v:
             print(f"{k:<34} {v['wall_s']:>8} {v['cpu_s']:>8} {v['peak_rss_gb']:>8} {v.get('target_wall_s', ''):>9}")
+    for k in ("route_1_worker", "route_2_workers"):
+        r = results[k]
+        print(f"{k:<34} {r['studies_per_hour']} studies/hour (target {r['target_studies_per_hour'] or '-'})")
     b = results["suv25_on_true_stations_small_cohort"]
     print(f"SUVmax>=2.5 on true stations: sensitivity {b['sensitivity']:.3f}, specificity {b['specificity']:.3f} "
           f"({b['n_malignant']} malignant / {b['n_benign']} benign stations)")
