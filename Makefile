@@ -28,7 +28,7 @@ $(SYSTEM_STAMP): scripts/install-system-deps.sh
 system:
 	bash scripts/install-system-deps.sh
 
-test: setup test-image
+test: setup setup-federated test-image
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The MAP-style image of the app, tagged nstage-app:latest (Dockerfile; docker, else podman set up by
@@ -43,7 +43,7 @@ test-image:
 	  bash scripts/build-image.sh; \
 	else echo "no container engine, and not root to install podman: the image is not built (tests/test_image.py skips)"; fi
 
-test-fast: setup
+test-fast: setup setup-federated
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 demo: setup
@@ -83,6 +83,27 @@ lock:
 
 clean:
 	rm -rf demo bench/work .pytest_cache
+
+# ---- Federated training: NVIDIA FLARE in .venv (nstage[federated], docs/federated.md) -----------------------
+# For the tests and `nstage fed`, never in the app's image (the Dockerfile installs requirements.lock only):
+# nvflare 2.9.0 and the packages it adds, pinned in requirements-federated.lock and installed with --no-deps
+# (nvflare takes the lock's numpy, protobuf and grpcio as they are).
+FED_STAMP := $(VENV)/.federated
+.PHONY: setup-federated lock-federated
+setup-federated: $(FED_STAMP)
+
+$(FED_STAMP): $(STAMP) requirements-federated.lock
+	$(PY) -m pip install --quiet --no-deps -r requirements-federated.lock
+	$(PY) -c "import nvflare.job_config.api, nstage.training.federated.job"
+	@touch $@
+
+lock-federated:
+	rm -rf /tmp/nstage-lock-fed && $(PYTHON) -m venv /tmp/nstage-lock-fed
+	/tmp/nstage-lock-fed/bin/pip install --quiet -r requirements.lock
+	/tmp/nstage-lock-fed/bin/pip install --quiet "nvflare==2.9.0" -c requirements.lock
+	( head -3 requirements-federated.lock; grep -v '^#' requirements.lock | sort > /tmp/nstage-lock-fed/main.txt; \
+	  /tmp/nstage-lock-fed/bin/pip freeze --all | grep -v "^pip==" | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' | sort | \
+	    comm -13 /tmp/nstage-lock-fed/main.txt - ) > /tmp/nstage-lock-fed/federated.lock && mv /tmp/nstage-lock-fed/federated.lock requirements-federated.lock
 
 # ---- MONAI Label server environment: .venv-label (label_app/, docs/monai-label.md) --------------------
 # Its own virtual environment: the project's locked stack (requirements.lock, unchanged) plus monailabel

@@ -10,7 +10,7 @@ from nstage import __version__
 from nstage.errors import InputError
 from nstage.progress import configure_logging
 
-COMMANDS = ("synth", "suv", "stations", "atlas", "run", "batch", "train", "evaluate", "route")  # modules of nstage.commands, in help order
+COMMANDS = ("synth", "suv", "stations", "atlas", "run", "batch", "train", "fed", "evaluate", "route")  # modules of nstage.commands, in help order
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "nstage.pipeline": 5,
     "nstage.runner": 6,
     "nstage.training": 6,
+    "nstage.training.federated": 7,  # federated training (NVFlare) over the training recipe
     "nstage.synth": 6,
     "nstage.route": 7,
     "nstage.batch": 7,  # `nstage batch`: many studies through nstage.runner, on the cohort executor
