@@ -3,7 +3,8 @@
 The first study is the cold one: its wall time runs from the interpreter's start (imports, model and
 atlas loading included), as a fresh `nstage run` process pays it. The following studies are warm: the
 same process, modules, model and atlas already loaded, as a batch worker or the routing node's warm
-worker runs them. Per study: wall seconds, the stage times `nstage run` records (result.json's
+worker runs them. Per study: wall seconds, CPU seconds (user + system of the process: less sensitive than
+wall time to other work on a shared machine), the stage times `nstage run` records (result.json's
 `timings_s`) and the process's peak memory so far (ru_maxrss); the load average at the start and end.
 
 python -m bench.study_time [--preset small] [--studies 2] [--seed 31337] [--registration elastix|torch]
@@ -39,15 +40,16 @@ def _child(out_json: Path, started: float, models: Path, registration: str | Non
 
     imported = time.time()
     records: list[dict[str, Any]] = []
-    previous = started
+    previous, cpu_before = started, 0.0  # the cold study's CPU time counts from the process's start
     for k, study in enumerate(studies):
         result = run(study, outputs / f"study_{k}", models, RunOptions(registration=registration))
-        now = time.time()
-        records.append({"study": k, "wall_s": round(now - previous, 2), "stage_s": result["timings_s"],
+        now, usage = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
+        records.append({"study": k, "wall_s": round(now - previous, 2), "cpu_s": round(cpu - cpu_before, 2), "stage_s": result["timings_s"],
                         "peak_rss_gb_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3),
                         "n_stage": result["n_stage"], "registration_backend": result["registration"]["backend"]["name"],
                         "model": result["model"]["name"]})
-        previous = now
+        previous, cpu_before = now, cpu
     out_json.write_text(json.dumps({"import_s": round(imported - started, 2), "studies": records}))
 
 
