@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,7 @@ def measure(studies: list[Path], models: Path, registration: str | None = None) 
 
 def summarise(preset: str, raw: dict[str, Any], load_start: float, load_end: float) -> dict[str, Any]:
     cold, warm = raw["studies"][0], raw["studies"][1:]
-    warm_wall = sorted(w["wall_s"] for w in warm)[len(warm) // 2] if warm else None
+    warm_wall = round(statistics.median(w["wall_s"] for w in warm), 2) if warm else None
     peak = max(s["peak_rss_gb_so_far"] for s in raw["studies"])
     target = TARGETS.get(preset, {})
     return {
