@@ -5,7 +5,8 @@
   to be benign: weakly, those of the groups the N stage calls negative; supervised, station labels.
 - ``triage``: the highest threshold at which a share (0.85) of the N-positive groups have a station at or
   above it (weak: which station of a positive group is malignant is not known, so the sensitivity is read
-  per group, as "the group would be flagged"); supervised: that share of the malignant stations.
+  per group, as "the group would be flagged"); supervised: that share of the malignant stations. It is
+  kept only when it earns its place: below the station point's threshold (else it flags nothing more).
 
 The settings are `training.operating_points` of config/classifier.json; every point records its rule and
 what it gives on the cases it was chosen on (nstage.training.thresholds.operating_point).
@@ -67,5 +68,18 @@ def choose_operating_points(probs: list[np.ndarray], examples: list[Targets], ma
                      **operating_point(probs, examples, maxima, n_levels, threshold, supervised),
                      "validation_sensitivity": sensitivity_at(positives, threshold),
                      "sensitivity_of": "malignant stations" if supervised else "N-positive groups"}
-    return out
+    return earned(out)
+
+
+def earned(points: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The points without `triage` when it does not earn its place: a triage threshold not below the station
+    point's flags no station that the station point does not (the station point then says so in `note`)."""
+    triage, station = points.get("triage"), points.get("station")
+    if triage is None or station is None or triage["threshold"] < station["threshold"]:
+        return points
+    kept = {k: v for k, v in points.items() if k != "triage"}
+    kept["station"] = {**station, "note": (
+        f"no triage point: its threshold ({triage['rule']}) would be {triage['threshold']:.3f}, not below this one, "
+        f"which already reaches sensitivity {station['validation_sensitivity']:.3f} of the {station['sensitivity_of']}")}
+    return kept
 

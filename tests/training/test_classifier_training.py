@@ -255,3 +255,15 @@ def test_sensitivity_threshold_keeps_the_stated_share_of_positives_called():
     assert sensitivity_at(pos, t) == pytest.approx(0.9)
     assert sensitivity_threshold(pos, 0.8) == pytest.approx(0.2)
     assert sensitivity_threshold(np.zeros(0), 0.85) == 0.5
+
+
+def test_triage_is_kept_only_below_the_station_point():
+    from nstage.training.operating_points import earned
+
+    def point(t: float) -> dict:
+        return {"threshold": t, "rule": "r", "validation_sensitivity": 0.9, "sensitivity_of": "N-positive groups"}
+
+    low = earned({"staging": point(0.3), "station": point(0.1), "triage": point(0.05)})
+    assert set(low) == {"staging", "station", "triage"} and "note" not in low["station"]
+    high = earned({"staging": point(0.3), "station": point(0.03), "triage": point(0.1)})
+    assert set(high) == {"staging", "station"} and "no triage point" in high["station"]["note"]
