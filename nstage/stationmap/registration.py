@@ -367,7 +367,8 @@ def _quality_figures(fixed: np.ndarray, fixed_grid: Grid, mask: np.ndarray, lung
     atlas_lungs = sample_at(lm.lungs.astype(np.uint8), lm.grid, mapping, order=0, fill=0) > 0
     stations = sample_at(a.labels, a.label_grid, mapping, order=0, fill=0) > 0
     region = dilate_mm(stations, fixed_grid.spacing, settings.transfer.region_margin_mm) & mask
-    det = jacobian_determinant(mapping, fixed_grid.spacing)[mask]
+    jacobian = jacobian_determinant(mapping, fixed_grid.spacing)
+    det, det_stations = jacobian[mask], jacobian[region]
     clipped = np.clip(fixed, lo, hi)
     return {
         "ncc_thorax": _round(ncc(clipped, warped, mask)),
@@ -375,6 +376,7 @@ def _quality_figures(fixed: np.ndarray, fixed_grid: Grid, mask: np.ndarray, lung
         "lung_dice": _round(dice(lungs & mask, atlas_lungs & mask)),
         "jacobian_min": _round(float(det.min()) if det.size else None),
         "folded_fraction": _round(float((det <= 0).mean()) if det.size else None, 5),
+        "folded_fraction_stations": _round(float((det_stations <= 0).mean()) if det_stations.size else None, 5),
     }
 
 
