@@ -21,8 +21,8 @@ from nstage.progress import StageTimer
 def warm_up(models_dir: Path, options: RunOptions) -> None:
     """Load once in this process what every study needs: the classifier, the atlas(es) and the registration backend's library.
 
-    For long-lived workers (the routing node's, `nstage batch`'s): their studies then start warm. Loaders cache
-    per process, so a later :func:`run` reuses what is loaded here.
+    For long-lived workers (the routing node's warm pipeline workers): their studies then start warm. Loaders
+    cache per process, so a later :func:`run` reuses what is loaded here.
     """
     from nstage.analysis.classifier.slot import load_classifier
     from nstage.pipeline import load_default_atlases

@@ -201,3 +201,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
 
+
+
+def test_the_real_warm_up_loads_model_atlas_and_elastix_once() -> None:
+    """nstage.runner.warm_up (the default warm-up of the node's processes): the network, the atlas and Elastix's
+    ITK libraries are in the process afterwards, and a second call loads nothing again."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from nstage.pipeline import RunOptions\n"
+        "from nstage.runner import warm_up\n"
+        "from nstage.analysis.classifier.slot import _load_cnn\n"
+        "from nstage.stationmap.atlas import _load_folder\n"
+        "warm_up(Path('models'), RunOptions(registration='elastix'))\n"
+        "loaded = ('itk._ElastixPython' in sys.modules, 'itk._itkTransformixFilterPython' in sys.modules,\n"
+        "          _load_cnn.cache_info().currsize, _load_folder.cache_info().currsize)\n"
+        "warm_up(Path('models'), RunOptions(registration='elastix'))\n"
+        "print(*loaded, _load_cnn.cache_info().misses, _load_folder.cache_info().misses)\n"
+    )
+    from tests.route.route_harness import REPO
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "1", "1", "1", "1"]  # loaded, and not loaded again by the second call
