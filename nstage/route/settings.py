@@ -115,7 +115,8 @@ class NodeSettings:
     worker_stop_timeout_s: float
     workers: int = 1  # pipeline runs at once (intake and sending go on beside them)
     pipeline_mode: str = "warm"  # warm: long-lived worker processes (nstage/route/warm_pool.py); command: a `pipeline_command` process per study
-    warm_command: tuple[str, ...] = ("{python}", "-m", "nstage.route.study_server", "--models", "{models}", "--rules", "{rules}")
+    warm_command: tuple[str, ...] = ("{python}", "-m", "nstage.route.study_server", "--models", "{models}", "--rules", "{rules}",
+                                     "--torch-threads", "1")
 
     # --- paths inside WORK -------------------------------------------------------------------
     @property

@@ -72,7 +72,9 @@ def wait_in(mode: str, folder: Path, job: str) -> None:
 
 def warm_up(models: Path, rules: str) -> None:
     """A warm worker's start: one file per process (the test counts the loads)."""
-    (Path(os.environ["FAKE_DIR"]) / f"warm-{os.getpid()}").write_text(f"{models} {rules}")
+    torch = sys.modules.get("torch")  # imported by the server only for --torch-threads
+    threads = torch.get_num_threads() if torch is not None else "default"
+    (Path(os.environ["FAKE_DIR"]) / f"warm-{os.getpid()}").write_text(f"{models} {rules} torch-threads={threads}")
 
 
 def warm_study(inp: Path, out: Path, models: Path, rules: str) -> None:

@@ -35,11 +35,12 @@ def fake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def warm_worker(settings, workers: int = 1, sender: Sender | None = None, clock: Clock | None = None) -> Worker:
+def warm_worker(settings, workers: int = 1, sender: Sender | None = None, clock: Clock | None = None,
+                extra: tuple[str, ...] = ()) -> Worker:
     import dataclasses
 
     s = dataclasses.replace(settings, workers=workers)
-    pool = WarmPool(server_command(SERVER, s.models, s.rules), workers, stop_timeout_s=10)
+    pool = WarmPool(server_command(SERVER + extra, s.models, s.rules), workers, stop_timeout_s=10)
     return Worker(s, FakeClient(), JobQueue(s.queue_path), send=sender or Sender(), clock=clock or Clock(), pool=pool)
 
 
@@ -60,11 +61,12 @@ def settle(w: Worker, ids: list[int], want: list[str], timeout_s: float = 60) ->
 def test_studies_run_one_after_another_in_one_warm_process_that_loaded_once(node, fake_dir: Path) -> None:
     sender = Sender()
     ids = [enqueue(node, f"study-{k}") for k in range(3)]
-    w = warm_worker(node, sender=sender)
+    w = warm_worker(node, sender=sender, extra=("--torch-threads", "1"))
     try:
         w.pool.start()
         settle(w, ids, [DONE] * 3)
         (pid,) = warm_ups(fake_dir)  # one process, warmed up once
+        assert (fake_dir / f"warm-{pid}").read_text().endswith("torch-threads=1")
         assert [runs_of(fake_dir, i) for i in ids] == [[pid]] * 3  # and it ran every study
         assert w.pool.started == 1 and w.pool.pids() == [pid]
         assert all((output_dir(node.jobs_dir, i) / "result.json").is_file() for i in ids)
