@@ -8,6 +8,7 @@ each serialised message (nstage_sent/NNNN_<task>.fobs): what a data-protection o
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from nvflare.fuel.utils import fobs
 
 LOG = "nstage_sent.jsonl"
 ARCHIVE = "nstage_sent"
+_SENT = itertools.count(1)  # messages sent by this site's process (one chain per task set: several filter instances)
 
 
 def plain(value: Any) -> Any:
@@ -50,15 +52,14 @@ class SentAudit(Filter):
     def __init__(self, archive: bool = False) -> None:
         super().__init__()
         self.archive = archive
-        self._count = 0
 
     def process(self, shareable: Shareable, fl_ctx: FLContext) -> Shareable:
         dxo = from_shareable(shareable)
         run_dir = Path(fl_ctx.get_engine().get_workspace().get_run_dir(fl_ctx.get_job_id()))
         task = str(fl_ctx.get_prop(FLContextKey.TASK_NAME, "") or shareable.get_header("__task_name__", "") or "")
         payload = fobs.dumps(shareable)
-        self._count += 1
-        record = {"n": self._count, "task": task, "data_kind": dxo.data_kind, "bytes": len(payload),
+        n = next(_SENT)
+        record = {"n": n, "task": task, "data_kind": dxo.data_kind, "bytes": len(payload),
                   "weights": {k: shape_of(v) for k, v in (dxo.data or {}).items()} if isinstance(dxo.data, dict) else {},
                   "meta": plain(dxo.meta)}
         with (run_dir / LOG).open("a") as f:
@@ -66,5 +67,15 @@ class SentAudit(Filter):
         if self.archive:
             folder = run_dir / ARCHIVE
             folder.mkdir(exist_ok=True)
-            (folder / f"{self._count:04d}_{task or 'task'}.fobs").write_bytes(payload)
+            (folder / f"{n:04d}_{task or 'task'}.fobs").write_bytes(payload)
         return shareable
+
+
+def read_archived(path: Path) -> Shareable:
+    """One archived message as NVFlare reads it (its decomposers registered first): what the site sent."""
+    from nvflare.apis.utils.decomposers import flare_decomposers
+    from nvflare.app_common.decomposers import common_decomposers
+
+    flare_decomposers.register()
+    common_decomposers.register()
+    return fobs.loads(Path(path).read_bytes())

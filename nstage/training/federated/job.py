@@ -83,9 +83,11 @@ def privacy_filter(settings: FederatedSettings) -> Any:
 
 def build_job(spec: JobSpec) -> Any:
     """The FedJob: the controller on the server; executor, privacy filter and audit on each site."""
+    from nvflare.apis.job_def import ALL_SITES
+    from nvflare.app_common.executors.client_api_executor import ClientAPIExecutor
+    from nvflare.client.config import ExchangeFormat
     from nvflare.job_config.api import FedJob
     from nvflare.job_config.defs import FilterType
-    from nvflare.job_config.script_runner import ScriptRunner
 
     from nstage.training.federated.audit import SentAudit
     from nstage.training.federated.flare_server import FederatedTrainingController
@@ -93,17 +95,24 @@ def build_job(spec: JobSpec) -> Any:
 
     settings = FederatedSettings.from_dict(spec.federated)
     job = FedJob(name=JOB_NAME, min_clients=max(spec.min_sites, len(spec.sites), 1))
+    job.set_app_packages(["nstage"])  # installed on every site and the server: the job does not carry a copy
     job.to_server(FederatedTrainingController(json.dumps(spec.config), json.dumps(settings.as_dict()), spec.source))
     diff = settings.privacy_filter != "none"
     targets = [(f"site-{i + 1}", s.script_args(i, spec.source, spec.jobs, diff)) for i, s in enumerate(spec.sites)]
-    for name, args in targets or [(None, "--send-diff" if diff else "")]:
-        runner = ScriptRunner(script=str(SITE_SCRIPT), script_args=args)
-        place = (lambda obj, **kw: job.to(obj, name, **kw)) if name else (lambda obj, **kw: job.to_clients(obj, **kw))
-        place(runner)
+    for name, args in targets or [(ALL_SITES, "--send-diff" if diff else "")]:
+        def place(obj: Any, target: str = name, **kw: Any) -> None:
+            job.to(obj, target, **kw)
+
+        # NVFlare's Client API executor runs site_script.py (found in the job's custom folder) in the site's process
+        place(ClientAPIExecutor(task_script_path=SITE_SCRIPT.name, task_script_args=args, execution_mode="in_process",
+                                params_exchange_format=ExchangeFormat.PYTORCH, server_expected_format=ExchangeFormat.NUMPY),
+              tasks=["*"])
+        job.add_file_to(str(SITE_SCRIPT), name)
         flt = privacy_filter(settings)
-        if flt is not None:
+        if flt is not None:  # NVFlare keeps one filter chain per task set: train's is the filter, then the audit
             place(flt, filter_type=FilterType.TASK_RESULT, tasks=["train"])
-        place(SentAudit(spec.archive), filter_type=FilterType.TASK_RESULT, tasks=list(TASKS))
+        place(SentAudit(spec.archive), filter_type=FilterType.TASK_RESULT, tasks=["train"])
+        place(SentAudit(spec.archive), filter_type=FilterType.TASK_RESULT, tasks=[t for t in TASKS if t != "train"])
     return job
 
 
@@ -118,26 +127,42 @@ def allow_components(workspace: Path) -> None:
                                                       "class_allow_list": list(DEFAULT_CLASS_ALLOW_LIST) + [COMPONENTS]}, indent=1))
 
 
+class Simulation:
+    """The job running in NVFlare's simulator (one process per site, loopback only) in a child interpreter; `result`
+    waits for it and returns the server's output folder (models/, federated.json)."""
+
+    def __init__(self, spec: JobSpec, workspace: Path, timeout_s: float | None = None) -> None:
+        if not spec.sites:
+            raise InputError("a simulation needs at least one site")
+        self.workspace = Path(workspace).resolve()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        spec_path = self.workspace / "job_spec.json"
+        spec.write(spec_path)
+        self.log_path = self.workspace / "simulator.log"
+        self.timeout_s = timeout_s
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "nstage.training.federated.job", str(spec_path), str(self.workspace)],
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def result(self) -> Path:
+        try:
+            rc = self.process.wait(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise InputError(f"the NVFlare simulation ran past {self.timeout_s} s; see {self.log_path}") from None
+        out = self.workspace / SERVER_OUTPUT
+        error = out / "error.txt"
+        if error.is_file():
+            raise InputError(f"federated training stopped: {error.read_text().strip()} (logs: {self.workspace})")
+        if rc != 0 or not (out / "federated.json").is_file():
+            raise InputError(f"the NVFlare simulation failed (exit {rc}); see {self.log_path} and {self.workspace}/*/log.txt")
+        return out
+
+
 def simulate(spec: JobSpec, workspace: Path, timeout_s: float | None = None) -> Path:
-    """Run the job in NVFlare's simulator (one process per site, loopback only) in a child interpreter; returns the
-    server's output folder (models/, federated.json)."""
-    if not spec.sites:
-        raise InputError("a simulation needs at least one site")
-    workspace = Path(workspace).resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
-    spec_path = workspace / "job_spec.json"
-    spec.write(spec_path)
-    log_path = workspace / "simulator.log"
-    with log_path.open("w") as log:
-        rc = subprocess.run([sys.executable, "-m", "nstage.training.federated.job", str(spec_path), str(workspace)],
-                            stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
-    out = workspace / SERVER_OUTPUT
-    error = out / "error.txt"
-    if error.is_file():
-        raise InputError(f"federated training stopped: {error.read_text().strip()} (logs: {workspace})")
-    if rc != 0 or not (out / "federated.json").is_file():
-        raise InputError(f"the NVFlare simulation failed (exit {rc}); see {log_path} and {workspace}/*/log.txt")
-    return out
+    """Run the job in NVFlare's simulator and wait for it (Simulation)."""
+    return Simulation(spec, workspace, timeout_s).result()
 
 
 def export_job(spec: JobSpec, folder: Path) -> Path:
