@@ -326,10 +326,8 @@ def _n_stage_block(page: _Page, top: float, result: Mapping[str, Any], style: Re
         lines.append(("Positive", "   ".join(f"{c}: {', '.join(g)}" if c else ", ".join(g) for c, g in groups), "bold"))
     else:
         lines.append(("Positive", "no station called malignant", "normal"))
-    other = _other_points_line(result)
-    if other:
-        lines.append(("At points", other, "normal"))
-    lines.append(("Rule set", str(result.get("rule_set", "-")), "normal"))
+    other = _other_points_line(result)  # on the rule set's line: the page keeps the table's room
+    lines.append(("Rule set", str(result.get("rule_set", "-")) + (f";  N at {other}" if other else ""), "normal"))
     for b in (result.get("baseline") or {}).values():
         if isinstance(b, Mapping):
             lines.append(("Baseline", _baseline_line(b, style, value_w, fs + 0.5), "normal"))
@@ -414,16 +412,16 @@ def suspicious_legend(result: Mapping[str, Any], style: ReportStyle) -> str | No
     if not lower:
         return None
     names = _text(style, "point_names")
-    points = ", ".join(f">= {float(t):.2f}: {names.get(n, n)}" for n, t in lower.items())
+    points = " or ".join(f"{float(t):.2f} ({names.get(n, n)})" for n, t in lower.items())
     return str(_text(style, "suspicious_legend")).format(points=points, staging=float(staging))
 
 
 def _other_points_line(result: Mapping[str, Any]) -> str | None:
-    """The N stage at the model's other operating points, e.g. "station N2 / N2b,  triage N3 / N3" (None without them)."""
+    """The N stage (TNM 8/9) at the model's other operating points, e.g. "station point N2/N2b, triage point N3/N3"."""
     at = {n: v for n, v in sorted((result.get("n_stage_at") or {}).items()) if n != "staging"}
     if not at:
         return None
-    return ",  ".join(f"{n} {v.get('tnm8', '?')} / {v.get('tnm9', '?')}" for n, v in at.items()) + "  (TNM 8 / 9)"
+    return ", ".join(f"{n} point {v.get('tnm8', '?')}/{v.get('tnm9', '?')}" for n, v in at.items())
 
 
 def _has_node_reading(res: Mapping[str, Mapping[str, Any]]) -> bool:
