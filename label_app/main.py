@@ -31,7 +31,7 @@ from nstage_label.work import ReviewedMap, StudyAnalysis, Workspace, flag, stati
 from nstage import __version__
 from nstage.errors import InputError
 from nstage.ingest.study import load_ct_volume
-from nstage.stationmap.reviewed_seg import read_station_seg
+from nstage.outputs.dicom.reviewed_seg import read_station_seg
 
 log = logging.getLogger("nstage.label")
 

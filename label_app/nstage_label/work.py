@@ -41,7 +41,7 @@ from nstage.paths import atlas_dir
 from nstage.pipeline import RunOptions, analyse_study
 from nstage.progress import StageTimer
 from nstage.stationmap.atlas import FORMAT, MANIFEST, load_atlases, renumber
-from nstage.stationmap.reviewed_seg import check_head_to_feet, station_of_segment
+from nstage.outputs.dicom.reviewed_seg import check_head_to_feet, station_of_segment
 from nstage.stations import load_stations
 
 log = logging.getLogger("nstage.label")

@@ -12,7 +12,7 @@ import pytest
 from nstage.errors import InputError
 from nstage.geometry import Grid
 from nstage.outputs.nrrd import save_label_nrrd
-from nstage.stationmap.reviewed_seg import check_head_to_feet, station_of_segment
+from nstage.outputs.dicom.reviewed_seg import check_head_to_feet, station_of_segment
 from nstage.stations import by_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "label_app"))

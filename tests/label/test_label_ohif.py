@@ -33,7 +33,7 @@ from nstage.outputs.dicom.series import output_config
 from nstage.outputs.report.style import load_style
 from nstage.outputs.station_colours import station_colours
 from nstage.stationmap.atlas import load_atlases
-from nstage.stationmap.reviewed_seg import read_station_seg
+from nstage.outputs.dicom.reviewed_seg import read_station_seg
 from nstage.stations import by_name, load_stations
 from scripts.review import copy_numbered_head_to_feet
 from tests.label.label_server import DICOMWEB_PLUGIN, LABEL_PYTHON, MONAILABEL, REPO, LabelServer, dicomweb_pacs
