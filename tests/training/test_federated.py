@@ -230,10 +230,13 @@ def test_three_heterogeneous_sites_reach_pooled_training_and_beat_each_site_alon
     held = held_out()
     probs, threshold, meta = predict_exported(runs["out"]["three"] / "models" / "station_cnn" / "model.ts", held)
     assert meta["federated"]["sites"] == 3 and meta["ensemble"]["members"] == 2
+    assert meta["kind"].startswith("federated over 3 site(s) (NVFlare FedAvg): cross-fitted ensemble of 2")  # in the PDF and the SR
     fed_auroc, fed_n = held_out_figures(probs, threshold, held)
     figures = {name: held_out_figures(predict(f.model, prepare(held, RECIPE["training"]), TINY_SETTINGS), f.threshold, held)
                for name, f in runs["central"].items() if name != "one"}
     pooled_auroc, pooled_n = figures.pop("pooled")
+    print(f"held out: federated AUROC {fed_auroc:.3f} N {fed_n:.3f}; pooled AUROC {pooled_auroc:.3f} N {pooled_n:.3f}; alone "
+          + ", ".join(f"{k} AUROC {a:.3f} N {n:.3f}" for k, (a, n) in figures.items()))
     assert fed_n >= pooled_n - 0.05 and fed_auroc >= pooled_auroc - 0.02
     for name, (_, alone_n) in figures.items():
         assert fed_n >= alone_n + 0.15, f"{name} alone stages {alone_n:.3f}, federated {fed_n:.3f}"

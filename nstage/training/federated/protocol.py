@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-import numpy as np
-
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
 from nstage.training.ensemble import FittedModel
@@ -92,10 +90,6 @@ class SiteAgent:
             lo, hi, step = stats["grid"]
             grid = Grid(float(lo), float(hi), float(step)).thresholds()
             calibrations = [(float(a), float(b)) for a, b in stats["calibrations"]]
-            return {}, {"members": [plain(s.as_dict()) for s in site.summaries(calibrations, grid)]}
+            return {}, {"members": [s.as_dict() for s in site.summaries(calibrations, grid)]}
         raise InputError(f"unknown task {task!r}")
 
-
-def plain(d: dict[str, Any]) -> dict[str, Any]:
-    """Arrays as lists of Python numbers (what a message's statistics hold)."""
-    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()}

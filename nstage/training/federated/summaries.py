@@ -27,6 +27,9 @@ from nstage.training.thresholds import StagedCase, Targets, staged_at, staging_i
 from nstage.training.weak_labels import group_scores, known_negatives
 
 
+COUNTS = ("staged_right", "benign", "positive_groups", "negative_groups", "maxima")
+
+
 @dataclass
 class Summary:
     """Counts on the grid (summable over sites and members)."""
@@ -39,18 +42,15 @@ class Summary:
     maxima: np.ndarray  # (G + 1,)
 
     def __add__(self, other: "Summary") -> "Summary":
-        return Summary(self.cases + other.cases, self.staged_right + other.staged_right, self.benign + other.benign,
-                       self.positive_groups + other.positive_groups, self.negative_groups + other.negative_groups,
-                       self.maxima + other.maxima)
+        return Summary(self.cases + other.cases, *(getattr(self, k) + getattr(other, k) for k in COUNTS))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cases": int(self.cases), "staged_right": self.staged_right.astype(np.int64), "benign": self.benign.astype(np.int64),
-                "positive_groups": self.positive_groups.astype(np.int64), "negative_groups": self.negative_groups.astype(np.int64),
-                "maxima": self.maxima.astype(np.int64)}
+        """The counts as a message carries them (Python ints)."""
+        return {"cases": int(self.cases), **{k: [int(x) for x in getattr(self, k)] for k in COUNTS}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Summary":
-        return cls(int(d["cases"]), *(np.asarray(d[k], np.int64) for k in ("staged_right", "benign", "positive_groups", "negative_groups", "maxima")))
+        return cls(int(d["cases"]), *(np.asarray(d[k], np.int64) for k in COUNTS))
 
 
 def binned(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
