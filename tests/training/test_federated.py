@@ -8,9 +8,10 @@ on the TINY recipe and fake cohorts of tests/training:
   hospital; three scanners' SUV scales) are within a stated margin of central training on the pooled cohort, and
   far above each site alone, on a held-out cohort of all three scanners;
 - nothing but weights and aggregate counts leaves a site (each site's log and archive of what it sent);
-- the privacy filter runs on the site, before anything leaves it.
+- the privacy filter runs on the site, before anything leaves it;
+- a site that cannot train stops the run, and nothing is exported.
 
-The three simulations start together and the central trainings run while they do (the simulator mostly waits).
+The four simulations start together and the central trainings run while they do (the simulator mostly waits).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 
+from nstage.errors import InputError
 from nstage.training.cache import CachedCase
 from nstage.training.ensemble import fit
 from nstage.training.metrics import auroc
@@ -105,8 +107,8 @@ def held_out_figures(probs: list[np.ndarray], threshold: float, cases: list[Cach
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The three simulations (one site; three sites; one site with the percentile filter), started together, and the
-    central trainings they are compared with, run meanwhile."""
+    """The four simulations (one site; three sites; one site with the percentile filter; a site too small for the
+    recipe), started together, and the central trainings they are compared with, run meanwhile."""
     tmp = tmp_path_factory.mktemp("fed")
     one = tmp / "one_site"
     one_cases = fake_cases(12, seed=5, root=one, feature_signal=0.6)  # not separable: calibration has a finite optimum
@@ -116,6 +118,8 @@ def runs(tmp_path_factory):
         write_fake_cohort(tmp / name, cases)
     filtered = tmp / "filtered"
     write_fake_cohort(filtered, fake_cases(8, seed=7, root=filtered))
+    few = tmp / "few"
+    write_fake_cohort(few, fake_cases(1, seed=5, root=few))  # fewer cases than the recipe's folds
     plain = FederatedSettings()
     single = copy.deepcopy(RECIPE)
     single["training"].update({"ensemble_folds": 1, "epochs": 1})
@@ -123,12 +127,18 @@ def runs(tmp_path_factory):
             "three": Simulation(spec([tmp / n for n in sites], RECIPE, plain, archive=True), tmp / "ws_three", TIMEOUT_S),
             "filtered": Simulation(spec([filtered], single, FederatedSettings(privacy_filter="percentile",
                                                                                   filter_args={"percentile": 10, "gamma": 0.01}),
-                                        archive=True), tmp / "ws_filtered", TIMEOUT_S)}
+                                        archive=True), tmp / "ws_filtered", TIMEOUT_S),
+            "few": Simulation(spec([few], RECIPE, plain), tmp / "ws_few", TIMEOUT_S)}
     central = {"one": fit(one_cases, RECIPE), "pooled": fit([c for s in sites.values() for c in s], RECIPE),
                **{name: fit(cases, RECIPE) for name, cases in sites.items()}}
+    failure = None
+    try:
+        sims.pop("few").result()
+    except InputError as exc:
+        failure = exc
     out = {name: sim.result() for name, sim in sims.items()}
-    return {"tmp": tmp, "one_cases": one_cases, "sites": sites, "central": central, "out": out,
-            "workspaces": {name: sim.workspace for name, sim in sims.items()}}
+    return {"tmp": tmp, "one_cases": one_cases, "sites": sites, "central": central, "out": out, "failure": failure,
+            "workspaces": {name: sim.workspace for name, sim in sims.items()} | {"few": tmp / "ws_few"}}
 
 
 # ---- the server's rules on summed counts, against the central rules (no simulator) ------------------------------
@@ -374,6 +384,15 @@ def test_the_privacy_filter_runs_on_the_site_before_the_weights_leave(runs):
     record = json.loads((runs["out"]["filtered"] / "federated.json").read_text())
     assert record["federation"]["privacy_filter"] == "percentile"
     assert (runs["out"]["filtered"] / "models" / "station_cnn" / "model.ts").is_file()
+
+
+def test_a_site_that_cannot_train_stops_the_run_and_nothing_is_exported(runs):
+    """A site of one case cannot fill the recipe's two folds: it refuses at the census, the server stops the run with
+    the task named, no model is written, and the reason stays in the site's own log (a message could name a case)."""
+    assert runs["failure"] is not None and "task census: 0 of 1 site(s) answered" in str(runs["failure"])
+    out = runs["workspaces"]["few"] / "server" / "simulate_job" / "nstage"
+    assert (out / "error.txt").is_file() and not (out / "models").exists() and not (out / "federated.json").exists()
+    assert "cannot fill the recipe's 2 folds" in (runs["workspaces"]["few"] / "site-1" / "log.txt").read_text()
 
 
 # ---- the command line ----------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class FederatedTrainingController(ModelController):
         results = self.send_model_and_wait(task_name=task, data=FLModel(params=weights, params_type=ParamsType.FULL, meta={STATS: stats}),
                                            targets=sites)
         if len(results) != len(sites):
-            raise InputError(f"task {task}: {len(results)} of {len(sites)} site(s) answered")
+            raise InputError(f"task {task}: {len(results)} of {len(sites)} site(s) answered (a site's reason stays in its own log)")
         out = []
         for r in sorted(results, key=lambda m: str(m.meta.get("client_name"))):  # a fixed order: the averages' sums are fixed
             params = {k: np.asarray(v) for k, v in (r.params or {}).items()}
