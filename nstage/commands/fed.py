@@ -42,7 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _need_nvflare() -> None:
     if importlib.util.find_spec("nvflare") is None:
-        raise InputError("federated training needs NVIDIA FLARE: pip install 'nstage[federated]' (make setup-federated)")
+        raise InputError("federated training needs NVIDIA FLARE: make setup-federated (or pip install -e '.[federated]')")
 
 
 def run_simulate(args: argparse.Namespace) -> int:
