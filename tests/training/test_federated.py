@@ -418,6 +418,7 @@ def test_the_job_folder_for_a_consortium(tmp_path):
     assert files == ["app/config/config_fed_client.json", "app/config/config_fed_server.json", "app/custom/site_script.py", "meta.json"]
     server = json.loads((job / "app/config/config_fed_server.json").read_text())
     assert server["workflows"][0]["path"] == "nstage.training.federated.flare_server.FederatedTrainingController"
+    assert "server" not in server  # a consortium's sites ask for tasks at NVFlare's default interval
     client = json.loads((job / "app/config/config_fed_client.json").read_text())
     assert client["executors"][0]["executor"]["args"]["task_script_path"] == "site_script.py"
     chains = {tuple(sorted(c["tasks"])): [f["path"].rsplit(".", 1)[1] for f in c["filters"]] for c in client["task_result_filters"]}

@@ -96,7 +96,8 @@ def build_job(spec: JobSpec) -> Any:
     settings = FederatedSettings.from_dict(spec.federated)
     job = FedJob(name=JOB_NAME, min_clients=max(spec.min_sites, len(spec.sites), 1))
     job.set_app_packages(["nstage"])  # installed on every site and the server: the job does not carry a copy
-    job.to_server(FederatedTrainingController(json.dumps(spec.config), json.dumps(settings.as_dict()), spec.source))
+    interval = settings.task_request_interval_s if spec.sites else 0.0  # a consortium keeps NVFlare's default
+    job.to_server(FederatedTrainingController(json.dumps(spec.config), json.dumps(settings.as_dict()), spec.source, interval))
     diff = settings.privacy_filter != "none"
     targets = [(f"site-{i + 1}", s.script_args(i, spec.source, spec.jobs, diff)) for i, s in enumerate(spec.sites)]
     for name, args in targets or [(ALL_SITES, "--send-diff" if diff else "")]:
