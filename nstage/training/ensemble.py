@@ -26,6 +26,7 @@ from nstage.training.metrics import auroc
 from nstage.training.operating_points import choose_operating_points
 from nstage.training.splits import split_validation, stratified_folds
 from nstage.training.thresholds import operating_point, operating_threshold, staging_inputs
+from nstage.training.threads import training_threads
 from nstage.training.train import TrainResult, choose_threshold, predict, prepare, train
 from nstage.training.weak_labels import group_scores
 
@@ -66,7 +67,14 @@ def group_auroc(probs: list[np.ndarray], examples: list[Any]) -> float:
 def fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool = False, out_dir: Path | None = None,
         resume: bool = False, epochs: int | None = None, split_seed: int | None = None) -> FittedModel:
     """Train the shipped recipe: one network on a validation split, or a cross-fitted ensemble (see the module).
-    The split or folds are drawn from `split_seed` (default: the training seed)."""
+    The split or folds are drawn from `split_seed` (default: the training seed). On the recipe's CPU threads
+    (`training.cpu_threads`)."""
+    with training_threads(cfg["training"]):
+        return _fit(cases, cfg, supervised, out_dir, resume, epochs, split_seed)
+
+
+def _fit(cases: list[CachedCase], cfg: dict[str, Any], supervised: bool, out_dir: Path | None, resume: bool,
+         epochs: int | None, split_seed: int | None) -> FittedModel:
     tcfg = cfg["training"]
     seed, k = int(tcfg["seed"]), ensemble_folds(cfg)
     draw = seed if split_seed is None else int(split_seed)

@@ -29,6 +29,7 @@ from nstage.analysis.classifier.model import StationNet, build_model
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
+from nstage.training.threads import training_threads
 from nstage.training.thresholds import (
     operating_point,
     operating_threshold,
@@ -264,7 +265,13 @@ def train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[
           device: str | None = None) -> TrainResult:
     """Train a station network; checkpoints to OUT_DIR/checkpoint.pt every epoch when given. The best
     epoch (validation loss; of the averaged weights when `training.ema_decay` is set) is kept, calibrated on the
-    validation split and given its operating threshold."""
+    validation split and given its operating threshold. On the recipe's CPU threads (`training.cpu_threads`)."""
+    with training_threads(cfg["training"]):
+        return _train(train_cases, val_cases, cfg, supervised, out_dir, resume, epochs, device)
+
+
+def _train(train_cases: list[CachedCase], val_cases: list[CachedCase], cfg: dict[str, Any], supervised: bool,
+           out_dir: Path | None, resume: bool, epochs: int | None, device: str | None) -> TrainResult:
     tcfg = cfg["training"]
     settings = PatchSettings.from_dict(cfg["patch"])
     epochs = int(epochs if epochs is not None else tcfg["epochs"])

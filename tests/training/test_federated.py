@@ -54,7 +54,8 @@ from nstage.training.workflow import predict_exported  # noqa: E402
 GRID = Grid()
 STEP = GRID.step_logit
 RECIPE = copy.deepcopy(TINY)
-RECIPE["training"].update({"ensemble_folds": 2, "threshold": "staging"})  # the shipped recipe's shape: a cross-fitted ensemble
+RECIPE["training"].update({"ensemble_folds": 2, "threshold": "staging",  # the shipped recipe's shape: a cross-fitted ensemble
+                           "cpu_threads": 1})  # central training here and the sites' processes sum in the same order
 VENDORS = {"screening": 1.0, "referral": 1.3, "general": 0.8}  # each site's scanner: its SUV reads this much of the truth
 TIMEOUT_S = 900
 

@@ -11,9 +11,11 @@ validation fold, the calibration loss's sums, and its out-of-fold counts on the 
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from nstage.training.ensemble import ensemble_folds
 from nstage.training.federated.calibration import site_terms
 from nstage.training.federated.summaries import Summary, summarise
 from nstage.training.splits import split_validation, stratified_folds
+from nstage.training.threads import training_threads
 from nstage.training.train import (
     Example,
     _batch,
@@ -80,6 +83,18 @@ class Member:
     raw_val_logits: list[np.ndarray] | None = None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on_recipe_threads(method: F) -> F:
+    """A Site method run on the recipe's CPU threads (`training.cpu_threads`), as central training runs."""
+    @functools.wraps(method)
+    def run(self: "Site", *args: Any, **kwargs: Any) -> Any:
+        with training_threads(self.tcfg):
+            return method(self, *args, **kwargs)
+    return run  # type: ignore[return-value]
+
+
 class Site:
     """A site's training state across the rounds of a federated run (kept in the site's process)."""
 
@@ -115,6 +130,7 @@ class Site:
         with torch.no_grad():
             m.model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
 
+    @on_recipe_threads
     def validation_terms(self, states: list[State], pos_weights: list[float]) -> list[dict[str, float]]:
         """Per member: the sum and number of the weak loss terms of the given weights on the site's validation fold."""
         out = []
@@ -130,6 +146,7 @@ class Site:
         total, n = _case_losses([1.0 * torch.from_numpy(z).double() + 0.0 for z in logits], m.val, False, pos_weight, *self.pooling)
         return {"loss": float(total), "n": int(n)}
 
+    @on_recipe_threads
     def train_round(self, states: list[State], epochs: list[int], pos_weights: list[float],
                     validate_first: bool) -> tuple[list[State], list[dict[str, Any]]]:
         """Start every member from the global weights (validating them first when asked), train it the given epochs,
@@ -173,6 +190,7 @@ class Site:
             run_loss += float(loss.detach())
         return run_loss, steps
 
+    @on_recipe_threads
     def calibration_terms(self, best: list[State] | None, points: list[list[tuple[float, float]]]) -> list[list[dict]]:
         """Per member and candidate (a, b): the calibration loss's sums on the validation fold (best weights, raw logits)."""
         out = []
@@ -186,6 +204,7 @@ class Site:
             out.append(site_terms(m.raw_val_logits, m.val, pts, self.pooling) if pts else [])
         return out
 
+    @on_recipe_threads
     def summaries(self, calibrations: list[tuple[float, float]], grid: np.ndarray) -> list[Summary]:
         """Per member: the counts on the grid of its calibrated probabilities on its validation fold (out of fold)."""
         out = []
