@@ -58,10 +58,23 @@ def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarra
     return np.stack([ndimage.binary_fill_holes(s) for s in closed]) | lungs
 
 
-def _mostly_outside(regions: np.ndarray, label: int, envelope: np.ndarray) -> bool:
-    """Whether the hot region `label` (of the whole volume) lies mostly outside the lung envelope."""
+def _organ_outside(regions: np.ndarray, label: int, envelope: np.ndarray, voxel_ml: float, organ_min_ml: float) -> bool:
+    """Whether the hot region `label` (of the whole volume) lies mostly outside the lung envelope and what lies
+    outside is organ-sized (the myocardium, the liver), not the rest of a tumour that bulges out of the envelope."""
     region = regions == label
-    return int((region & envelope).sum()) * 2 < int(region.sum())
+    inside, total = int((region & envelope).sum()), int(region.sum())
+    return inside * 2 < total and (total - inside) * voxel_ml >= organ_min_ml
+
+
+def _grown(suv: np.ndarray, allowed: np.ndarray, piece: np.ndarray, box: tuple[slice, ...], level: float,
+           grid: Grid, margin_mm: float) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The connected voxels of SUV >= `level` in `allowed` that touch the piece, looked for within `margin_mm` of the
+    piece's box: (the crop, the mask within it)."""
+    pad = [int(np.ceil(margin_mm / s)) for s in (grid.spacing[2], grid.spacing[1], grid.spacing[0])]
+    crop = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, suv.shape))
+    lab, _ = ndimage.label(allowed[crop] & (suv[crop] >= level))
+    ids = np.unique(lab[piece[crop]])
+    return crop, np.isin(lab, ids[ids > 0])
 
 
 def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
@@ -81,21 +94,31 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     if blood_pool_suv is not None:
         threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
     hot_anywhere = ~near_station & (suv >= threshold)
+    allowed = envelope & ~near_station
     hot = envelope & hot_anywhere
     lab, n = ndimage.label(hot)
     regions, _ = ndimage.label(hot_anywhere)
     x_mid = float(np.median(pet_grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0]))
+    voxel_ml = pet_grid.voxel_volume_ml
     lesions: list[Lesion] = []
     for idx, box in enumerate(ndimage.find_objects(lab), start=1):
         m = lab[box] == idx
-        vol = float(m.sum()) * pet_grid.voxel_volume_ml
+        hot_ml = float(m.sum()) * voxel_ml
+        if hot_ml < float(cfg["organ_wall_max_ml"]) and _organ_outside(regions, regions[box][m][0], envelope, voxel_ml, float(cfg["organ_min_ml"])):
+            continue  # a sliver of a hot organ outside the lungs (the heart wall where the lingula wraps the apex)
+        peak = float(suv[box][m].max())
+        level, search = float(cfg["lesion_edge_fraction"]) * peak, float(cfg["lesion_search_mm"])
+        crop, lesion = _grown(suv, allowed, lab == idx, box, level, pet_grid, search)
+        vol = float(lesion.sum()) * voxel_ml
         if vol < float(cfg["lesion_min_volume_ml"]):
             continue
-        if vol < float(cfg["organ_wall_max_ml"]) and _mostly_outside(regions, regions[box][m][0], envelope):
-            continue  # a sliver of a hot organ outside the lungs (the heart wall where the lingula wraps the apex)
+        if hot_ml < float(cfg["lesion_min_volume_ml"]):  # a faint piece: its edge must lie in the lung, not run into an organ
+            crop, edge = _grown(suv, ~near_station, lab == idx, box, level, pet_grid, search)
+            if int((edge & ~envelope[crop]).sum()) >= int((edge & envelope[crop]).sum()):
+                continue
         start = np.array([b.start for b in box])
         centre = pet_grid.index_to_lps((np.argwhere(m).mean(axis=0) + start)[::-1])
-        lesions.append(Lesion("R" if centre[0] < x_mid else "L", float(suv[box][m].max()), round(vol, 2), tuple(round(float(v), 1) for v in centre)))
+        lesions.append(Lesion("R" if centre[0] < x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre)))
     lesions.sort(key=lambda l: -l.suv_max)
     if not lesions:
         return TumourSide(None, "not found", reasons=(f"no FDG-avid lesion (SUV >= {threshold:.2f}) in either lung outside the node stations",))

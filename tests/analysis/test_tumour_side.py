@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from nstage.analysis.config import analysis_config
 from nstage.analysis.tumour_side import find_tumour_side
@@ -73,3 +74,74 @@ def test_a_hot_heart_wall_reaching_into_the_lung_envelope_is_not_a_lesion(monkey
     monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
     without = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
     assert without.side is None and any(l.side == "L" and l.volume_ml < 2.0 for l in without.candidates), without.candidates
+
+
+def test_a_tumour_bulging_out_of_the_lung_envelope_is_found(monkeypatch) -> None:
+    # A mass on the lung's border is soft tissue, not air: most of it lies outside the closed lung envelope and only
+    # its PET edge inside. That sliver is no heart wall: the hot region outside is tumour-sized, not an organ
+    # (issue 42: 5 of 181 studies lost their side to the organ-wall rule before it weighed the outside part).
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    suv[:] = np.where(suv > 1.0, 0.8, suv)  # no lesion inside the right lung
+    x, y, z = (c.reshape(s) for c, s in zip(g.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+    mass = ((x - 115.0) ** 2 + y**2 + (z - 10.0) ** 2) <= 20.0**2  # on the left lung's lateral border
+    hu[mass] = 35.0
+    suv[mass] = 4.0
+    suv = ndimage.gaussian_filter(suv, (2.5 / 3.0, 2.5 / 3.5, 2.5 / 3.5)).astype(np.float32)  # the PET's blur
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
+    assert result.side == "L" and result.source == "auto", result.reasons
+    assert result.primary is not None and result.primary.volume_ml < 2.0  # a sliver inside the envelope
+    # weighed as an organ (any size outside), the sliver is dropped and the side lost
+    cfg = copy.deepcopy(analysis_config())
+    cfg["tumour_side"]["organ_min_ml"] = 0.0
+    monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
+    assert find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8)).side is None
+
+
+def test_a_faint_primary_is_measured_at_half_its_suvmax(monkeypatch) -> None:
+    # A small, faint primary: a couple of voxels reach the avidity threshold, its edge at half its SUVmax holds
+    # several millilitres. A lone voxel at the threshold in the lung (noise) is no lesion.
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    x, y, z = (c.reshape(s) for c, s in zip(g.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+    suv[:] = np.where(suv > 1.0, 0.5, suv)
+    r2 = (x + 70.0) ** 2 + y**2 + (z - 20.0) ** 2
+    suv = np.where(r2 <= 9.0**2, np.maximum(suv, 2.3 * np.exp(-r2 / (2 * 8.0**2))), suv).astype(np.float32)
+    hot = np.unravel_index(np.argmax(np.where(r2 <= 9.0**2, suv, 0)), g.shape)
+    suv[hot] = 2.6  # the one voxel above 2.5
+    assert (suv >= 2.5).sum() * g.voxel_volume_ml < 0.3
+    noise = (20, 48, 66)  # a lone voxel in the left lung
+    assert np.broadcast_to((x - 70.0) ** 2 + y**2 <= 40.0**2, g.shape)[noise]
+    suv[noise] = 2.7
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
+    assert result.side == "R", result.reasons
+    assert all(l.side == "R" for l in result.candidates), result.candidates
+    assert result.primary is not None and result.primary.volume_ml >= 0.3
+    # measured above the avidity threshold alone (its SUVmax), it is too small to count and the side is lost
+    cfg = copy.deepcopy(analysis_config())
+    cfg["tumour_side"]["lesion_edge_fraction"] = 1.0
+    monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
+    assert find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8)).side is None
+
+
+def test_spill_from_an_organ_at_the_lung_base_is_no_faint_lesion() -> None:
+    # The liver dome under the right lung: the PET's blur spills its uptake into the lung's lowest slice, and one
+    # noisy voxel there reaches the avidity threshold. Measured at half its SUVmax inside the lung envelope it has
+    # millilitres, like a faint primary; followed outside the envelope it runs into the liver. Taken for a lesion it
+    # left a study with a real primary in the other lung undecided (issue 42, test cohort study 6).
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    x, y, z = (c.reshape(s) for c, s in zip(g.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+    suv[:] = np.where(suv > 1.0, 0.5, suv)
+    body = np.broadcast_to((x / 150.0) ** 2 + (y / 110.0) ** 2 <= 1.0, g.shape)
+    liver = body & np.broadcast_to((z <= -30.0) & (x < 0), g.shape)
+    hu[liver], suv[liver] = 50.0, 3.0
+    primary = np.broadcast_to(((x - 70.0) ** 2 + y**2 + (z - 20.0) ** 2) <= 9.0**2, g.shape)
+    hu[primary], suv[primary] = 30.0, 3.6
+    suv = ndimage.gaussian_filter(suv, (3.4 / 3.0, 3.4 / 3.5, 3.4 / 3.5)).astype(np.float32)
+    spill = (int(np.argmin(np.abs(z.ravel() + 27.0))), int(np.argmin(np.abs(y.ravel()))), int(np.argmin(np.abs(x.ravel() + 70.0))))
+    assert hu[spill] < -500 and suv[spill] < 2.5
+    suv[spill] = 2.7
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
+    assert result.side == "L", result.reasons
+    assert [l.side for l in result.candidates] == ["L"], result.candidates
