@@ -1,7 +1,8 @@
 """A printed summary of one run's result.json: N stage, station table, stage times.
 
 `python -m nstage.summary OUT_DIR [--truth truth.json]` prints it for an output folder (used by
-`make demo`); with a synthetic study's truth.json the generator's truth stands beside every call.
+`make demo`); with a synthetic study's truth.json the generator's truth stands beside every call, and the
+summary ends with the model's N stage and the truth side by side.
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def summary_lines(result: Mapping[str, Any], truth: Mapping[str, Any] | None = N
     return lines
 
 
+def side_by_side_lines(result: Mapping[str, Any], truth: Mapping[str, Any]) -> list[str]:
+    """The model's N stage and the generator's truth side by side, one line per edition (the summary's last lines)."""
+    lines = [f"{'N stage':<8} {'model':<6} truth (generator)"]
+    for edition, label in (("tnm8", "TNM 8"), ("tnm9", "TNM 9")):
+        model, true = result["n_stage"][edition], truth.get("n_stage", {}).get(edition, "?")
+        lines.append(f"{label:<8} {model:<6} {true:<6} {'right' if model == true else 'WRONG'}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     truth_path = None
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_lines(json.loads(path.read_text()), truth)))
     outputs = sorted(p.name for p in path.parent.iterdir() if not p.name.startswith("."))
     print(f"outputs in {path.parent}: {', '.join(outputs)}")
+    if truth is not None:
+        print("\n".join(side_by_side_lines(json.loads(path.read_text()), truth)))
     return 0
 
 

@@ -31,7 +31,11 @@ def test_truth_and_baseline_calls_stand_beside_each_station(tmp_path, capsys):
     (tmp_path / "result.json").write_text(json.dumps(_result()))
     (tmp_path / "truth.json").write_text(json.dumps(truth))
     assert main([str(tmp_path), "--truth", str(tmp_path / "truth.json")]) == 0
-    assert "truth (generator): N3" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "truth (generator): N3" in out
+    assert out.splitlines()[-3:] == ["N stage  model  truth (generator)", "TNM 8    N2     N3     WRONG", "TNM 9    N2a    N3     WRONG"]
+    assert main([str(tmp_path)]) == 0
+    assert "TNM 8    N2" not in capsys.readouterr().out  # no truth, no side by side
     assert main([str(tmp_path), "--truth", str(tmp_path / "missing.json")]) == 2
     assert "truth (generator)" not in "\n".join(summary_lines(_result()))
 
