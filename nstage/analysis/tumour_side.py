@@ -58,12 +58,12 @@ def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarra
     return np.stack([ndimage.binary_fill_holes(s) for s in closed]) | lungs
 
 
-def _organ_outside(regions: np.ndarray, label: int, envelope: np.ndarray, voxel_ml: float, organ_min_ml: float) -> bool:
-    """Whether the hot region `label` (of the whole volume) lies mostly outside the lung envelope and what lies
-    outside is organ-sized (the myocardium, the liver), not the rest of a tumour that bulges out of the envelope."""
+def _outside_ml(regions: np.ndarray, label: int, envelope: np.ndarray, voxel_ml: float) -> float | None:
+    """The volume of the hot region `label` (of the whole volume) outside the lung envelope when the region lies
+    mostly outside it; None when it lies mostly inside (a lesion of the lung itself)."""
     region = regions == label
     inside, total = int((region & envelope).sum()), int(region.sum())
-    return inside * 2 < total and (total - inside) * voxel_ml >= organ_min_ml
+    return (total - inside) * voxel_ml if inside * 2 < total else None
 
 
 def _grown(suv: np.ndarray, allowed: np.ndarray, piece: np.ndarray, box: tuple[slice, ...], level: float,
@@ -75,6 +75,41 @@ def _grown(suv: np.ndarray, allowed: np.ndarray, piece: np.ndarray, box: tuple[s
     lab, _ = ndimage.label(allowed[crop] & (suv[crop] >= level))
     ids = np.unique(lab[piece[crop]])
     return crop, np.isin(lab, ids[ids > 0])
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """The masks on the PET grid that every hot piece is judged against."""
+    suv: np.ndarray
+    grid: Grid
+    envelope: np.ndarray  # the lungs, closed and filled
+    near_station: np.ndarray  # the station regions plus a margin
+    regions: np.ndarray  # labelled hot regions anywhere outside the stations
+    x_mid: float  # the midline between the lungs (LPS x)
+
+
+def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...], cfg: dict) -> tuple[Lesion, bool] | None:
+    """The lesion a hot piece inside the envelope stands for and whether its hot region lies mostly in the lung
+    envelope; None for an organ's sliver, a piece too small, or organ spill."""
+    m = pieces[box] == idx
+    voxel_ml = scene.grid.voxel_volume_ml
+    hot_ml = float(m.sum()) * voxel_ml
+    outside = _outside_ml(scene.regions, scene.regions[box][m][0], scene.envelope, voxel_ml)
+    if hot_ml < float(cfg["organ_wall_max_ml"]) and outside is not None and outside >= float(cfg["organ_min_ml"]):
+        return None  # a sliver of a hot organ outside the lungs (the heart wall where the lingula wraps the apex)
+    peak = float(scene.suv[box][m].max())
+    level, search = float(cfg["lesion_edge_fraction"]) * peak, float(cfg["lesion_search_mm"])
+    piece = pieces == idx
+    _, lesion = _grown(scene.suv, scene.envelope & ~scene.near_station, piece, box, level, scene.grid, search)
+    vol = float(lesion.sum()) * voxel_ml
+    if vol < float(cfg["lesion_min_volume_ml"]):
+        return None
+    if hot_ml < float(cfg["lesion_min_volume_ml"]):  # a faint piece: its edge must lie in the lung, not run into an organ
+        crop, edge = _grown(scene.suv, ~scene.near_station, piece, box, level, scene.grid, search)
+        if int((edge & ~scene.envelope[crop]).sum()) >= int((edge & scene.envelope[crop]).sum()):
+            return None
+    centre = scene.grid.index_to_lps((np.argwhere(m).mean(axis=0) + np.array([b.start for b in box]))[::-1])
+    return Lesion("R" if centre[0] < scene.x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre)), outside is None
 
 
 def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
@@ -94,36 +129,19 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     if blood_pool_suv is not None:
         threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
     hot_anywhere = ~near_station & (suv >= threshold)
-    allowed = envelope & ~near_station
-    hot = envelope & hot_anywhere
-    lab, n = ndimage.label(hot)
-    regions, _ = ndimage.label(hot_anywhere)
-    x_mid = float(np.median(pet_grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0]))
-    voxel_ml = pet_grid.voxel_volume_ml
-    lesions: list[Lesion] = []
-    for idx, box in enumerate(ndimage.find_objects(lab), start=1):
-        m = lab[box] == idx
-        hot_ml = float(m.sum()) * voxel_ml
-        if hot_ml < float(cfg["organ_wall_max_ml"]) and _organ_outside(regions, regions[box][m][0], envelope, voxel_ml, float(cfg["organ_min_ml"])):
-            continue  # a sliver of a hot organ outside the lungs (the heart wall where the lingula wraps the apex)
-        peak = float(suv[box][m].max())
-        level, search = float(cfg["lesion_edge_fraction"]) * peak, float(cfg["lesion_search_mm"])
-        crop, lesion = _grown(suv, allowed, lab == idx, box, level, pet_grid, search)
-        vol = float(lesion.sum()) * voxel_ml
-        if vol < float(cfg["lesion_min_volume_ml"]):
-            continue
-        if hot_ml < float(cfg["lesion_min_volume_ml"]):  # a faint piece: its edge must lie in the lung, not run into an organ
-            crop, edge = _grown(suv, ~near_station, lab == idx, box, level, pet_grid, search)
-            if int((edge & ~envelope[crop]).sum()) >= int((edge & envelope[crop]).sum()):
-                continue
-        start = np.array([b.start for b in box])
-        centre = pet_grid.index_to_lps((np.argwhere(m).mean(axis=0) + start)[::-1])
-        lesions.append(Lesion("R" if centre[0] < x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre)))
-    lesions.sort(key=lambda l: -l.suv_max)
-    if not lesions:
+    pieces, _ = ndimage.label(envelope & hot_anywhere)
+    scene = _Scene(suv, pet_grid, envelope, near_station, ndimage.label(hot_anywhere)[0],
+                   float(np.median(pet_grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])))
+    found = (_lesion(scene, pieces, idx, box, cfg) for idx, box in enumerate(ndimage.find_objects(pieces), start=1))
+    judged = sorted((f for f in found if f is not None), key=lambda f: -f[0].suv_max)
+    if not judged:
         return TumourSide(None, "not found", reasons=(f"no FDG-avid lesion (SUV >= {threshold:.2f}) in either lung outside the node stations",))
-    best = lesions[0]
-    other = next((l for l in lesions if l.side != best.side), None)
+    lesions = [l for l, _ in judged]
+    # lesions of the lung itself before the lung-side edges of hot things outside it (a node beside an unmapped
+    # station, the heart wall, a tumour bulging out of the lung: the last stands alone)
+    in_lung = [l for l, inside in judged if inside] or lesions
+    best = in_lung[0]
+    other = next((l for l in in_lung if l.side != best.side), None)
     if other is not None and best.suv_max < float(cfg["min_side_ratio"]) * other.suv_max:
         return TumourSide(None, "not found", None, tuple(lesions), (
             f"lesions in both lungs of similar avidity (SUVmax {best.suv_max:.1f} {best.side}, {other.suv_max:.1f} {other.side}): side undecided",))

@@ -38,7 +38,7 @@ from nstage.training.cohort import CohortCase
 
 log = logging.getLogger("nstage.training")
 SOURCES = ("registration", "truth")
-CACHE_VERSION = 6  # 3: calcium foci and fatty-hilum notches; 4: fat-level density inside the node (2026-12-05); 5: the tumour found in the registration's lung mask (2026-12-07); 6: faint primaries measured at half their SUVmax, tumours bulging out of the lung envelope kept (2026-12-07)
+CACHE_VERSION = 7  # 3: calcium foci and fatty-hilum notches; 4: fat-level density inside the node (2026-12-05); 5: the tumour found in the registration's lung mask (2026-12-07); 6: faint primaries measured at half their SUVmax, tumours bulging out of the lung envelope kept (2026-12-07); 7: lesions of the lung before the lung-side edges of hot regions outside it (2026-12-07)
 
 
 @dataclass(frozen=True)

@@ -68,12 +68,32 @@ def test_a_hot_heart_wall_reaching_into_the_lung_envelope_is_not_a_lesion(monkey
     result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
     assert result.side == "R", result.reasons
     assert all(l.side == "R" for l in result.candidates), result.candidates
-    # without the rule the slivers are lesions of the left lung, as hot as the tumour
+    # without the rule the slivers are lesions of the left lung, as hot as the tumour; the side still holds because
+    # a lesion of the lung itself comes before the lung-side edge of a hot region outside it
     cfg = copy.deepcopy(analysis_config())
     cfg["tumour_side"]["organ_wall_max_ml"] = 0.0
     monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
     without = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
-    assert without.side is None and any(l.side == "L" and l.volume_ml < 2.0 for l in without.candidates), without.candidates
+    assert any(l.side == "L" and l.volume_ml < 2.0 and l.suv_max == pytest.approx(8.0) for l in without.candidates), without.candidates
+    assert without.side == "R" and without.primary is not None and without.primary.volume_ml > 10.0
+
+
+def test_a_lesion_of_the_lung_comes_before_the_edge_of_a_hot_node_outside_it() -> None:
+    # A hot node just outside the registered stations, against the mediastinal side of the lung: the closed envelope
+    # takes in its edge. Hotter than a moderately avid primary inside the lung, it took the side (issue 42, fresh
+    # small study 109 of seed 919191: a 0.6 ml piece of SUVmax 10.5 against a 37 mm primary of SUVmax 7.0).
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    suv[:] = np.where(suv > 1.0, 0.8, suv)
+    x, y, z = (c.reshape(s) for c, s in zip(g.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+    primary = np.broadcast_to(((x + 70.0) ** 2 + y**2 + (z - 20.0) ** 2) <= 15.0**2, g.shape)
+    hu[primary], suv[primary] = 30.0, 6.0
+    node = np.broadcast_to(((x - 20.0) ** 2 + (y - 10.0) ** 2 + (z + 10.0) ** 2) <= 8.0**2, g.shape)  # beside the left lung's medial edge
+    hu[node], suv[node] = 40.0, 12.0
+    suv = ndimage.gaussian_filter(suv, (2.5 / 3.0, 2.5 / 3.5, 2.5 / 3.5)).astype(np.float32)
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
+    assert any(l.side == "L" and l.suv_max > result.primary.suv_max for l in result.candidates), result.candidates
+    assert result.side == "R", result.reasons
 
 
 def test_a_tumour_bulging_out_of_the_lung_envelope_is_found(monkeypatch) -> None:
