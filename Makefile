@@ -67,11 +67,11 @@ model: setup
 bench: setup
 	$(PY) -m bench.run
 
-# The GPU check of the torch registration backend (issue 19, bench/device/run.sh): three clinical cases
+# The GPU check of the torch registration backend (issue 19, bench/stationmap/device/run.sh): three clinical cases
 # registered with Elastix here, the backend's inputs and two pure-Python wheels for the device machine.
 DEVICE_DATA ?= data/device
 device-prep: setup
-	$(PY) -m bench.device.prepare $(DEVICE_DATA) --cases 3
+	$(PY) -m bench.stationmap.device.prepare $(DEVICE_DATA) --cases 3
 	$(PY) -m pip download --quiet --no-deps --only-binary :all: -d $(DEVICE_DATA)/wheels \
 	  $$(grep -E '^(hf-deepali|packaging)==' requirements.lock)
 

@@ -77,8 +77,8 @@ def bench_study_time() -> dict[str, object]:
 
 
 def bench_route() -> dict[str, object]:
-    """The routing node's studies per hour with 1 and 2 warm workers (bench/route_bench.py; target: >= 200 small studies/hour with one)."""
-    from bench.route_bench import measure
+    """The routing node's studies per hour with 1 and 2 warm workers (bench/route/route_bench.py; target: >= 200 small studies/hour with one)."""
+    from bench.route.route_bench import measure
 
     out: dict[str, object] = {}
     for workers in (1, 2):

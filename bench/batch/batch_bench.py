@@ -3,11 +3,11 @@ and of the routing node (`nstage route serve --workers 1|2`).
 
 `nstage batch` runs on a fresh output folder each time over the same synthetic cohort (written once
 by `nstage synth`), with the shipped model; the figure is studies over the batch's wall time (the
-embedded Dask cluster's start included). The routing node's figure comes from bench/route_bench.py
+embedded Dask cluster's start included). The routing node's figure comes from bench/route/route_bench.py
 (small studies sent back to back over DICOM, results to a test PACS).
 
-python -m bench.batch_bench [--studies 4] [--clinical-studies 2] [--presets small clinical] [--jobs 1 2] [--route-studies 3] [--no-route]
-  -> bench/batch.json and bench/batch.md
+python -m bench.batch.batch_bench [--studies 4] [--clinical-studies 2] [--presets small clinical] [--jobs 1 2] [--route-studies 3] [--no-route]
+  -> bench/batch/batch.json and bench/batch/batch.md
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT_JSON, OUT_MD = ROOT / "bench" / "batch.json", ROOT / "bench" / "batch.md"
+ROOT = Path(__file__).resolve().parents[2]
+OUT_JSON, OUT_MD = ROOT / "bench" / "batch" / "batch.json", ROOT / "bench" / "batch" / "batch.md"
 WORK = ROOT / "bench" / "work" / "batch"  # ignored by git
 SEED = 20270
 
@@ -65,7 +65,7 @@ def measure_batch(cohort: Path, jobs: int, models: Path) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = ["# Cohort throughput (`python -m bench.batch_bench`)", "",
+    lines = ["# Cohort throughput (`python -m bench.batch.batch_bench`)", "",
              f"Measured {report['measured_at']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB "
              f"(load average at the start of each run in the tables; the machine was shared).", "",
              "## `nstage batch` (shipped model, fresh output folder, the embedded Dask cluster's start included)", "",
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             report["batch"].append(r)
             print(json.dumps(r), flush=True)
     if not a.no_route:
-        from bench.route_bench import measure
+        from bench.route.route_bench import measure
 
         for workers in a.jobs:
             r = measure(a.route_studies, workers)

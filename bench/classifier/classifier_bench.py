@@ -1,7 +1,7 @@
 """Station classifier benchmark (issue 17): every model variant and the four reader baselines, side by side,
 on held-out cohorts; training and inference throughput; classifier time per study.
 
-  python -m bench.classifier_bench --train DIR [--train DIR] --held-out NAME=DIR:SOURCE [...] [--model models]
+  python -m bench.classifier.classifier_bench --train DIR [--train DIR] --held-out NAME=DIR:SOURCE [...] [--model models]
 
 - Variants (VARIANTS, config overrides of config/classifier.json) are trained on the training cohorts
   (generator station maps) with the shipped config's seed and validation split; checkpoints and
@@ -11,7 +11,7 @@ on held-out cohorts; training and inference throughput; classifier time per stud
   registration or truth); what is not cached yet is cached first (a registration takes about 20 s a
   clinical case; `python -m nstage.cli evaluate ... --stations registration` fills the same cache).
 - Writes bench/classifier/<NAME>/ (report.md, roc.png, reliability.png, evaluation.json),
-  bench/classifier.json and bench/classifier.md (with the seed paper's figures and the targets).
+  bench/classifier/classifier.json and bench/classifier/classifier.md (with the seed paper's figures and the targets).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from bench.machine import machine
 from nstage.training.metrics import accuracy_interval, staged_right
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / "work" / "classifier"
 VARIANTS: dict[str, dict[str, Any]] = {
     "weak_max": {"training.pooling": "max"},  # the seed paper's pooling
@@ -360,7 +360,7 @@ def markdown(out: dict[str, Any]) -> str:
                 s = b["shipped_n_stage_accuracy_best_threshold_on_cohort"]
                 lines.append(f"- the shipped model's probabilities at the threshold that stages most of these patients right, chosen on "
                              f"them ({s['threshold']:.3f}): N-stage accuracy {s['accuracy']:.3f}")
-        lines += ["", "Targets:", "", *targets(e), "", f"![ROC](classifier/{name}/roc.png) ![reliability](classifier/{name}/reliability.png)", ""]
+        lines += ["", "Targets:", "", *targets(e), "", f"![ROC]({name}/roc.png) ![reliability]({name}/reliability.png)", ""]
     for name, p in out.get("pooled", {}).items():
         best = p["shipped_best_threshold_on_pooled"]
         lines += [f"### Pooled: {name}", "", f"{p['patients']} patients of {', '.join(p['cohorts'])} as one cohort (confusion matrices summed; "
@@ -374,9 +374,9 @@ def markdown(out: dict[str, Any]) -> str:
 
 
 def write(out: dict[str, Any]) -> None:
-    """bench/classifier.json and bench/classifier.md (`--markdown-only` rewrites the page from the JSON)."""
-    (ROOT / "bench" / "classifier.json").write_text(json.dumps(out, indent=1, default=str))
-    (ROOT / "bench" / "classifier.md").write_text(markdown(out))
+    """bench/classifier/classifier.json and bench/classifier/classifier.md (`--markdown-only` rewrites the page from the JSON)."""
+    (ROOT / "bench" / "classifier" / "classifier.json").write_text(json.dumps(out, indent=1, default=str))
+    (ROOT / "bench" / "classifier" / "classifier.md").write_text(markdown(out))
 
 
 def main() -> None:
@@ -389,7 +389,7 @@ def main() -> None:
     p.add_argument("--note", action="append", default=[], help="a line for the page's notes (what this run left out, and why)")
     p.add_argument("--pool", action="append", default=[], help="NAME=HELD_OUT_NAME,HELD_OUT_NAME,...: those cohorts' N stage as one")
     if "--markdown-only" in sys.argv:
-        write(json.loads((ROOT / "bench" / "classifier.json").read_text()))
+        write(json.loads((ROOT / "bench" / "classifier" / "classifier.json").read_text()))
         return
     a = p.parse_args()
     import torch
@@ -416,7 +416,7 @@ def main() -> None:
     if timing_root is not None:
         out["timing"] = throughput(a.model, timing_root, a.timing_studies)
     write(out)
-    print((ROOT / "bench" / "classifier.md").read_text())
+    print((ROOT / "bench" / "classifier" / "classifier.md").read_text())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ station's hottest-reading node with that node's size (a perfect node detector: s
 neighbouring organs no longer counts). These are bounds from summary features, not proofs: a CNN
 sees more than they hold, but not the true uptake. Each method also gets the best N-stage accuracy
 any threshold reaches on the same patients (a bound tuned on the test patients, not a method).
-Run: python -m bench.classifier_ceiling [--cohort DIR] (writes bench/classifier_ceiling.json).
+Run: python -m bench.classifier.classifier_ceiling [--cohort DIR] (writes bench/classifier/classifier_ceiling.json).
 """
 
 from __future__ import annotations

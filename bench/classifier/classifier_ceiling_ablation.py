@@ -1,10 +1,10 @@
-"""Which true node features carry the disease-model oracle of bench/classifier_ceiling (an ablation).
+"""Which true node features carry the disease-model oracle of bench/classifier/classifier_ceiling (an ablation).
 
 The same small network as the ceiling's oracle_local, fitted on sampled patients (no rendering) with
 one group of true features at a time: the hottest node's uptake and size, all of its features, all
 but one of its signs (which sign lifts the oracle), the second node, and the station's node count. A feature group that ranks well alone and that no image
 shows (the count of all nodes, normal ones of 2-5 mm included) is a sign the generator plants.
-Run: python -m bench.classifier_ceiling_ablation (writes bench/classifier_ceiling_ablation.json).
+Run: python -m bench.classifier.classifier_ceiling_ablation (writes bench/classifier/classifier_ceiling_ablation.json).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.classifier_ceiling import PER_NODE, fit_score, train_and_test
+from bench.classifier.classifier_ceiling import PER_NODE, fit_score, train_and_test
 from bench.machine import machine
 
 COUNT = 2 * PER_NODE

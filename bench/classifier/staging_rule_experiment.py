@@ -1,7 +1,7 @@
-"""Experiment (bench/classifier_experiments.md, pre-registered 2026-12-05 05:05 UTC): stage each patient by
+"""Experiment (bench/classifier/classifier_experiments.md, pre-registered 2026-12-05 05:05 UTC): stage each patient by
 the most probable N category under independent calibrated station probabilities, against the shipped
 threshold rule; out of fold on the 150 training patients (decides) and on the held-out cohorts (reported).
-Run: python -m bench.staging_rule_experiment (needs data/v2 with make model's checkpoints and the bench's caches)."""
+Run: python -m bench.classifier.staging_rule_experiment (needs data/v2 with make model's checkpoints and the bench's caches)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.classifier_bench import _cases, _config
+from bench.classifier.classifier_bench import _cases, _config
 from nstage.analysis.nrules import station_category
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "v2"
 LEVELS = ("N0", "N1", "N2", "N3")
 
@@ -117,7 +117,7 @@ def main() -> None:
         probs, shipped_thr, _ = predict_exported(find_model(ROOT / "models"), held)
         result[name] = compare(held, probs, shipped_thr)
         print(name, json.dumps(result[name]), flush=True)
-    (ROOT / "bench" / "staging_rule_experiment.json").write_text(json.dumps(result, indent=1) + "\n")
+    (ROOT / "bench" / "classifier" / "staging_rule_experiment.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

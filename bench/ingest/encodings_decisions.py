@@ -1,7 +1,7 @@
 """`nstage run` on one synthetic study in every transfer syntax and as Legacy Converted Enhanced CT / PET,
 against the uncompressed study: same decisions? how far do probabilities and station SUVmax move?
 
-`python -m bench.encodings_decisions [--seed 424242] [--preset small]` -> bench/encodings_decisions.json
+`python -m bench.ingest.encodings_decisions [--seed 424242] [--preset small]` -> bench/ingest/encodings_decisions.json
 
 The tests show identical volumes for every lossless syntax and run the whole pipeline on two of them
 (tests/ingest/test_encodings.py, tests/test_run_encodings.py); this runs it on all of them once
@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.machine import machine
 from tests.encodings import ENCODINGS, legacy_enhanced_study, reencode_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(study: Path, out: Path) -> dict:
@@ -59,7 +59,7 @@ def main() -> None:
             print(name, rows[name], flush=True)
     out = {"what": "nstage run (shipped model) on one study re-encoded, against the uncompressed study", "machine": machine(),
            "preset": a.preset, "seed": a.seed, "n_stage_uncompressed": ref["n_stage"], "encodings": rows}
-    (REPO / "bench" / "encodings_decisions.json").write_text(json.dumps(out, indent=1) + "\n")
+    (REPO / "bench" / "ingest" / "encodings_decisions.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

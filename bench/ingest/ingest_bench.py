@@ -1,7 +1,7 @@
 """Loading a study (index, select, CT and SUV volumes): uncompressed before and after the reader for
 compressed and enhanced objects, and the decode cost of JPEG Lossless SV1.
 
-`python -m bench.ingest_bench [--before COMMIT] [--runs 7] [--preset clinical] [--seed 21000]`
+`python -m bench.ingest.ingest_bench [--before COMMIT] [--runs 7] [--preset clinical] [--seed 21000]`
 
 Three loaders run in turn, pair by pair (A B C A B C ...), each a fresh process timing
 ``load_study`` alone (its imports not counted):
@@ -11,7 +11,7 @@ Three loaders run in turn, pair by pair (A B C A B C ...), each a fresh process 
   enhanced objects) on the same study;
 - ``jpeg``: this tree on the study re-encoded with dcmtk's ``dcmcjpeg +e1``.
 
-Writes bench/ingest.json and prints the medians and the paired ratios now/before and jpeg/now.
+Writes bench/ingest/ingest.json and prints the medians and the paired ratios now/before and jpeg/now.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.machine import machine
 from tests.encodings import reencode_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BEFORE = "6d9afdb"  # the dependencies commit: the last tree before the multi-frame reader
 TIME_ONE = ("import sys, time\nimport nstage\nfrom nstage.ingest.study import load_study\n"
             "t = time.perf_counter(); load_study(sys.argv[1]); print(nstage.__file__, time.perf_counter() - t)\n")
@@ -89,7 +89,7 @@ def main() -> None:
         "paired_ratio_min_max": {k: [round(min(v), 3), round(max(v), 3)] for k, v in ratio.items()},
         "study_mb": {k: round(v / 1e6, 1) for k, v in size.items()},
     }
-    (REPO / "bench" / "ingest.json").write_text(json.dumps(out, indent=1) + "\n")
+    (REPO / "bench" / "ingest" / "ingest.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
 

@@ -1,10 +1,10 @@
 """Node reading against the generator's truth: detection, short-axis error, false candidates, index-node uptake, the four baselines.
 
-`python -m bench.node_reading --preset clinical --cases 20 --seed 7100 [--stations truth|registration] [--jobs 2]`
+`python -m bench.nodes.node_reading --preset clinical --cases 20 --seed 7100 [--stations truth|registration] [--jobs 2]`
 renders each case in memory (no DICOM), maps the stations (the generator's station map, or the
 pipeline's atlas registration), reads the nodes with nstage.analysis.nodes and compares them with
 truth.json `nodes` (found, short axis, CT signs: calcified, fat-containing against the true fatty
-hilum, low-density centre against true necrosis). Writes bench/node_reading_<preset>_<stations>.json. The blood pool is the
+hilum, low-density centre against true necrosis). Writes bench/nodes/node_reading_<preset>_<stations>.json. The blood pool is the
 measured one with registration, the generator's blood uptake with truth stations (no atlas region
 there). Seeds 7100+ were not used in developing the node reader (development: seed 7000).
 """
@@ -25,7 +25,7 @@ from bench.machine import machine
 from nstage.progress import configure_logging
 from nstage.cohort_executor import map_all
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MATCH_MM = 5.0
 SIGNS = {"calcified": "calcified", "fat_containing": "fatty_hilum", "low_density_centre": "necrotic"}  # reader's flag: truth.json's
 LITERATURE = {
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = map_all(_case, work, a.jobs, label="cases")
     result = {"measured": started, "machine": mach, "preset": a.preset, "seed": a.seed, "stations": a.stations, "jobs": a.jobs,
               "match_mm": MATCH_MM, "summary": summarise(cases), "literature": LITERATURE, "cases": cases}
-    out = a.out or ROOT / "bench" / f"node_reading_{a.preset}_{a.stations}.json"
+    out = a.out or ROOT / "bench" / "nodes" / f"node_reading_{a.preset}_{a.stations}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))
     print(f"written: {out}")

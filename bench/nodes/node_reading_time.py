@@ -1,8 +1,8 @@
 """How long node reading adds to a clinical case: read_nodes as the pipeline calls it, timed in process.
 
-`python -m bench.node_reading_time [--cases 3] [--seed 7000] [--runs 3]` renders the cases in memory
+`python -m bench.nodes.node_reading_time [--cases 3] [--seed 7000] [--runs 3]` renders the cases in memory
 (clinical preset, generator station maps), then times nstage.analysis.nodes.read_nodes with the
-pipeline's settings `runs` times per case and writes bench/node_reading_time.json with the
+pipeline's settings `runs` times per case and writes bench/nodes/node_reading_time.json with the
 machine and its load. Run it on a quiet machine: the figure is wall time.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "node_reading_time.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "nodes" / "node_reading_time.json")
     a = ap.parse_args(argv)
     names = {s.label: s.station for s in load_stations()}
     rows = []

@@ -1,10 +1,10 @@
 """Node candidates on the real chest CT of ../shared/data/real-ct (no PET there: CT candidates only), drawn for a reader.
 
-`python -m bench.real_ct_nodes [--ct DIR] [--out bench/real_ct_nodes.png]` registers the atlas to
+`python -m bench.nodes.real_ct_nodes [--ct DIR] [--out bench/nodes/real_ct_nodes.png]` registers the atlas to
 the CT as `nstage stations` does, reads the nodes of every station with a flat PET (so only the CT
 finds candidates), writes the PNG (axial CT slices through the index nodes, each candidate
 circled, its station and short axis written beside it; a zoom on the slice through each index node
-and the slices above and below; coronal and sagittal planes through it) and bench/real_ct_nodes.json (the
+and the slices above and below; coronal and sagittal planes through it) and bench/nodes/real_ct_nodes.json (the
 candidates per station, and every index node with the CT numbers at its centre voxel, in a 2 mm
 disc round its centre and in a box around it).
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REAL_CT = ROOT.parent / "shared" / "data" / "real-ct" / "Lung_Dx-A0001"
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ct", type=Path, default=REAL_CT)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "real_ct_nodes.png")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "nodes" / "real_ct_nodes.png")
     a = ap.parse_args(argv)
     ct = load_ct_volume(a.ct)
     reg = map_stations(ct.array, ct.grid, load_atlases([atlas_dir()]))

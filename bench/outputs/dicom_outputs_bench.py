@@ -1,6 +1,6 @@
 """Time writing all DICOM outputs (SEG, TID 1500 SR, Encapsulated PDF) for one `clinical` case.
 
-Usage: python -m bench.dicom_outputs_bench [--seed S] [--repeats N] [--out bench/dicom_outputs.json]
+Usage: python -m bench.outputs.dicom_outputs_bench [--seed S] [--repeats N] [--out bench/outputs/dicom_outputs.json]
 
 One clinical case is synthesised (`nstage synth`, not timed); its true station map and a result
 dict built from truth.json (as in tests/outputs/test_dicom_outputs.py) are handed to
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TARGET_S = 5.0
 
 
@@ -69,7 +69,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=606060)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "dicom_outputs.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "outputs" / "dicom_outputs.json")
     args = ap.parse_args()
     res = run(args.seed, args.repeats)
     args.out.write_text(json.dumps(res, indent=1) + "\n")

@@ -1,9 +1,9 @@
 """The whole `nstage run` pipeline on a synthetic cohort: station calls and N stages against the truth.
 
-`python -m bench.pipeline_eval [--cases 50] [--seed 20261126] [--work DIR]` generates the cohort
+`python -m bench.pipeline.pipeline_eval [--cases 50] [--seed 20261126] [--work DIR]` generates the cohort
 (small preset; the seed of the calibration tests), runs the pipeline's stages on every case
 (registration included; per-case results cached in WORK so a rerun only scores) and writes
-bench/pipeline_eval.json: station sensitivity / specificity / accuracy and N-stage accuracy of the
+bench/pipeline/pipeline_eval.json: station sensitivity / specificity / accuracy and N-stage accuracy of the
 classifier slot and of both SUV baselines, beside the literature figures of clinical-rules.md.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "pipeline_eval.json"
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "pipeline" / "pipeline_eval.json"
 LITERATURE = {
     "seed_paper_real_patients": {"station_accuracy": 0.88, "sensitivity": 0.72, "specificity": 0.90, "n_stage_accuracy": 0.63},
     "cochrane_CD009519_pet_ct": {"sensitivity": 0.77, "specificity": 0.90},

@@ -9,7 +9,7 @@ loaded model and atlas when the node started) or `command` (a fresh `nstage run`
 before); `--workers 1 2` and `--mode warm command` measure every combination in turn, so their ratio
 comes from one run on one machine.
 
-python -m bench.route_bench [--studies 3] [--workers 1 2] [--mode warm command] [--stable-age 5]   ->  bench/route.json
+python -m bench.route.route_bench [--studies 3] [--workers 1 2] [--mode warm command] [--stable-age 5]   ->  bench/route/route.json
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from tests.route.route_harness import (
     wait_for,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "route.json"
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "route" / "route.json"
 
 
 def measure(studies_n: int, workers: int = 1, stable_age: int = 5, seed: int = 9090, mode: str = "warm") -> dict:

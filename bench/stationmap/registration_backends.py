@@ -1,13 +1,13 @@
 """Both registration backends side by side on synthetic cases: station Dice and centroid error against
 the generator's truth, Dice of the torch stations against Elastix's, and time, on this machine's CPU.
 
-Usage: python -m bench.registration_backends [--preset small|clinical] [--cases N] [--first-seed S]
-       [--threads T] [--out bench/registration_backends.json]
+Usage: python -m bench.stationmap.registration_backends [--preset small|clinical] [--cases N] [--first-seed S]
+       [--threads T] [--out bench/stationmap/registration_backends.json]
 
-Cases are rendered in memory from seeds not used in development (900001 and up, as bench/registration_bench.py),
+Cases are rendered in memory from seeds not used in development (900001 and up, as bench/stationmap/registration_bench.py),
 one per seed; the default atlas is registered to each CT with `map_stations(..., backend=...)` once with
 Elastix and once with the PyTorch backend (config/registration.json's settings; device: the CPU unless
-torch sees a GPU), and both station maps are scored as in bench/registration_bench.py. Times: the
+torch sees a GPU), and both station maps are scored as in bench/stationmap/registration_bench.py. Times: the
 backend's own stage ("atlas reference: elastix" / "... torch") and the whole `map_stations` call.
 Targets (issue 19): torch's mean station Dice within 0.02 of Elastix's, median centroid error <= 3 mm,
 no station missing. GPU figures are not measured here: this bench runs where it is started.
@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("elastix", "torch")
 TARGETS = {"mean_station_dice_gap_max": 0.02, "median_centroid_error_mm_max": 3.0, "stations_missing_max": 0}
 
 
 def run_case(seed: int, preset: str, atlases: list[Any], settings: Any) -> dict[str, Any]:
     """Render one case, register it with both backends, score both station maps."""
-    from bench.registration_bench import dice_per_station, station_scores
+    from bench.stationmap.registration_bench import dice_per_station, station_scores
     from nstage.progress import StageTimer
     from nstage.stationmap.registration import map_stations
     from nstage.stations import load_stations
@@ -62,8 +62,8 @@ def run_case(seed: int, preset: str, atlases: list[Any], settings: Any) -> dict[
 
 
 def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per backend: bench/registration_bench.py's summary; and the agreement of the two."""
-    from bench.registration_bench import summarise as one
+    """Per backend: bench/stationmap/registration_bench.py's summary; and the agreement of the two."""
+    from bench.stationmap.registration_bench import summarise as one
 
     out: dict[str, Any] = {}
     for backend in BACKENDS:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads of both backends (default: config/registration.json's, 0 = every core); 1 keeps times "
                    "comparable on a machine shared with other work (torch's OpenMP threads slow down badly when the cores are oversubscribed)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "registration_backends.json")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "stationmap" / "registration_backends.json")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import torch

@@ -1,6 +1,6 @@
 """Atlas registration on synthetic `clinical` cases: per-station Dice, centroid error and time.
 
-Usage: python -m bench.registration_bench [--cases N] [--first-seed S] [--out bench/registration.json]
+Usage: python -m bench.stationmap.registration_bench [--cases N] [--first-seed S] [--out bench/stationmap/registration.json]
 
 Cases are rendered in memory from seeds not used in development (900001 and up), one case per
 seed; the default atlas is registered to each CT with `nstage.stationmap.registration.map_stations`, and the
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"mean_station_dice_min": 0.70, "median_centroid_error_mm_max": 5.0, "stations_missing_max": 0, "seconds_per_registration_max": 60.0}
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=5)
     p.add_argument("--first-seed", type=int, default=900001)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "registration.json")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "stationmap" / "registration.json")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from bench.machine import machine

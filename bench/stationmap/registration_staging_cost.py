@@ -1,10 +1,10 @@
 """What the atlas registration costs the N stage: the shipped model and the four reader baselines on the same
 held-out patients, read once with the generator's station maps and once with the pipeline's registered maps.
 
-  python -m bench.registration_staging_cost --cohort data/v3/heldout_clinical_s17300 [--cohort ...] [--model models]
+  python -m bench.stationmap.registration_staging_cost --cohort data/v3/heldout_clinical_s17300 [--cohort ...] [--model models]
 
 Both caches must be there (`nstage evaluate --model models --cohort DIR --stations truth|registration` builds
-them). Writes bench/registration_staging_cost.json: per cohort and method the station AUROC and the N-stage
+them). Writes bench/stationmap/registration_staging_cost.json: per cohort and method the station AUROC and the N-stage
 accuracy with each map, and the patients whose stage the registered maps turn right or wrong (their true N
 stage, both stages, the stations called with each map and the truly malignant ones; case keys are synthetic).
 """
@@ -20,8 +20,8 @@ import numpy as np
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "registration_staging_cost.json"
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench" / "stationmap" / "registration_staging_cost.json"
 MAPS = ("truth", "registration")
 
 

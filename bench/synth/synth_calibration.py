@@ -1,11 +1,11 @@
 """The generator's calibration table: each sign read alone against its published strength.
 
-`python -m bench.synth_calibration [--cases 150] [--seed 16300] [--preset small] [--jobs 2]`
+`python -m bench.synth.synth_calibration [--cases 150] [--seed 16300] [--preset small] [--jobs 2]`
 renders the cases in memory (no DICOM), measures every row of config/synth/calibration.json with
 nstage.synth.calibration (station rules on the true regions, node uptake by size, density, the
 benign patterns, the cross-validated oracle, and the sphere phantom at the clinical preset's PET)
-and writes bench/synth_calibration.json and bench/synth_calibration.md (the table the README
-quotes). The reported seed (16600) was drawn after the last parameter change; development seeds 31-33,
+and writes bench/synth/synth_calibration.json and bench/synth/synth_calibration.md (the table
+bench/synth/README.md quotes). The reported seed (16600) was drawn after the last parameter change; development seeds 31-33,
 and seeds 16000-16400 were looked at along the way (docs/synthetic-calibration.md).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from bench.machine import machine
 from nstage.progress import configure_logging
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=16300)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "synth_calibration.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "synth" / "synth_calibration.json")
     a = ap.parse_args(argv)
     configure_logging()  # the progress bar lines
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")

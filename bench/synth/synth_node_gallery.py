@@ -1,6 +1,6 @@
 """Synthetic node signs as a reader sees them: a necrotic metastasis, a fatty-hilum benign node, a calcified node, bilateral granulomatous disease.
 
-`python -m bench.synth_node_gallery [--seed 16500] [--out bench/synth_node_gallery.png]` finds,
+`python -m bench.synth.synth_node_gallery [--seed 16500] [--out bench/synth/synth_node_gallery.png]` finds,
 by drawing the disease model only (fast), the first case of the seed with each sign, renders those
 cases at the `clinical` preset and writes one PNG: per sign an axial CT crop (mediastinal window)
 and the same crop fused with PET, centred on the node (for a fatty hilum on the slice with the most
@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CROP_MM = 48.0
 
 Finder = Callable[[Any], Any]
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=16500)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "synth_node_gallery.png")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "synth" / "synth_node_gallery.png")
     a = ap.parse_args(argv)
     fig, axes = plt.subplots(2, 4, figsize=(20, 10.5), facecolor="black")
     for ax in axes.flat:

@@ -1,13 +1,13 @@
 """Generator speed: one case of `nstage synth OUT --cases 1 --seed S --preset P`, this tree against a baseline checkout.
 
     git worktree add /tmp/synth-baseline <commit>
-    python -m bench.synth_speed --baseline /tmp/synth-baseline [--pairs 5] [--clinical-pairs 3] [--warmup 1] [--presets small clinical]
+    python -m bench.synth.synth_speed --baseline /tmp/synth-baseline [--pairs 5] [--clinical-pairs 3] [--warmup 1] [--presets small clinical]
 
 Each run is a whole process (start-up, rendering, DICOM and truth files), timed from outside with its
 own rusage (bench/measure.py). A (this tree) and B (the baseline) run in turn, A B A B ..., and the
 ratio A/B is taken pair by pair, so that a drift of the machine's speed (other work on it) cancels;
-medians are quoted, with the load average before and after. Writes bench/synth_speed.json; the table
-of bench/synth_speed.md is made from it (--md prints it).
+medians are quoted, with the load average before and after. Writes bench/synth/synth_speed.json; the table
+of bench/synth/synth_speed.md is made from it (--md prints it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.machine import machine
 from bench.measure import run_measured
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TARGET_S = {"small": 5.0, "clinical": 20.0}  # issue 16
 
 
@@ -74,7 +74,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=5, help="counted pairs for small")
     ap.add_argument("--clinical-pairs", type=int, default=3, help="counted pairs for clinical")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "synth_speed.json")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "synth" / "synth_speed.json")
     ap.add_argument("--md", action="store_true", help="print the Markdown table")
     args = ap.parse_args()
     baseline = args.baseline.resolve()

@@ -3,7 +3,7 @@
 Everything is measured on rendered cases with their truth (no registration, no model): SUVmax in
 the true station regions and in each true node (PET sampled at the CT voxel centres), the true
 nodes' size, density and signs. Targets, their ranges and sources: config/synth/calibration.json.
-The rows are what bench/synth_calibration.py reports and tests/synth check on a smaller cohort.
+The rows are what bench/synth/synth_calibration.py reports and tests/synth check on a smaller cohort.
 """
 
 from __future__ import annotations

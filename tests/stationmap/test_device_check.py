@@ -1,4 +1,4 @@
-"""The GPU device check (bench/device: prepare here, run.sh on the device, finish here) end to end on
+"""The GPU device check (bench/stationmap/device: prepare here, run.sh on the device, finish here) end to end on
 the CPU with one tiny case, as a session without a device leaves it: ready and tested."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.device import finish, prepare
-from bench.device.case_files import inputs_digest
+from bench.stationmap.device import finish, prepare
+from bench.stationmap.device.case_files import inputs_digest
 from nstage.geometry import Grid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def test_the_device_check_runs_on_the_cpu_and_scores_the_torch_field(tmp_path: P
     assert prepare.main([str(prep), "--preset", "small", "--cases", "1", "--first-seed", "910001", "--torch-iterations", "8,0", "8,4"]) == 0
     (inputs,) = sorted((prep / "inputs").glob("case_*.npz"))
     assert (prep / "reference" / inputs.name).is_file()
-    run = subprocess.run(["bash", "bench/device/run.sh", str(prep / "inputs"), str(out), str(tmp_path / "no-wheels")], cwd=REPO,
+    run = subprocess.run(["bash", "bench/stationmap/device/run.sh", str(prep / "inputs"), str(out), str(tmp_path / "no-wheels")], cwd=REPO,
                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "python: Python 3" in (out / "environment.txt").read_text()

@@ -2,7 +2,7 @@
 
 The rows of config/synth/calibration.json are measured on the shared rendered cohort (50 `small`
 cases, tests/cohort_eval.py) by nstage.synth.calibration, and the sphere phantom at the `clinical`
-preset's PET. bench/synth_calibration.py reports the same rows on a larger cohort of other seeds.
+preset's PET. bench/synth/synth_calibration.py reports the same rows on a larger cohort of other seeds.
 The shares of metastases avid by size hold 15-35 nodes each on 50 cases: there the test asks that the
 share's 95 % interval meets the range; the benchmark (150 cases) reads every row strictly.
 """

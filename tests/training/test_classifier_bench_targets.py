@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.classifier_bench import targets
+from bench.classifier.classifier_bench import targets
 
 
 def _method(auroc: float, n_acc: float, sens: float = 0.6, spec: float = 0.95, roc_sens: float = 0.7) -> dict:
@@ -34,7 +34,7 @@ def test_auroc_target_names_the_best_baseline():
 def test_pooled_cohorts_sum_their_patients_and_choose_one_threshold_on_all():
     import numpy as np
 
-    from bench.classifier_bench import pooled
+    from bench.classifier.classifier_bench import pooled
 
     def cohort(right: int, wrong: int) -> dict:
         return {"cases": right + wrong, "methods": {"weak": {"n_stage": {"confusion": {"N0": {"N0": right, "N2": wrong}}}}}}

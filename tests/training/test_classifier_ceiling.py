@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.classifier_ceiling import N_NODE_FEATURES, PER_NODE, flat_stations, sample_cohort
+from bench.classifier.classifier_ceiling import N_NODE_FEATURES, PER_NODE, flat_stations, sample_cohort
 from nstage.stations import station_names
 from nstage.synth.disease import node_config
 

@@ -1,8 +1,8 @@
-"""bench.registration_staging_cost: which patients the registered station maps stage right or wrong."""
+"""bench.stationmap.registration_staging_cost: which patients the registered station maps stage right or wrong."""
 
 from __future__ import annotations
 
-from bench.registration_staging_cost import flips
+from bench.stationmap.registration_staging_cost import flips
 
 
 def test_flips_name_the_patients_each_map_alone_stages_right():

@@ -1,9 +1,9 @@
 """The CPU side of the GPU check, after the device: carry the device's displacement fields through the
 rest of the registration (grading, label transfer) exactly as `nstage run` would, and score them.
 
-    python -m bench.device.finish DIR DEVICE_OUT [--out bench/registration_gpu.json]
+    python -m bench.stationmap.device.finish DIR DEVICE_OUT [--out bench/stationmap/registration_gpu.json]
 
-DIR is bench.device.prepare's folder; DEVICE_OUT what run.sh wrote under $OUT on the device
+DIR is bench.stationmap.device.prepare's folder; DEVICE_OUT what run.sh wrote under $OUT on the device
 (gpu_registration.json and the fields). Each case is rendered again (the same seed gives the same
 bytes), registered by `map_stations` with the torch backend whose result is the device's field (its
 inputs are checked to be the very arrays the device registered), and its station map is scored
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.device.case_files import inputs_digest
+from bench.stationmap.device.case_files import inputs_digest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TARGETS = {"registration_seconds_max": 2.0, "mean_station_dice_gap_max": 0.02, "median_centroid_error_mm_max": 3.0, "stations_missing_max": 0}
 
 
@@ -47,7 +47,7 @@ def replaying(field: np.ndarray, digest: str):  # noqa: ANN201 - a registration 
 
 
 def finish_case(ref: dict[str, Any], ref_arrays: dict[str, np.ndarray], field: np.ndarray, atlases: list[Any], settings: Any) -> dict[str, Any]:
-    from bench.registration_bench import dice_per_station, station_scores
+    from bench.stationmap.registration_bench import dice_per_station, station_scores
     from nstage.progress import StageTimer
     from nstage.stationmap.registration import map_stations
     from nstage.stations import load_stations
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir", type=Path)
     p.add_argument("device_out", type=Path)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "registration_gpu.json")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "stationmap" / "registration_gpu.json")
     a = p.parse_args(argv)
     from bench.machine import machine
     from nstage import paths
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         cases.append(finish_case(ref, ref_arrays, field, atlases, settings))
         print(f"seed {ref['seed']}: {cases[-1]['status']}, torch vs Elastix Dice "
               f"{np.mean(list(cases[-1]['dice_torch_vs_elastix'].values())):.3f}, {row['seconds']:.2f} s on {row['device']}", flush=True)
-    result = {"benchmark": "the torch registration backend on the device, scored on the CPU (bench/device)", "targets": TARGETS,
+    result = {"benchmark": "the torch registration backend on the device, scored on the CPU (bench/stationmap/device)", "targets": TARGETS,
               "device_record": device, "scored_on": machine(), "load_average_1min_at_end": round(os.getloadavg()[0], 2),
               "summary": summarise(cases, device), "cases": cases}
     a.out.write_text(json.dumps(result, indent=1) + "\n")

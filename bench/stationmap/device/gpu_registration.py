@@ -1,8 +1,8 @@
 """The device side of the GPU check: the torch registration backend on each prepared case, timed.
 
-    python -m bench.device.gpu_registration INPUTS OUT
+    python -m bench.stationmap.device.gpu_registration INPUTS OUT
 
-INPUTS holds `case_*.npz` / `.json` from bench.device.prepare. For each case the backend runs with the
+INPUTS holds `case_*.npz` / `.json` from bench.stationmap.device.prepare. For each case the backend runs with the
 case's settings (device `auto`: CUDA when torch sees a GPU, else the CPU, as in a CPU test); the first
 case runs twice, so that its first time includes CUDA's start-up and the second does not. Writes
 OUT/<case>_field.npz (the displacement field, float32) and OUT/gpu_registration.json (device,
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.device.case_files import load_inputs
+from bench.stationmap.device.case_files import load_inputs
 from nstage.stationmap.registration_torch import library_versions, run_torch, torch_device
 
 
@@ -59,12 +59,12 @@ def _timed(fixed: np.ndarray, moving: np.ndarray, grid: Any, mask: np.ndarray, s
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m bench.device.gpu_registration INPUTS OUT", file=sys.stderr)
+        print("usage: python -m bench.stationmap.device.gpu_registration INPUTS OUT", file=sys.stderr)
         return 2
     inputs, out = Path(args[0]), Path(args[1])
     cases = sorted(inputs.glob("case_*.npz"))
     if not cases:
-        print(f"error: no case_*.npz in {inputs}: run `python -m bench.device.prepare` on the CPU side first", file=sys.stderr)
+        print(f"error: no case_*.npz in {inputs}: run `python -m bench.stationmap.device.prepare` on the CPU side first", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": _device_record(), "cases": []}

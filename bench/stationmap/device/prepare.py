@@ -1,7 +1,7 @@
 """The CPU side of the GPU check, before the device: render cases, register them with Elastix, and keep
 the torch backend's inputs for the device.
 
-    python -m bench.device.prepare DIR [--preset clinical] [--cases 3] [--first-seed 910001]
+    python -m bench.stationmap.device.prepare DIR [--preset clinical] [--cases 3] [--first-seed 910001]
                                        [--torch-iterations AFFINE BSPLINE]   (tiny runs: e.g. "10,0" "10,5")
 
 Each case is rendered in memory (seeds 910001+, not used in development) and registered with the
@@ -9,7 +9,7 @@ default atlas by `map_stations` with Elastix, as `nstage run` does on the CPU; t
 given (thorax crop of the working copy, pre-aligned atlas CT, metric mask; all a backend sees) are
 saved as DIR/inputs/case_<seed>.npz/.json with the shipped torch settings, and the Elastix station
 map and the generator's truth as DIR/reference/case_<seed>.npz/.json. DIR/inputs is what the device needs
-(carry it with the wheels of DIR/wheels, see run.sh); DIR/reference stays here for bench.device.finish.
+(carry it with the wheels of DIR/wheels, see run.sh); DIR/reference stays here for bench.stationmap.device.finish.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.device.case_files import save_inputs
+from bench.stationmap.device.case_files import save_inputs
 
 
 def prepare_case(seed: int, preset: str, atlases: list[Any], settings: Any, root: Path) -> dict[str, Any]:

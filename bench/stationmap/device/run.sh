@@ -2,9 +2,9 @@
 # The GPU device check of the torch registration backend, in one call of the device machine
 # (it has PyTorch only). Prepared on the CPU side by `make device-prep` (data/device/inputs and
 # data/device/wheels); the device tool runs, from the repository root:
-#     bash bench/device/run.sh            with carry: data/device/inputs, data/device/wheels
-# and its $OUT comes back; then, on the CPU side: python -m bench.device.finish data/device OUT.
-# Usage: bench/device/run.sh [INPUTS [OUT_DIR [WHEELS]]]   (PYTHON: the interpreter, default python3)
+#     bash bench/stationmap/device/run.sh            with carry: data/device/inputs, data/device/wheels
+# and its $OUT comes back; then, on the CPU side: python -m bench.stationmap.device.finish data/device OUT.
+# Usage: bench/stationmap/device/run.sh [INPUTS [OUT_DIR [WHEELS]]]   (PYTHON: the interpreter, default python3)
 set -euo pipefail
 INPUTS=${1:-data/device/inputs}
 OUT_DIR=${2:-${OUT:?give OUT_DIR or set OUT}}
@@ -23,4 +23,4 @@ if ! $PY -c "import deepali" 2>/dev/null; then
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
 $PY -c "import numpy, torch, deepali" || { echo "error: numpy, torch or deepali cannot be imported on this machine" >&2; exit 2; }
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" $PY -m bench.device.gpu_registration "$INPUTS" "$OUT_DIR"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" $PY -m bench.stationmap.device.gpu_registration "$INPUTS" "$OUT_DIR"

@@ -1,0 +1,1 @@
+"""Benchmark of nstage batch's throughput (nstage/batch)."""

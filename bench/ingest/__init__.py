@@ -1,0 +1,1 @@
+"""Benchmarks of loading a study (nstage/ingest): decoding time, and decisions under each transfer syntax."""

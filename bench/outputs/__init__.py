@@ -1,0 +1,1 @@
+"""Benchmark of writing the DICOM outputs (nstage/outputs)."""

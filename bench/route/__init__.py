@@ -1,0 +1,1 @@
+"""Benchmark of the routing node's throughput (nstage/route)."""

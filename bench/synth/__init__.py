@@ -1,0 +1,1 @@
+"""Benchmarks of the synthetic generator (nstage/synth): calibration, speed, node gallery."""
