@@ -14,7 +14,9 @@ from contextlib import contextmanager
 log = logging.getLogger("nstage")
 _LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("nstage_log_label", default="")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(label)s%(message)s"
-QUIET_LIBRARIES = ("highdicom",)  # INFO lines for every copied module and attribute: noise in a run's log
+# Libraries whose INFO lines are noise in a run's log: highdicom (a line for every copied module and attribute) and the
+# SDK's DICOM loader ("No or invalid input path from the optional input port: None" on every run from a folder).
+QUIET_LIBRARIES = ("highdicom", "monai.deploy.operators.dicom_data_loader_operator")
 
 
 class StageTimer:
