@@ -1,4 +1,5 @@
-"""`make bench`: run every benchmark, write bench/results.json, print a table.
+"""`make bench`: run the quick benchmarks, collect every current result of the bench groups into bench/results.json,
+rewrite the per-stage table of bench/pipeline/README.md and the README's rows of the figures measured here.
 
 Figures depend on the machine (recorded with them); compare ratios within one run.
 """
@@ -6,6 +7,7 @@ Figures depend on the machine (recorded with them); compare ratios within one ru
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -90,22 +92,32 @@ def bench_route() -> dict[str, object]:
     return out
 
 
-COLLECTED = ("pipeline_eval.json", "registration.json", "registration_backends.json", "dicom_outputs.json", "classifier.json", "classifier_ceiling.json",
-             "classifier_ceiling_clinical.json", "classifier_ceiling_ablation.json", "synth_calibration.json", "synth_speed.json", "route.json",
-             "batch.json", "ingest.json", "encodings_decisions.json", "registration_staging_cost.json")
+GROUPS = ("ingest", "stationmap", "analysis", "nodes", "classifier", "outputs", "pipeline", "batch", "route", "synth")
+PAGE = ROOT / "bench" / "pipeline" / "README.md"  # holds the per-stage table of the end-to-end runs
+README = ROOT / "README.md"  # its figures table holds the rows marked <!-- bench:KEY -->
+
+# The README rows `make bench` measures: results key -> (figure, the bench page that holds its method and history).
+HEADLINE: dict[str, tuple[str, str]] = {
+    "nstage_run_clinical": ("`nstage run`, one `clinical` study, its own process: wall time; peak memory", "pipeline"),
+    "app_clinical": ("the MONAI Deploy app (`app.py`), the same study: wall time; peak memory", "pipeline"),
+    "study_time_clinical": ("a `clinical` study in one process (`bench.pipeline.study_time`): cold (the first); warm (median); peak memory", "pipeline"),
+    "route_1_worker": ("routing node, `small` studies, one warm worker: studies per hour", "route"),
+}
 
 
 def collected() -> dict[str, object]:
-    """The long benchmarks' own result files (run separately; each records its machine and date)."""
+    """Every current result file of the bench groups (bench/<group>/*.json; the long benchmarks write them, each
+    with its machine and date). Per-case records (a top-level "cases") stay in their file."""
     out: dict[str, object] = {}
-    for name in COLLECTED:
-        path = ROOT / "bench" / name
-        if path.exists():
-            out[path.stem] = {"file": f"bench/{name}", **json.loads(path.read_text())}
+    for group in GROUPS:
+        for path in sorted((ROOT / "bench" / group).glob("*.json")):
+            data = json.loads(path.read_text())
+            rel = path.relative_to(ROOT).as_posix()
+            out[path.stem] = {"file": rel, **({k: v for k, v in data.items() if k != "cases"} if isinstance(data, dict) else {"data": data})}
     return out
 
 
-def readme_table(results: dict[str, object]) -> str:
+def stage_table(results: dict[str, object]) -> str:
     """Markdown table of the end-to-end runs (per-stage times, peak memory), with the machine."""
     m = results["machine"]
     assert isinstance(m, dict)
@@ -123,14 +135,45 @@ def readme_table(results: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def write_readme_table(table: str) -> None:
-    """Replace the text between the bench markers of README.md."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+def headline_rows(results: dict[str, object]) -> dict[str, str]:
+    """The README rows of this run, by results key: figure, value, machine and date, the bench page."""
+    m = results["machine"]
+    assert isinstance(m, dict)
+    where = f"{m['cpu']}, {m['cores']} cores, load {m['load_average_1min_at_start']}, {str(results['measured_at'])[:10]} (`make bench`)"
+    rows: dict[str, str] = {}
+    for key, (figure, group) in HEADLINE.items():
+        v = results.get(key)
+        if not isinstance(v, dict):
+            continue
+        if "studies_per_hour" in v:
+            value = f"{v['studies_per_hour']} per hour"
+        elif "warm_wall_s_median" in v:
+            value = f"{v['cold_wall_s']} s; {v['warm_wall_s_median']} s; {v['peak_rss_gb']} GB"
+        else:
+            registration = v["stage_s"].get("stations (atlas registration)")
+            value = f"{v['wall_s']} s; {v['peak_rss_gb']} GB" + ("" if registration is None else f" (registration {registration:.1f} s)")
+        rows[key] = f"| {figure} <!-- bench:{key} --> | {value} | {where} | [{group}](bench/{group}/README.md) |"
+    return rows
+
+
+def write_stage_table(table: str, page: Path = PAGE) -> None:
+    """Replace the text between the bench markers of the page."""
+    text = page.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in text and end in text:
         head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+        page.write_text(head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+
+
+def write_headline_rows(rows: dict[str, str], readme: Path = README) -> None:
+    """Replace each README line marked <!-- bench:KEY --> with this run's row for KEY (other lines as they are)."""
+    marker = re.compile(r"<!-- bench:([a-z0-9_]+) -->")
+    lines = readme.read_text().split("\n")
+    for i, line in enumerate(lines):
+        found = marker.search(line)
+        if found and found.group(1) in rows:
+            lines[i] = rows[found.group(1)]
+    readme.write_text("\n".join(lines))
 
 
 def main() -> int:
@@ -146,7 +189,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     results["collected"] = collected()
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    write_readme_table(readme_table(results))
+    write_stage_table(stage_table(results))
+    write_headline_rows(headline_rows(results))
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores")
     print(f"{'benchmark':<34} {'wall s':>8} {'cpu s':>8} {'peak GB':>8} {'target s':>9}")
     for k, v in results.items():
