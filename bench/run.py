@@ -64,11 +64,11 @@ def bench_pipeline(work: Path) -> dict[str, object]:
 
 
 def bench_study_time() -> dict[str, object]:
-    """Cold and warm whole-study times per stage with peak memory, in one process (bench/study_time.py).
+    """Cold and warm whole-study times per stage with peak memory, in one process (bench/pipeline/study_time.py).
 
     Targets (issue 41, 2 CPU cores): warm small <= 12 s, warm clinical <= 15 s, cold at most 5 s more, peak <= 2 GB.
     """
-    from bench.study_time import bench, readme_rows
+    from bench.pipeline.study_time import bench, readme_rows
 
     out: dict[str, object] = {}
     for preset, studies in (("small", 3), ("clinical", 2)):

@@ -1,6 +1,6 @@
 """The tumour side found on the images against the truth, and what the organ-wall rule weighs (issue 42).
 
-  python -m bench.tumour_side [--cohort NAME=COHORT_DIR ...] [--test-cohort] [--jobs 2] [--out bench/tumour_side]
+  python -m bench.analysis.tumour_side [--cohort NAME=COHORT_DIR ...] [--test-cohort] [--jobs 2] [--out bench/analysis/tumour_side]
 
 A cohort's studies are read from DICOM with the station maps the training cache keeps
 (`stations-registration/<case>.npz`, written by `nstage evaluate --stations registration`) and the blood pool
@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def slivers(hu: np.ndarray, ct_grid: Any, suv: np.ndarray, pet_grid: Any, labels: np.ndarray, pool: float | None,
@@ -101,7 +101,7 @@ def render(doc: dict[str, Any]) -> str:
     """The bench page: per cohort the sides found and the outside volumes the organ-size rule separates."""
     m, rules = doc["machine"], doc["rules"]
     lines = ["# Tumour side found on the images (issue 42)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, quiet; {doc['measured_at']}. `python -m bench.tumour_side` (method in its docstring). "
+             f"Machine: {m['cpu']}, {m['cores']} cores, quiet; {doc['measured_at']}. `python -m bench.analysis.tumour_side` (method in its docstring). "
              f"Rules: lesion SUV >= {rules['lesion_min_suv']} (or {rules['lesion_min_blood_pool_ratio']} x blood pool), volume at "
              f"{rules['lesion_edge_fraction']} of its SUVmax >= {rules['lesion_min_volume_ml']} ml; a sliver under {rules['organ_wall_max_ml']} ml "
              f"is the heart wall when its hot region lies mostly outside the lung envelope with >= {rules['organ_min_ml']} ml there.", "",
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cohort", action="append", default=[], metavar="NAME=DIR")
     ap.add_argument("--test-cohort", action="store_true")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "tumour_side")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "analysis" / "tumour_side")
     args = ap.parse_args(argv)
     results: dict[str, Any] = {}
     for spec in args.cohort:

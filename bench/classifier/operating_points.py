@@ -1,6 +1,6 @@
 """The station classifier at its named operating points on fresh held-out cohorts, over training seeds (issue 42).
 
-  python -m bench.operating_points --held-out NAME=COHORT_DIR [...] --model NAME=MODELS_DIR [...] [--out bench/operating_points]
+  python -m bench.classifier.operating_points --held-out NAME=COHORT_DIR [...] --model NAME=MODELS_DIR [...] [--out bench/classifier/operating_points]
 
 Each held-out cohort is read through the training cache with registered station maps (as deployed: what is
 not cached yet is registered and cached first; a study whose registration fails is a refusal). Per model
@@ -26,11 +26,11 @@ import numpy as np
 from bench.machine import machine
 from nstage.training.metrics import auroc, binary_figures, nstage_metrics, station_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = {"sensitivity": 0.72, "specificity": 0.90, "station_accuracy": 0.88, "n_stage_accuracy": 0.63}
 TARGETS = {"station_sensitivity": 0.72, "station_specificity": 0.90, "auroc_gain_over_suvmax": 0.03, "n_stage_accuracy": 0.70}
 N_BOOT = 1000
-log = logging.getLogger("bench.operating_points")
+log = logging.getLogger("bench.classifier.operating_points")
 
 
 def paired_auroc_gain(scores: list[np.ndarray], reference: list[np.ndarray], truth: list[np.ndarray], n_boot: int = N_BOOT,
@@ -165,8 +165,8 @@ def _ci(d: dict[str, Any]) -> str:
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = [f"# The station classifier at its operating points, on fresh held-out cohorts (issue 42)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; no GPU. `python -m bench.operating_points` "
-             "(pre-registered in bench/classifier_experiments.md). Registered station maps; the N stage reads the tumour side found "
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; no GPU. `python -m bench.classifier.operating_points` "
+             "(pre-registered in bench/classifier/classifier_experiments.md). Registered station maps; the N stage reads the tumour side found "
              "on the images. Seed paper (Engelson et al. 2026, patients): station sensitivity 0.72, specificity 0.90, accuracy 0.88; "
              "N-stage accuracy 0.63.", ""]
     for name, c in res["cohorts"].items():
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--held-out", action="append", required=True, help="NAME=COHORT_DIR")
     p.add_argument("--model", action="append", required=True, help="NAME=MODELS_DIR (names seed*: the recipe's training seeds)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "operating_points")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "classifier" / "operating_points")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--cached-only", action="store_true", help="only the studies already registered and cached (no registration here)")
     a = p.parse_args(argv)

@@ -7,8 +7,8 @@ worker runs them. Per study: wall seconds, CPU seconds (user + system of the pro
 wall time to other work on a shared machine), the stage times `nstage run` records (result.json's
 `timings_s`) and the process's peak memory so far (ru_maxrss); the load average at the start and end.
 
-python -m bench.study_time [--preset small] [--studies 2] [--seed 31337] [--registration elastix|torch]
-  -> bench/study_time_<preset>.json (and a table on stdout)
+python -m bench.pipeline.study_time [--preset small] [--studies 2] [--seed 31337] [--registration elastix|torch]
+  -> bench/pipeline/study_time_<preset>.json (and a table on stdout)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"small": {"warm_wall_s": 12.0, "cold_extra_s": 5.0, "peak_rss_gb": 2.0},
            "clinical": {"warm_wall_s": 15.0, "cold_extra_s": 5.0, "peak_rss_gb": 2.0}}
 
@@ -60,7 +60,7 @@ def measure(studies: list[Path], models: Path, registration: str | None = None) 
     try:
         out_json = work / "records.json"
         started = time.time()
-        cmd = [sys.executable, "-m", "bench.study_time", "--child", str(out_json), "--started", repr(started), "--models", str(models),
+        cmd = [sys.executable, "-m", "bench.pipeline.study_time", "--child", str(out_json), "--started", repr(started), "--models", str(models),
                "--outputs", str(work / "out"), *(["--registration", registration] if registration else []), *map(str, studies)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return json.loads(out_json.read_text())
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--studies", type=int, default=2, help="studies in the one process (the first is the cold one)")
     p.add_argument("--seed", type=int, default=31337)
     p.add_argument("--registration", choices=["elastix", "torch", "auto"])
-    p.add_argument("--out", type=Path, help="result file (default bench/study_time_<preset>.json)")
+    p.add_argument("--out", type=Path, help="result file (default bench/pipeline/study_time_<preset>.json)")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)
     p.add_argument("--models", type=Path, help=argparse.SUPPRESS)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.studies < 2:
         p.error("--studies must be at least 2 (one cold, one warm)")
     result = bench(args.preset, args.studies, args.seed, args.registration)
-    out = args.out or ROOT / "bench" / f"study_time_{args.preset}.json"
+    out = args.out or ROOT / "bench" / "pipeline" / f"study_time_{args.preset}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores")
     print(table(result))

@@ -1,6 +1,6 @@
 """The registration's quality grades on valid studies: how often a valid study is refused or flagged (issue 42).
 
-  python -m bench.registration_qa --cohort NAME=COHORT_DIR [...] [--real-ct DIR ...] [--out bench/registration_qa]
+  python -m bench.stationmap.registration_qa --cohort NAME=COHORT_DIR [...] [--real-ct DIR ...] [--out bench/stationmap/registration_qa]
 
 Every study of a synthetic cohort is valid (a normal chest PET/CT), so each `failed` is a false refusal and
 each `suspect` a false alarm. The cohorts' registrations are those the training cache keeps
@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.machine import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def regrade(report: dict[str, Any], rules: dict[str, Any]) -> tuple[str, list[str]]:
@@ -80,7 +80,7 @@ def real_ct_qa(ct_dir: Path) -> dict[str, Any]:
 def markdown(res: dict[str, Any], rules: dict[str, Any]) -> str:
     m = res["machine"]
     lines = ["# Registration quality on valid studies (issue 42)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores. `python -m bench.registration_qa`. Every synthetic study is a valid "
+             f"Machine: {m['cpu']}, {m['cores']} cores. `python -m bench.stationmap.registration_qa`. Every synthetic study is a valid "
              "chest PET/CT: a `failed` is a false refusal, a `suspect` a false alarm. Stored registrations graded with today's "
              "rules (config/registration.json \"quality\").", ""]
     for name, c in res["cohorts"].items():
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cohort", action="append", default=[], help="NAME=COHORT_DIR (registered through the training cache)")
     p.add_argument("--real-ct", action="append", type=Path, default=[])
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "registration_qa")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "stationmap" / "registration_qa")
     a = p.parse_args(argv)
     rules = load_settings().rules
     res: dict[str, Any] = {"machine": machine(), "cohorts": {}, "real_cts": []}
