@@ -1,7 +1,7 @@
 """The package layout holds: no import cycle between modules, and no import from a lower layer to a higher one.
 
 Every import is read with `ast` (module level, inside functions and under TYPE_CHECKING alike),
-so a lazy import that closes a cycle counts. The layers follow the data's path (README, Layout).
+so a lazy import that closes a cycle counts. The layers follow the data's path (docs/README.md, Layout).
 """
 
 from __future__ import annotations
