@@ -58,22 +58,14 @@ def lung_envelope(lungs: np.ndarray, grid: Grid, closing_mm: float) -> np.ndarra
     return np.stack([ndimage.binary_fill_holes(s) for s in closed]) | lungs
 
 
-def _outside_ml(regions: np.ndarray, label: int, envelope: np.ndarray, voxel_ml: float) -> float | None:
-    """The volume of the hot region `label` (of the whole volume) outside the lung envelope when the region lies
-    mostly outside it; None when it lies mostly inside (a lesion of the lung itself)."""
-    region = regions == label
-    inside, total = int((region & envelope).sum()), int(region.sum())
-    return (total - inside) * voxel_ml if inside * 2 < total else None
-
-
-def _grown(suv: np.ndarray, allowed: np.ndarray, piece: np.ndarray, box: tuple[slice, ...], level: float,
+def _grown(suv: np.ndarray, allowed: np.ndarray, pieces: np.ndarray, idx: int, box: tuple[slice, ...], level: float,
            grid: Grid, margin_mm: float) -> tuple[tuple[slice, ...], np.ndarray]:
-    """The connected voxels of SUV >= `level` in `allowed` that touch the piece, looked for within `margin_mm` of the
+    """The connected voxels of SUV >= `level` in `allowed` that touch piece `idx`, looked for within `margin_mm` of the
     piece's box: (the crop, the mask within it)."""
     pad = [int(np.ceil(margin_mm / s)) for s in (grid.spacing[2], grid.spacing[1], grid.spacing[0])]
     crop = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, suv.shape))
     lab, _ = ndimage.label(allowed[crop] & (suv[crop] >= level))
-    ids = np.unique(lab[piece[crop]])
+    ids = np.unique(lab[pieces[crop] == idx])
     return crop, np.isin(lab, ids[ids > 0])
 
 
@@ -84,8 +76,25 @@ class _Scene:
     grid: Grid
     envelope: np.ndarray  # the lungs, closed and filled
     near_station: np.ndarray  # the station regions plus a margin
+    lung_not_station: np.ndarray  # envelope & ~near_station: where a lesion's volume is measured
     regions: np.ndarray  # labelled hot regions anywhere outside the stations
+    region_voxels: np.ndarray  # per region label: its voxels
+    region_inside: np.ndarray  # per region label: its voxels inside the envelope
     x_mid: float  # the midline between the lungs (LPS x)
+
+    def outside_ml(self, label: int) -> float | None:
+        """The volume of hot region `label` outside the lung envelope when the region lies mostly outside it; None
+        when it lies mostly inside (a lesion of the lung itself)."""
+        inside, total = int(self.region_inside[label]), int(self.region_voxels[label])
+        return (total - inside) * self.grid.voxel_volume_ml if inside * 2 < total else None
+
+
+def _scene(suv: np.ndarray, grid: Grid, envelope: np.ndarray, near_station: np.ndarray, hot_anywhere: np.ndarray,
+           lungs: np.ndarray) -> _Scene:
+    regions, n = ndimage.label(hot_anywhere)
+    return _Scene(suv, grid, envelope, near_station, envelope & ~near_station, regions, np.bincount(regions.ravel(), minlength=n + 1),
+                  np.bincount(regions[envelope], minlength=n + 1),
+                  float(np.median(grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])))
 
 
 def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...], cfg: dict) -> tuple[Lesion, bool] | None:
@@ -94,18 +103,17 @@ def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...],
     m = pieces[box] == idx
     voxel_ml = scene.grid.voxel_volume_ml
     hot_ml = float(m.sum()) * voxel_ml
-    outside = _outside_ml(scene.regions, scene.regions[box][m][0], scene.envelope, voxel_ml)
+    outside = scene.outside_ml(int(scene.regions[box][m][0]))
     if hot_ml < float(cfg["organ_wall_max_ml"]) and outside is not None and outside >= float(cfg["organ_min_ml"]):
         return None  # a sliver of a hot organ outside the lungs (the heart wall where the lingula wraps the apex)
     peak = float(scene.suv[box][m].max())
     level, search = float(cfg["lesion_edge_fraction"]) * peak, float(cfg["lesion_search_mm"])
-    piece = pieces == idx
-    _, lesion = _grown(scene.suv, scene.envelope & ~scene.near_station, piece, box, level, scene.grid, search)
+    _, lesion = _grown(scene.suv, scene.lung_not_station, pieces, idx, box, level, scene.grid, search)
     vol = float(lesion.sum()) * voxel_ml
     if vol < float(cfg["lesion_min_volume_ml"]):
         return None
     if hot_ml < float(cfg["lesion_min_volume_ml"]):  # a faint piece: its edge must lie in the lung, not run into an organ
-        crop, edge = _grown(scene.suv, ~scene.near_station, piece, box, level, scene.grid, search)
+        crop, edge = _grown(scene.suv, ~scene.near_station, pieces, idx, box, level, scene.grid, search)
         if int((edge & ~scene.envelope[crop]).sum()) >= int((edge & scene.envelope[crop]).sum()):
             return None
     centre = scene.grid.index_to_lps((np.argwhere(m).mean(axis=0) + np.array([b.start for b in box]))[::-1])
@@ -130,8 +138,7 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
         threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
     hot_anywhere = ~near_station & (suv >= threshold)
     pieces, _ = ndimage.label(envelope & hot_anywhere)
-    scene = _Scene(suv, pet_grid, envelope, near_station, ndimage.label(hot_anywhere)[0],
-                   float(np.median(pet_grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])))
+    scene = _scene(suv, pet_grid, envelope, near_station, hot_anywhere, lungs)
     found = (_lesion(scene, pieces, idx, box, cfg) for idx, box in enumerate(ndimage.find_objects(pieces), start=1))
     judged = sorted((f for f in found if f is not None), key=lambda f: -f[0].suv_max)
     if not judged:
