@@ -40,6 +40,7 @@ from selenium.webdriver.remote.webelement import WebElement
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+SEG_LOAD_TRIES = 3  # opening the SEG in the Segmentation mode (Session.open_seg)
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
          "--window-size=1600,1000", "--no-first-run", "--disable-extensions", "--disable-sync", "--disable-background-networking")
 # uncaught errors and rejected promises, recorded before the page's own scripts run
@@ -85,6 +86,7 @@ class Session:
         self.console: list[dict[str, str]] = []
         self.page_errors: list[str] = []
         self.screenshots: list[str] = []
+        self.retries: list[dict[str, Any]] = []  # the Segmentation mode's failed loads (see open_seg)
 
     def close(self) -> None:
         self.driver.quit()
@@ -216,18 +218,42 @@ for (const vp of window.cornerstone.getRenderingEngines()[0].getViewports()) {
         time.sleep(2)
 
     # -- 2. Segmentation mode: the correction ------------------------------------------------------
+    def open_seg(self, study: str, seg_description: str, segment: str) -> str:
+        """Open the app's station SEG in the Segmentation mode until `segment`'s row stands in the panel; the
+        series list's text. Under load OHIF's renderer sometimes throws while the SEG loads (vtk.js
+        `releaseGraphicsResources` of a null context: "Something went wrong"): a reviewer reopens the study, and so
+        does this, at most `SEG_LOAD_TRIES` times; each failed try is kept in `retries` with its errors and screenshot."""
+        row = f"//span[normalize-space()={json.dumps(segment)}]/ancestor::div[@data-cy='data-row']"
+        for attempt in range(1, SEG_LOAD_TRIES + 1):
+            logged = len(self.console)
+            self.open(f"/ohif/segmentation?StudyInstanceUIDs={study}")
+            try:
+                self.wait_text(seg_description, 180)
+                self.wait("return document.querySelectorAll('canvas').length >= 1", 60, "the viewports")
+                self.dismiss_notice()
+                time.sleep(2)
+                listed = self.driver.execute_script("return document.body.innerText")  # the series list: CT, PET and the app's series
+                thumbnail = self.visible(f"//*[contains(text(), {json.dumps(seg_description)})]")[0]
+                ActionChains(self.driver).double_click(thumbnail).perform()
+                self.click_button("Yes", 60)  # "Do you want to open this Segmentation?"
+                self.wait("return window.services.segmentationService.getSegmentations().length > 0", 120, "the SEG's segments")
+                self.wait(f"return document.evaluate({json.dumps(row)}, document, null, 9, null).singleNodeValue !== null", 30, f"the row of {segment}")
+                time.sleep(2)  # the crash, when it comes, comes while the viewports render the SEG
+                if "Something went wrong" not in self.driver.execute_script("return document.body.innerText"):
+                    return listed
+                raise RuntimeError("OHIF showed 'Something went wrong' after loading the SEG")
+            except (TimeoutError, RuntimeError, WebDriverException) as exc:
+                if attempt == SEG_LOAD_TRIES:
+                    raise
+                self.screenshot(f"4_segmentation_mode_try_{attempt}_failed")
+                self.collect()
+                self.retries.append({"attempt": attempt, "failure": f"{type(exc).__name__}: {str(exc)[:500]}",
+                                     "page_errors": self.page_errors, "console": self.console[logged:], "screenshot": self.screenshots[-1]})
+                self.page_errors, self.console = [], self.console[:logged]
+        raise AssertionError("unreachable")
+
     def correct(self, study: str, seg_description: str, segment: str) -> dict[str, Any]:
-        self.open(f"/ohif/segmentation?StudyInstanceUIDs={study}")
-        self.wait_text(seg_description, 180)
-        self.wait("return document.querySelectorAll('canvas').length >= 1", 60, "the viewports")
-        self.dismiss_notice()
-        time.sleep(2)
-        listed = self.driver.execute_script("return document.body.innerText")  # the series list: CT, PET and the app's series
-        thumbnail = self.visible(f"//*[contains(text(), {json.dumps(seg_description)})]")[0]
-        ActionChains(self.driver).double_click(thumbnail).perform()
-        self.click_button("Yes", 60)  # "Do you want to open this Segmentation?"
-        self.wait("return window.services.segmentationService.getSegmentations().length > 0", 120, "the SEG's segments")
-        self.wait_text(segment, 30)
+        listed = self.open_seg(study, seg_description, segment)
         self.show_stack_slice_with_most_segments()
         self.screenshot("4_segmentation_mode_loaded")
         before = self.segment_labels()
@@ -303,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         record["console"] = session.console
         record["page_errors"] = session.page_errors
         record["screenshots"] = session.screenshots
+        record["segmentation_mode_retries"] = session.retries
         session.close()
     labelmap = record.get("monai_label", {}).pop("labelmap_b64", None)
     if labelmap is not None:
