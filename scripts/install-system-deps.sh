@@ -12,6 +12,7 @@ command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)           # the DICOM node
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)   # DICOMweb for the MONAI Label app's tests
 command -v chromium >/dev/null 2>&1 || need+=(chromium)         # OHIF (shipped by monailabel) in a real browser: tests/label, make review
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)   # selenium's driver of that chromium (no browser download)
+command -v elastix >/dev/null 2>&1 || need+=(elastix)           # Elastix's programs: registration without loading ITK (config/registration.json elastix_runner)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

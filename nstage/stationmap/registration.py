@@ -36,6 +36,7 @@ from nstage.errors import InputError
 from nstage.geometry import Grid
 from nstage.progress import StageTimer
 from nstage.stationmap.atlas import AtlasImage
+from nstage.stationmap.elastix_program import program_version, register_with_programs
 from nstage.stationmap.itk_bridge import (
     from_itk,
     itk_module,
@@ -59,6 +60,7 @@ from nstage.stationmap.registration_settings import (
     elastix_folder,
     load_settings,
     resolve_backend,
+    resolve_runner,
 )
 from nstage.stationmap.thorax_landmarks import (
     LandmarkSettings,
@@ -226,13 +228,26 @@ def find_lungs(hu: np.ndarray, grid: Grid, settings: RegistrationSettings | None
 
 
 def backend_record(chosen: str, asked: str, settings: RegistrationSettings) -> dict[str, Any]:
-    """registration.json's `backend`: the one that ran, the one asked for, and for torch its device and libraries."""
+    """registration.json's `backend`: the one that ran, the one asked for; for Elastix how it ran (its programs or ITK's
+    module) and which version; for torch its device and libraries."""
     out: dict[str, Any] = {"name": chosen, "requested": asked}
+    if chosen == "elastix":
+        runner = resolve_runner(settings.elastix_runner)
+        out.update(runner=runner, version=f"elastix {program_version()}" if runner == "program" else f"itk-elastix {_module_version('itk-elastix')}")
     if chosen == "torch":
         from nstage.stationmap.registration_torch import library_versions, torch_device
 
         out.update(device=torch_device(settings.torch.device), metric=settings.torch.metric, seed=settings.torch.seed, **library_versions())
     return out
+
+
+def _module_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def register_one(hu: np.ndarray, grid: Grid, work: np.ndarray, work_grid: Grid, lm: ThoraxLandmarks, atlas: PreparedAtlas,
@@ -331,13 +346,17 @@ def _points(grid: Grid) -> np.ndarray:
 
 def run_elastix(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarray, folder: Path,
                 settings: RegistrationSettings) -> np.ndarray:
-    """Elastix with the parameter files of `folder`; the displacement field ``[k, j, i, 3]`` (mm) on `grid`."""
-    itk = itk_module()
-    params = read_parameter_files([folder / f for f in settings.parameter_files])
+    """Elastix with the parameter files of `folder`; the displacement field ``[k, j, i, 3]`` (mm) on `grid`.
+
+    Run as the settings' `elastix_runner` says: its programs (no ITK to load in this process) or ITK's module."""
+    files = [folder / f for f in settings.parameter_files]
     threads = settings.threads or (os.cpu_count() or 1)
-    multi_metric = any("MultiMetric" in params.GetParameter(i, "Registration")[0] for i in range(params.GetNumberOfParameterMaps()))
-    if multi_metric:
+    if any("MultiMetric" in line for f in files if f.is_file() for line in f.read_text().splitlines() if line.startswith("(Registration ")):
         threads = 1  # itk-elastix crashes on multi-metric registrations with several threads (ITKElastix #160)
+    if resolve_runner(settings.elastix_runner) == "program":
+        return register_with_programs(fixed, moving, grid, mask, files, threads)
+    itk = itk_module()
+    params = read_parameter_files(files)
     fixed_image = to_itk(fixed, grid)
     with tempfile.TemporaryDirectory(prefix="nstage-elastix-") as scratch:  # transformix writes files: keep them out of the CWD
         _, transform = itk.elastix_registration_method(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from nstage.stationmap.registration_torch import TorchSettings
 from nstage.stationmap.thorax_landmarks import LandmarkSettings
 
 BACKENDS = ("elastix", "torch", "auto")  # auto: torch when torch sees a CUDA GPU, else Elastix
+# How Elastix runs: its programs (elastix, transformix on PATH), ITK's Python module (itk-elastix), or auto: the
+# programs when they are there, else the module
+ELASTIX_RUNNERS = ("auto", "program", "module")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class RegistrationSettings:
     rules: dict[str, dict[str, Any]]
     backend: str = "elastix"  # one of BACKENDS
     torch: TorchSettings = field(default_factory=TorchSettings)
+    elastix_runner: str = "auto"  # one of ELASTIX_RUNNERS
 
 
 def load_settings(path: Path | None = None) -> RegistrationSettings:
@@ -62,6 +67,7 @@ def load_settings(path: Path | None = None) -> RegistrationSettings:
         rules={k: v for k, v in c["quality"].items() if isinstance(v, dict)},
         backend=check_backend(str(c.get("backend", "elastix"))),
         torch=TorchSettings.from_config(c.get("torch_backend", {})),
+        elastix_runner=check_runner(os.environ.get("NSTAGE_ELASTIX_RUNNER") or str(c.get("elastix_runner", "auto"))),
     )
 
 
@@ -70,6 +76,22 @@ def check_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"registration backend {name!r}: choose one of {', '.join(BACKENDS)}")
     return name
+
+
+def check_runner(name: str) -> str:
+    """`name` if it is one of ELASTIX_RUNNERS, else ValueError."""
+    if name not in ELASTIX_RUNNERS:
+        raise ValueError(f"elastix_runner {name!r}: choose one of {', '.join(ELASTIX_RUNNERS)}")
+    return name
+
+
+def resolve_runner(name: str) -> str:
+    """How Elastix runs: `program` or `module` (`auto`: the programs when both are on PATH, else the module)."""
+    from nstage.stationmap.elastix_program import programs
+
+    if check_runner(name) != "auto":
+        return name
+    return "program" if programs() is not None else "module"
 
 
 def resolve_backend(name: str) -> str:

@@ -205,9 +205,15 @@ def _alive(pid: int) -> bool:
 
 
 
-def test_the_real_warm_up_loads_model_atlas_and_elastix_once() -> None:
-    """nstage.runner.warm_up (the default warm-up of the node's processes): the network, the atlas and Elastix's
-    ITK libraries are in the process afterwards, and a second call loads nothing again."""
+@pytest.mark.parametrize("runner", ["module", "program"])
+def test_the_real_warm_up_loads_model_atlas_and_elastix_once(runner: str) -> None:
+    """nstage.runner.warm_up (the default warm-up of the node's processes): the network and the atlas are in the process
+    afterwards, and a second call loads nothing again; Elastix's ITK libraries too when Elastix runs as ITK's module,
+    none when it runs as its programs (config/registration.json elastix_runner)."""
+    from nstage.stationmap.elastix_program import programs
+
+    if runner == "program" and programs() is None:
+        pytest.skip("Elastix's programs are not on PATH (scripts/install-system-deps.sh installs Debian's elastix)")
     script = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -223,6 +229,8 @@ def test_the_real_warm_up_loads_model_atlas_and_elastix_once() -> None:
     )
     from tests.route.route_harness import REPO
 
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "NSTAGE_ELASTIX_RUNNER": runner})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "True", "1", "1", "1", "1"]  # loaded, and not loaded again by the second call
+    itk = str(runner == "module")
+    assert done.stdout.split() == [itk, itk, "1", "1", "1", "1"]  # loaded as the runner needs, and not again by the second call

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from nstage.stationmap.label_transfer import (
 )
 from nstage.stationmap.registration import map_stations
 from nstage.stationmap.registration_quality import grade, order_violations
+from nstage.stationmap.elastix_program import programs
 from nstage.stationmap.registration_settings import load_settings
 from nstage.stationmap.thorax_landmarks import ThoraxLandmarks, find_landmarks
 from nstage.stationmap.working_grid import working_copy
@@ -73,6 +75,31 @@ def test_registration_maps_the_stations_of_a_synthetic_patient(small_case, atlas
     json.dumps(report)  # serialisable
     assert report["figures"]["order_violations"] == 0 and report["stations_missing"] == []
     assert report["figures"]["lung_dice"] > 0.9 and report["figures"]["folded_fraction"] == 0.0
+
+
+@pytest.mark.skipif(programs() is None, reason="Elastix's programs are not on PATH (scripts/install-system-deps.sh installs Debian's elastix)")
+def test_elastixs_programs_map_the_stations_as_its_python_module_does(small_case, atlases) -> None:
+    """The `program` runner (no ITK in the process) against itk-elastix on the same patient: same quality, nearly the
+    same map (elastix 5.0.1 against itk-elastix's build: the random samples differ, so not bit for bit)."""
+    base = load_settings()
+    maps = {}
+    for runner in ("program", "module"):
+        result = map_stations(small_case.hu, small_case.ct_grid, atlases, replace(base, elastix_runner=runner))
+        assert result.status == "ok", result.grade.reasons
+        assert result.report()["backend"]["runner"] == runner
+        maps[runner] = result.labels
+    agree = [_dice(maps["program"] == v, maps["module"] == v) for v in by_label()]
+    assert np.mean(agree) >= 0.9 and min(agree) >= 0.7, np.round(agree, 2)
+    truth = [_dice(maps["program"] == v, small_case.stations == v) for v in by_label()]
+    assert np.mean(truth) >= 0.75
+
+
+def test_the_program_runner_says_what_is_missing(small_case, atlases, monkeypatch) -> None:
+    from nstage.stationmap import elastix_program
+
+    monkeypatch.setattr(elastix_program, "programs", lambda: None)
+    with pytest.raises(RuntimeError, match="apt install elastix"):
+        map_stations(small_case.hu, small_case.ct_grid, atlases, replace(load_settings(), elastix_runner="program"))
 
 
 @pytest.mark.parametrize("flip", ["left-right", "front-back", "head-feet"])
@@ -167,7 +194,6 @@ def test_labels_are_carried_without_holes_or_bleeding() -> None:
 
 def test_several_atlases_are_fused_by_majority_vote(small_case, atlases, monkeypatch) -> None:
     """Three atlases (Elastix replaced by the pre-alignment alone, for speed): two agree, one is off."""
-    from dataclasses import replace
 
     import nstage.stationmap.registration as registration
 
