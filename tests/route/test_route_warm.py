@@ -205,11 +205,11 @@ def _alive(pid: int) -> bool:
 
 
 
-@pytest.mark.parametrize("runner", ["module", "program"])
+@pytest.mark.parametrize("runner", ["module", "program", "auto"])
 def test_the_real_warm_up_loads_model_atlas_and_elastix_once(runner: str) -> None:
     """nstage.runner.warm_up (the default warm-up of the node's processes): the network and the atlas are in the process
-    afterwards, and a second call loads nothing again; Elastix's ITK libraries too when Elastix runs as ITK's module,
-    none when it runs as its programs (config/registration.json elastix_runner)."""
+    afterwards, and a second call loads nothing again; Elastix's ITK libraries too unless Elastix runs as its programs
+    (config/registration.json elastix_runner); with `auto` the warm process then registers through the module."""
     from nstage.stationmap.elastix_program import programs
 
     if runner == "program" and programs() is None:
@@ -225,12 +225,14 @@ def test_the_real_warm_up_loads_model_atlas_and_elastix_once(runner: str) -> Non
         "loaded = ('itk._ElastixPython' in sys.modules, 'itk._itkTransformixFilterPython' in sys.modules,\n"
         "          _load_cnn.cache_info().currsize, _load_folder.cache_info().currsize)\n"
         "warm_up(Path('models'), RunOptions(registration='elastix'))\n"
-        "print(*loaded, _load_cnn.cache_info().misses, _load_folder.cache_info().misses)\n"
+        "from nstage.stationmap.registration_settings import resolve_runner\n"
+        "print(*loaded, _load_cnn.cache_info().misses, _load_folder.cache_info().misses, resolve_runner('auto'))\n"
     )
     from tests.route.route_harness import REPO
 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "NSTAGE_ELASTIX_RUNNER": runner})
     assert done.returncode == 0, done.stderr[-2000:]
-    itk = str(runner == "module")
-    assert done.stdout.split() == [itk, itk, "1", "1", "1", "1"]  # loaded as the runner needs, and not again by the second call
+    itk = str(runner != "program")
+    # loaded as the runner needs, and not again by the second call; a warm process's `auto` is the loaded module
+    assert done.stdout.split() == [itk, itk, "1", "1", "1", "1", "module" if itk == "True" else "program"]

@@ -55,3 +55,4 @@ def test_parameter_overrides_replace_a_setting_or_add_it(tmp_path: Path) -> None
                                                               "FinalBSplineInterpolationOrder": "1"}).read_text()
     assert "FinalLinearInterpolator" not in text and '(ResampleInterpolator "FinalBSplineInterpolator")' in text
     assert "(FinalBSplineInterpolationOrder 1)" in text and '(Transform "BSplineTransform")' in text
+
