@@ -25,6 +25,7 @@ class Lesion:
     suv_max: float
     volume_ml: float
     centre_lps: tuple[float, float, float]
+    in_lung: bool = True  # its hot region lies mostly inside the lung envelope (not the lung-side edge of something outside)
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ def _scene(suv: np.ndarray, grid: Grid, envelope: np.ndarray, near_station: np.n
                   float(np.median(grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])))
 
 
-def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...], cfg: dict) -> tuple[Lesion, bool] | None:
-    """The lesion a hot piece inside the envelope stands for and whether its hot region lies mostly in the lung
-    envelope; None for an organ's sliver, a piece too small, or organ spill."""
+def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...], cfg: dict) -> Lesion | None:
+    """The lesion a hot piece inside the envelope stands for (`in_lung`: its hot region lies mostly in the lung
+    envelope); None for an organ's sliver, a piece too small, or organ spill."""
     m = pieces[box] == idx
     voxel_ml = scene.grid.voxel_volume_ml
     hot_ml = float(m.sum()) * voxel_ml
@@ -117,7 +118,7 @@ def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...],
         if int((edge & ~scene.envelope[crop]).sum()) >= int((edge & scene.envelope[crop]).sum()):
             return None
     centre = scene.grid.index_to_lps((np.argwhere(m).mean(axis=0) + np.array([b.start for b in box]))[::-1])
-    return Lesion("R" if centre[0] < scene.x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre)), outside is None
+    return Lesion("R" if centre[0] < scene.x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre), outside is None)
 
 
 def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
@@ -140,13 +141,12 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     pieces, _ = ndimage.label(envelope & hot_anywhere)
     scene = _scene(suv, pet_grid, envelope, near_station, hot_anywhere, lungs)
     found = (_lesion(scene, pieces, idx, box, cfg) for idx, box in enumerate(ndimage.find_objects(pieces), start=1))
-    judged = sorted((f for f in found if f is not None), key=lambda f: -f[0].suv_max)
-    if not judged:
+    lesions = sorted((f for f in found if f is not None), key=lambda f: -f.suv_max)
+    if not lesions:
         return TumourSide(None, "not found", reasons=(f"no FDG-avid lesion (SUV >= {threshold:.2f}) in either lung outside the node stations",))
-    lesions = [l for l, _ in judged]
     # lesions of the lung itself before the lung-side edges of hot things outside it (a node beside an unmapped
     # station, the heart wall, a tumour bulging out of the lung: the last stands alone)
-    in_lung = [l for l, inside in judged if inside] or lesions
+    in_lung = [l for l in lesions if l.in_lung] or lesions
     best = in_lung[0]
     other = next((l for l in in_lung if l.side != best.side), None)
     if other is not None and best.suv_max < float(cfg["min_side_ratio"]) * other.suv_max:
