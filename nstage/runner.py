@@ -35,20 +35,18 @@ def warm_up(models_dir: Path, options: RunOptions) -> None:
 def preload_registration_backend(asked: str | None) -> str:
     """Load the library of the backend a run would choose (`asked`, or the setting); returns its name.
 
-    Elastix: ITK loads the shared libraries of Elastix and its dependencies on first use (29 s on 2 busy cores,
-    3-10 s on quiet ones), so an Elastix parameter object and a small image are made here, unless the runner is
-    `program` (nothing to load: each registration starts Elastix's programs). With the runner `auto` a warm process
-    then registers through the loaded module, a fresh one (nstage run, the MAP) through the programs.
-    Torch: the backend's modules (torch, hf-deepali).
+    Elastix through ITK's module: ITK loads the shared libraries of Elastix and its dependencies on first use
+    (29 s on 2 busy cores, 3-10 s on quiet ones), so an Elastix parameter object and a small image are made here.
+    Elastix's programs: nothing to load (each registration starts them). Torch: the backend's modules (torch, hf-deepali).
     """
     import numpy as np
 
     from nstage.geometry import Grid
-    from nstage.stationmap.registration_settings import elastix_folder, load_settings, resolve_backend
+    from nstage.stationmap.registration_settings import elastix_folder, load_settings, resolve_backend, resolve_runner
 
     settings = load_settings()
     chosen = resolve_backend(asked or settings.backend)
-    if chosen == "elastix" and settings.elastix_runner == "program":
+    if chosen == "elastix" and resolve_runner(settings.elastix_runner) == "program":
         return chosen
     if chosen == "elastix":
         from nstage.stationmap.itk_bridge import itk_module, read_parameter_files, to_itk

@@ -5,8 +5,7 @@ atlas loading included), as a fresh `nstage run` process pays it. The following 
 same process, modules, model and atlas already loaded, as a batch worker or the routing node's warm
 worker runs them; between the cold study and the warm ones the process loads the registration backend's
 library as those workers' warm-up does (`nstage.runner.preload_registration_backend`; its seconds are
-recorded as `warm_up_s`, outside every study: with Elastix's runner `auto` the cold study registers
-through Elastix's programs and the warm ones through ITK's module, as deployed). Per study: wall seconds, CPU seconds (user + system of the process: less sensitive than
+recorded as `warm_up_s`, outside every study; nothing to load when Elastix runs as its programs). Per study: wall seconds, CPU seconds (user + system of the process: less sensitive than
 wall time to other work on a shared machine), the stage times `nstage run` records (result.json's
 `timings_s`) and the process's peak memory so far (ru_maxrss); the load average at the start and end.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,15 +86,15 @@ def check_runner(name: str) -> str:
 
 
 def resolve_runner(name: str) -> str:
-    """How Elastix runs: `program` or `module`. `auto`: the module where this process has loaded ITK's Elastix already
-    (a warm worker: nstage.runner.warm_up loads it, and the module registers faster once loaded), else the programs
-    when both are on PATH (a fresh process: no 10 s of ITK loading), else the module."""
+    """How Elastix runs: `program` or `module` (`auto`: the programs when both are on PATH, else the module).
+
+    One runner for every path of a machine (nstage run, batch, the routing node, the app): the programs and ITK's
+    module give the same station maps on one thread but not on two (they sum in another order), and a study must
+    decide alike whichever path analyses it."""
     from nstage.stationmap.elastix_program import programs
 
     if check_runner(name) != "auto":
         return name
-    if "itk._ElastixPython" in sys.modules:
-        return "module"
     return "program" if programs() is not None else "module"
 
 

@@ -209,7 +209,7 @@ def _alive(pid: int) -> bool:
 def test_the_real_warm_up_loads_model_atlas_and_elastix_once(runner: str) -> None:
     """nstage.runner.warm_up (the default warm-up of the node's processes): the network and the atlas are in the process
     afterwards, and a second call loads nothing again; Elastix's ITK libraries too unless Elastix runs as its programs
-    (config/registration.json elastix_runner); with `auto` the warm process then registers through the module."""
+    (config/registration.json elastix_runner; `auto` runs them where they are on PATH)."""
     from nstage.stationmap.elastix_program import programs
 
     if runner == "program" and programs() is None:
@@ -226,13 +226,14 @@ def test_the_real_warm_up_loads_model_atlas_and_elastix_once(runner: str) -> Non
         "          _load_cnn.cache_info().currsize, _load_folder.cache_info().currsize)\n"
         "warm_up(Path('models'), RunOptions(registration='elastix'))\n"
         "from nstage.stationmap.registration_settings import resolve_runner\n"
-        "print(*loaded, _load_cnn.cache_info().misses, _load_folder.cache_info().misses, resolve_runner('auto'))\n"
+        "print(*loaded, _load_cnn.cache_info().misses, _load_folder.cache_info().misses, resolve_runner(sys.argv[1]))\n"
     )
     from tests.route.route_harness import REPO
 
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300,
+    done = subprocess.run([sys.executable, "-c", script, runner], capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "NSTAGE_ELASTIX_RUNNER": runner})
     assert done.returncode == 0, done.stderr[-2000:]
-    itk = str(runner != "program")
-    # loaded as the runner needs, and not again by the second call; a warm process's `auto` is the loaded module
-    assert done.stdout.split() == [itk, itk, "1", "1", "1", "1", "module" if itk == "True" else "program"]
+    ran = runner if runner != "auto" else ("program" if programs() is not None else "module")
+    itk = str(ran == "module")
+    # loaded as the runner needs, and not again by the second call; the process keeps the runner it warmed up for
+    assert done.stdout.split() == [itk, itk, "1", "1", "1", "1", ran]
