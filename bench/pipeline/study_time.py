@@ -99,7 +99,7 @@ def readme_rows(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rows = {f"study_{s['preset']}_cold": cold}
     if warm:
         rows[f"study_{s['preset']}_warm"] = sorted(warm, key=lambda r: r["wall_s"])[len(warm) // 2]
-    return {k: {"wall_s": r["wall_s"], "peak_rss_gb": r["peak_rss_gb_so_far"], "stage_s": r["stage_s"], "model": r["model"],
+    return {k: {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "peak_rss_gb": r["peak_rss_gb_so_far"], "stage_s": r["stage_s"], "model": r["model"],
                 "registration_backend": r["registration_backend"], "load_average_1min": s["load_average_1min"]} for k, r in rows.items()}
 
 
