@@ -22,27 +22,30 @@ from nstage.stationmap.metaimage import read_mha, write_mha
 
 
 @lru_cache(maxsize=1)
-def programs() -> tuple[str, str] | None:
-    """The paths of `elastix` and `transformix` on PATH when both are there and run, else None."""
+def _probe() -> tuple[tuple[str, str], str] | None:
+    """The paths of `elastix` and `transformix` and the version `elastix --version` reports, when both are on PATH
+    and it runs; else None. Asked once per process."""
     found = shutil.which("elastix"), shutil.which("transformix")
-    if None in found:
+    if found[0] is None or found[1] is None:
         return None
     try:
-        subprocess.run([found[0], "--version"], capture_output=True, timeout=30, check=True)
+        out = subprocess.run([found[0], "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return found  # type: ignore[return-value]
+    match = re.search(r"(\d+\.\d+(\.\d+)?)", out)
+    return (found[0], found[1]), (match.group(1) if match else out.strip())
 
 
-@lru_cache(maxsize=1)
+def programs() -> tuple[str, str] | None:
+    """The paths of `elastix` and `transformix` when both are on PATH and run, else None."""
+    probe = _probe()
+    return None if probe is None else probe[0]
+
+
 def program_version() -> str | None:
     """The version the `elastix` program reports (e.g. 5.0.1), None without the programs."""
-    found = programs()
-    if found is None:
-        return None
-    out = subprocess.run([found[0], "--version"], capture_output=True, text=True, timeout=30).stdout
-    match = re.search(r"(\d+\.\d+(\.\d+)?)", out)
-    return match.group(1) if match else out.strip()
+    probe = _probe()
+    return None if probe is None else probe[1]
 
 
 # Debian's elastix 5.0.1 is built without FinalLinearInterpolator; a first-order B-spline interpolator is the same

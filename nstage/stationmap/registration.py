@@ -344,6 +344,12 @@ def _points(grid: Grid) -> np.ndarray:
     return out
 
 
+def _multi_metric(parameter_files: list[Path]) -> bool:
+    """Whether any of the Elastix parameter files registers with several metrics (`MultiMetric...` registration)."""
+    return any(line.startswith("(Registration ") and "MultiMetric" in line
+               for f in parameter_files if f.is_file() for line in f.read_text().splitlines())
+
+
 def run_elastix(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndarray, folder: Path,
                 settings: RegistrationSettings) -> np.ndarray:
     """Elastix with the parameter files of `folder`; the displacement field ``[k, j, i, 3]`` (mm) on `grid`.
@@ -351,7 +357,7 @@ def run_elastix(fixed: np.ndarray, moving: np.ndarray, grid: Grid, mask: np.ndar
     Run as the settings' `elastix_runner` says: its programs (no ITK to load in this process) or ITK's module."""
     files = [folder / f for f in settings.parameter_files]
     threads = settings.threads or (os.cpu_count() or 1)
-    if any("MultiMetric" in line for f in files if f.is_file() for line in f.read_text().splitlines() if line.startswith("(Registration ")):
+    if _multi_metric(files):
         threads = 1  # itk-elastix crashes on multi-metric registrations with several threads (ITKElastix #160)
     if resolve_runner(settings.elastix_runner) == "program":
         return register_with_programs(fixed, moving, grid, mask, files, threads)
