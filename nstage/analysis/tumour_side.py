@@ -26,6 +26,8 @@ class Lesion:
     volume_ml: float
     centre_lps: tuple[float, float, float]
     in_lung: bool = True  # its hot region lies mostly inside the lung envelope (not the lung-side edge of something outside)
+    lung_contact: float = 1.0  # the share of the lungs (aerated, on the CT) in a shell around its region at half its SUVmax
+    station_share: float = 0.0  # the share of its region at half its SUVmax (grown anywhere) in the stations' margin
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class _Scene:
     region_voxels: np.ndarray  # per region label: its voxels
     region_inside: np.ndarray  # per region label: its voxels inside the envelope
     x_mid: float  # the midline between the lungs (LPS x)
+    lungs: np.ndarray  # the lungs themselves (aerated, on the CT)
 
     def outside_ml(self, label: int) -> float | None:
         """The volume of hot region `label` outside the lung envelope when the region lies mostly outside it; None
@@ -95,12 +98,12 @@ def _scene(suv: np.ndarray, grid: Grid, envelope: np.ndarray, near_station: np.n
     regions, n = ndimage.label(hot_anywhere)
     return _Scene(suv, grid, envelope, near_station, envelope & ~near_station, regions, np.bincount(regions.ravel(), minlength=n + 1),
                   np.bincount(regions[envelope], minlength=n + 1),
-                  float(np.median(grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])))
+                  float(np.median(grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])), lungs)
 
 
 def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...], cfg: dict) -> Lesion | None:
-    """The lesion a hot piece inside the envelope stands for (`in_lung`: its hot region lies mostly in the lung
-    envelope); None for an organ's sliver, a piece too small, or organ spill."""
+    """The lesion a hot piece inside the envelope stands for; None for an organ's sliver, a piece too small, or
+    organ spill."""
     m = pieces[box] == idx
     voxel_ml = scene.grid.voxel_volume_ml
     hot_ml = float(m.sum()) * voxel_ml
@@ -113,12 +116,39 @@ def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...],
     vol = float(lesion.sum()) * voxel_ml
     if vol < float(cfg["lesion_min_volume_ml"]):
         return None
+    crop, edge = _grown(scene.suv, ~scene.near_station, pieces, idx, box, level, scene.grid, search)
     if hot_ml < float(cfg["lesion_min_volume_ml"]):  # a faint piece: its edge must lie in the lung, not run into an organ
-        crop, edge = _grown(scene.suv, ~scene.near_station, pieces, idx, box, level, scene.grid, search)
         if int((edge & ~scene.envelope[crop]).sum()) >= int((edge & scene.envelope[crop]).sum()):
             return None
+    shell = ndimage.binary_dilation(edge, structure=_ball(float(cfg["contact_shell_mm"]), scene.grid.spacing)) & ~edge
+    contact = float(scene.lungs[crop][shell].mean()) if shell.any() else 0.0
+    near, whole = _grown(scene.suv, np.broadcast_to(True, scene.suv.shape), pieces, idx, box, level, scene.grid, search)
+    share = float((whole & scene.near_station[near]).sum()) / max(1, int(whole.sum()))
     centre = scene.grid.index_to_lps((np.argwhere(m).mean(axis=0) + np.array([b.start for b in box]))[::-1])
-    return Lesion("R" if centre[0] < scene.x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre), outside is None)
+    return Lesion("R" if centre[0] < scene.x_mid else "L", peak, round(vol, 2), tuple(round(float(v), 1) for v in centre),
+                  outside is None, round(contact, 3), round(share, 3))
+
+
+def _lesions_at(threshold: float, suv: np.ndarray, grid: Grid, envelope: np.ndarray, near_station: np.ndarray,
+                lungs: np.ndarray, cfg: dict) -> list[Lesion]:
+    """Every lesion of the lung envelope whose hot pieces reach `threshold`, hottest first."""
+    hot_anywhere = ~near_station & (suv >= threshold)
+    pieces, _ = ndimage.label(envelope & hot_anywhere)
+    scene = _scene(suv, grid, envelope, near_station, hot_anywhere, lungs)
+    found = (_lesion(scene, pieces, idx, box, cfg) for idx, box in enumerate(ndimage.find_objects(pieces), start=1))
+    return sorted((f for f in found if f is not None), key=lambda f: -f.suv_max)
+
+
+def _aerated_around(lesion: Lesion, cfg: dict) -> bool:
+    """Lung on the CT around it, as around a lesion of the lung; not the surface of an organ the envelope takes in
+    (the heart's apex where the lingula wraps it)."""
+    return lesion.lung_contact >= float(cfg["organ_max_lung_contact"])
+
+
+def _of_the_lung(lesion: Lesion, cfg: dict) -> bool:
+    """A lesion of the lung itself: aerated lung around it, its hot region mostly in the envelope and not mostly in
+    the stations' margin (the far edge of a hot node beside a station the registration did not cover wholly)."""
+    return _aerated_around(lesion, cfg) and lesion.in_lung and lesion.station_share < float(cfg["node_edge_min_station_share"])
 
 
 def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, stations: np.ndarray,
@@ -137,20 +167,29 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     threshold = float(cfg["lesion_min_suv"])
     if blood_pool_suv is not None:
         threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
-    hot_anywhere = ~near_station & (suv >= threshold)
-    pieces, _ = ndimage.label(envelope & hot_anywhere)
-    scene = _scene(suv, pet_grid, envelope, near_station, hot_anywhere, lungs)
-    found = (_lesion(scene, pieces, idx, box, cfg) for idx, box in enumerate(ndimage.find_objects(pieces), start=1))
-    lesions = sorted((f for f in found if f is not None), key=lambda f: -f.suv_max)
+    lesions = _lesions_at(threshold, suv, pet_grid, envelope, near_station, lungs, cfg)
+    faint = None
+    if not any(_aerated_around(l, cfg) for l in lesions) and blood_pool_suv is not None:
+        # nothing hot with lung around it: read the lungs again as a reader reads a nodule, avid above the blood pool
+        level = max(float(cfg["faint_min_suv"]), float(cfg["faint_blood_pool_ratio"]) * blood_pool_suv)
+        # near the blood pool's own level, vessels at the lungs' apex and hilum reach it too: only a nodule with mostly
+        # lung around it counts in this reading
+        again = [l for l in (_lesions_at(level, suv, pet_grid, envelope, near_station, lungs, cfg) if level < threshold else [])
+                 if l.lung_contact >= float(cfg["faint_min_lung_contact"])]
+        if again:
+            lesions, faint = again, level
     if not lesions:
         return TumourSide(None, "not found", reasons=(f"no FDG-avid lesion (SUV >= {threshold:.2f}) in either lung outside the node stations",))
-    # lesions of the lung itself before the lung-side edges of hot things outside it (a node beside an unmapped
-    # station, the heart wall, a tumour bulging out of the lung: the last stands alone)
-    in_lung = [l for l in lesions if l.in_lung] or lesions
+    # the lung's own lesions first; then those with lung around them whose hot region lies mostly outside the envelope
+    # or in the stations' margin (a tumour bulging out of the lung stands alone); the surface of an organ last
+    tiers = ([l for l in lesions if _of_the_lung(l, cfg)], [l for l in lesions if _aerated_around(l, cfg)], lesions)
+    in_lung = next(t for t in tiers if t)
     best = in_lung[0]
     other = next((l for l in in_lung if l.side != best.side), None)
     if other is not None and best.suv_max < float(cfg["min_side_ratio"]) * other.suv_max:
         return TumourSide(None, "not found", None, tuple(lesions), (
             f"lesions in both lungs of similar avidity (SUVmax {best.suv_max:.1f} {best.side}, {other.suv_max:.1f} {other.side}): side undecided",))
+    kind = "hottest lung lesion outside the node stations" if faint is None else \
+        f"no lesion with lung around it reached SUV {threshold:.2f}; hottest lung lesion above the blood pool (SUV >= {faint:.2f})"
     return TumourSide(best.side, "auto", best, tuple(lesions), (
-        f"hottest lung lesion outside the node stations: SUVmax {best.suv_max:.1f}, {best.volume_ml:.1f} ml, {'right' if best.side == 'R' else 'left'} lung",))
+        f"{kind}: SUVmax {best.suv_max:.1f}, {best.volume_ml:.1f} ml, {'right' if best.side == 'R' else 'left'} lung",))

@@ -74,8 +74,11 @@ def test_a_hot_heart_wall_reaching_into_the_lung_envelope_is_not_a_lesion(monkey
     cfg["tumour_side"]["organ_wall_max_ml"] = 0.0
     monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
     without = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
-    assert any(l.side == "L" and l.volume_ml < 2.0 and l.suv_max == pytest.approx(8.0) for l in without.candidates), without.candidates
+    slivers = [l for l in without.candidates if l.side == "L" and l.volume_ml < 2.0 and l.suv_max == pytest.approx(8.0)]
+    assert slivers, without.candidates
     assert without.side == "R" and without.primary is not None and without.primary.volume_ml > 10.0
+    # the CT shows the difference: muscle around the slivers as well as lung, only lung around the tumour
+    assert all(l.lung_contact < 0.6 for l in slivers) and without.primary.lung_contact > 0.95, without.candidates
 
 
 def test_a_lesion_of_the_lung_comes_before_the_edge_of_a_hot_node_outside_it() -> None:
@@ -165,3 +168,78 @@ def test_spill_from_an_organ_at_the_lung_base_is_no_faint_lesion() -> None:
     result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
     assert result.side == "L", result.reasons
     assert [l.side for l in result.candidates] == ["L"], result.candidates
+
+
+def _axes(g: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(c.reshape(s) for c, s in zip(g.axis_coordinates(), [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]))
+
+
+def test_the_edge_of_a_hot_node_mostly_in_the_stations_margin_comes_after_the_lungs_lesion(monkeypatch) -> None:
+    # A hot node the registered station covers all but its far edge: that edge reaches into the lung beyond the
+    # stations' margin and, as hot as the primary, left the side undecided or took it (issue 42: fresh small studies
+    # 87 and 143 of seed 919191, reactive and malignant 2R / 4L nodes of SUV 7.6-18 against primaries of 3.5-11).
+    # Grown at half its SUVmax through the margin too, its region lies mostly in the stations' margin.
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    suv[:] = np.where(suv > 1.0, 0.8, suv)
+    x, y, z = _axes(g)
+    primary = np.broadcast_to(((x + 70.0) ** 2 + y**2 + (z - 20.0) ** 2) <= 15.0**2, g.shape)
+    hu[primary], suv[primary] = 30.0, 6.0
+    node = np.broadcast_to(((x - 46.0) ** 2 + y**2 + (z + 10.0) ** 2) <= 10.0**2, g.shape)
+    hu[node], suv[node] = 40.0, 7.0
+    suv = ndimage.gaussian_filter(suv, (2.5 / 3.0, 2.5 / 3.5, 2.5 / 3.5)).astype(np.float32)
+    stations = np.broadcast_to((x >= 20.0) & (x <= 48.0) & (np.abs(y) <= 14.0) & (np.abs(z + 10.0) <= 14.0), g.shape).astype(np.uint8)
+    result = find_tumour_side(hu, g, suv, g, stations)
+    edges = [l for l in result.candidates if l.side == "L"]
+    assert edges and all(l.in_lung and l.station_share >= 0.65 and l.suv_max > result.primary.suv_max / 1.3 for l in edges), result.candidates
+    assert result.side == "R" and result.primary.station_share < 0.1, result.reasons
+    cfg = copy.deepcopy(analysis_config())
+    cfg["tumour_side"]["node_edge_min_station_share"] = 1.01  # the rule off: the edge is a lesion of the lung
+    monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
+    assert find_tumour_side(hu, g, suv, g, stations).side != "R"
+
+
+def _heart_and_a_faint_primary(g: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """A chest whose lungs end at a diaphragm, a hot heart on it whose upper part the left lung wraps, and a faint
+    16 mm primary in the right lung: its SUVmax below 2.5 (and 1.5 x a blood pool of 1.8) but above the blood pool."""
+    x, y, z = _axes(g)
+    hu = np.full(g.shape, -1000.0, np.float32)
+    hu[np.broadcast_to((x / 150.0) ** 2 + (y / 110.0) ** 2 <= 1.0, g.shape)] = 40.0
+    for cx in (-70.0, 70.0):
+        hu[np.broadcast_to((((x - cx) / 50.0) ** 2 + (y / 70.0) ** 2 <= 1.0) & (z > -30.0), g.shape)] = -850.0
+    suv = np.where(hu > -500, 0.8, 0.4).astype(np.float32)
+    heart = np.broadcast_to(((x - 35.0) / 40.0) ** 2 + ((y + 40.0) / 32.0) ** 2 + ((z + 35.0) / 35.0) ** 2 <= 1.0, g.shape)
+    hu[heart], suv[heart] = 40.0, 8.0
+    primary = np.broadcast_to(((x + 70.0) ** 2 + y**2 + (z - 20.0) ** 2) <= 8.0**2, g.shape)
+    hu[primary], suv[primary] = 30.0, 2.6
+    return hu, ndimage.gaussian_filter(suv, (3.0 / 3.0, 3.0 / 3.5, 3.0 / 3.5)).astype(np.float32)
+
+
+def test_a_faint_primary_above_the_blood_pool_is_read_when_nothing_hotter_has_lung_around_it(monkeypatch) -> None:
+    # A primary of generator SUV 3.0 read below 1.5 x the blood pool, the only hot thing elsewhere being the heart's
+    # surface in the lung envelope: the side was lost or wrong (issue 42: fresh small studies 134 and 191 of seed
+    # 919191; the heart's apex there had 0.05 of lung around it, the primaries 0.73-1.0). Read as a reader reads a
+    # nodule (avid above the blood pool, with lung around it), it is found. This toy's lungs wrap its heart more than
+    # a real chest's do, so the organ threshold is set between the two here; the bench grounds the shipped one.
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _heart_and_a_faint_primary(g)
+    pool = 1.8
+    x, y, z = _axes(g)
+    peak = float(suv[np.broadcast_to(((x + 70.0) ** 2 + y**2 + (z - 20.0) ** 2) <= 10.0**2, g.shape)].max())
+    assert pool < peak < 2.5
+    cfg = copy.deepcopy(analysis_config())
+    cfg["tumour_side"]["organ_max_lung_contact"] = 0.7
+    cfg["tumour_side"]["organ_wall_max_ml"] = 0.0  # the heart's slivers stay candidates: the lung around them decides
+    monkeypatch.setattr("nstage.analysis.tumour_side.analysis_config", lambda: cfg)
+    stations = np.zeros(g.shape, np.uint8)
+    result = find_tumour_side(hu, g, suv, g, stations, blood_pool_suv=pool)
+    assert result.side == "R" and result.source == "auto", result.reasons
+    assert "above the blood pool" in result.reasons[0] and result.primary.suv_max < 1.5 * pool
+    assert result.primary.lung_contact >= cfg["tumour_side"]["faint_min_lung_contact"]
+    heart = [l for l in result.candidates if l.side == "L"]
+    assert heart and all(l.suv_max > 1.5 * pool and l.lung_contact < 0.7 for l in heart), result.candidates
+    # with no blood pool there is no reference to read the nodule against: the heart's surface is all there is
+    assert find_tumour_side(hu, g, suv, g, stations).side == "L"
+    # weighing no lung contact, the heart's surface is a lesion of the lung and no second reading happens
+    cfg["tumour_side"]["organ_max_lung_contact"] = 0.0
+    assert find_tumour_side(hu, g, suv, g, stations, blood_pool_suv=pool).side == "L"
