@@ -83,7 +83,7 @@ class _Scene:
     regions: np.ndarray  # labelled hot regions anywhere outside the stations
     region_voxels: np.ndarray  # per region label: its voxels
     region_inside: np.ndarray  # per region label: its voxels inside the envelope
-    x_mid: float  # the midline between the lungs (LPS x)
+    x_mid: float  # the midline between the lungs (LPS x): the mediastinum
     lungs: np.ndarray  # the lungs themselves (aerated, on the CT)
 
     def outside_ml(self, label: int) -> float | None:
@@ -93,12 +93,25 @@ class _Scene:
         return (total - inside) * self.grid.voxel_volume_ml if inside * 2 < total else None
 
 
+def lungs_midline(lungs: np.ndarray, grid: Grid, cfg: dict) -> float:
+    """The LPS x between the two lungs: where the fewest lung voxels lie (the mediastinum), searched between the
+    lungs' own percentiles of x. The median of the lungs' x lies well inside the larger right lung."""
+    xs = grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0]
+    lo, hi = np.percentile(xs, cfg["midline_search_percentiles"])
+    step = float(cfg["midline_bin_mm"])
+    edges = np.arange(xs.min(), xs.max() + 2 * step, step)
+    counts = ndimage.gaussian_filter1d(np.histogram(xs, edges)[0].astype(float), float(cfg["midline_smoothing_mm"]) / step)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    band = (centres >= lo) & (centres <= hi)
+    return float(centres[band][np.argmin(counts[band])]) if band.any() else float(np.median(xs))
+
+
 def _scene(suv: np.ndarray, grid: Grid, envelope: np.ndarray, near_station: np.ndarray, hot_anywhere: np.ndarray,
-           lungs: np.ndarray) -> _Scene:
+           lungs: np.ndarray, x_mid: float) -> _Scene:
     regions, n = ndimage.label(hot_anywhere)
     return _Scene(suv, grid, envelope, near_station, envelope & ~near_station, regions, np.bincount(regions.ravel(), minlength=n + 1),
                   np.bincount(regions[envelope], minlength=n + 1),
-                  float(np.median(grid.index_to_lps(np.argwhere(lungs)[:, ::-1])[:, 0])), lungs)
+                  x_mid, lungs)
 
 
 def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...], cfg: dict) -> Lesion | None:
@@ -130,11 +143,11 @@ def _lesion(scene: _Scene, pieces: np.ndarray, idx: int, box: tuple[slice, ...],
 
 
 def _lesions_at(threshold: float, suv: np.ndarray, grid: Grid, envelope: np.ndarray, near_station: np.ndarray,
-                lungs: np.ndarray, cfg: dict) -> list[Lesion]:
+                lungs: np.ndarray, x_mid: float, cfg: dict) -> list[Lesion]:
     """Every lesion of the lung envelope whose hot pieces reach `threshold`, hottest first."""
     hot_anywhere = ~near_station & (suv >= threshold)
     pieces, _ = ndimage.label(envelope & hot_anywhere)
-    scene = _scene(suv, grid, envelope, near_station, hot_anywhere, lungs)
+    scene = _scene(suv, grid, envelope, near_station, hot_anywhere, lungs, x_mid)
     found = (_lesion(scene, pieces, idx, box, cfg) for idx, box in enumerate(ndimage.find_objects(pieces), start=1))
     return sorted((f for f in found if f is not None), key=lambda f: -f.suv_max)
 
@@ -163,18 +176,19 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     if lungs.sum() * pet_grid.voxel_volume_ml < 500:
         return TumourSide(None, "not found", reasons=("no lungs found on the CT (less than 500 ml of air inside the body)",))
     envelope = lung_envelope(lungs, pet_grid, float(cfg["lung_closing_mm"]))
+    x_mid = lungs_midline(lungs, pet_grid, cfg)
     near_station = ndimage.binary_dilation(resample(stations, ct_grid, pet_grid, order=0) > 0, structure=_ball(float(cfg["station_margin_mm"]), pet_grid.spacing))
     threshold = float(cfg["lesion_min_suv"])
     if blood_pool_suv is not None:
         threshold = max(threshold, float(cfg["lesion_min_blood_pool_ratio"]) * blood_pool_suv)
-    lesions = _lesions_at(threshold, suv, pet_grid, envelope, near_station, lungs, cfg)
+    lesions = _lesions_at(threshold, suv, pet_grid, envelope, near_station, lungs, x_mid, cfg)
     faint = None
     if not any(_aerated_around(l, cfg) for l in lesions) and blood_pool_suv is not None:
         # nothing hot with lung around it: read the lungs again as a reader reads a nodule, avid above the blood pool
         level = max(float(cfg["faint_min_suv"]), float(cfg["faint_blood_pool_ratio"]) * blood_pool_suv)
         # near the blood pool's own level, vessels at the lungs' apex and hilum reach it too: only a nodule with mostly
         # lung around it counts in this reading
-        again = [l for l in (_lesions_at(level, suv, pet_grid, envelope, near_station, lungs, cfg) if level < threshold else [])
+        again = [l for l in (_lesions_at(level, suv, pet_grid, envelope, near_station, lungs, x_mid, cfg) if level < threshold else [])
                  if l.lung_contact >= float(cfg["faint_min_lung_contact"])]
         if again:
             lesions, faint = again, level
