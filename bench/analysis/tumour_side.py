@@ -1,14 +1,18 @@
-"""The tumour side found on the images against the truth, and what the organ-wall rule weighs (issue 42).
+"""The tumour side found on the images against the truth, and what its organ-wall and CT rules weigh (issue 42).
 
-  python -m bench.analysis.tumour_side [--cohort NAME=COHORT_DIR ...] [--test-cohort] [--jobs 2] [--out bench/analysis/tumour_side]
+  python -m bench.analysis.tumour_side [--cohort NAME=COHORT_DIR ...] [--batch NAME=COHORT_DIR:BATCH_OUT ...] [--test-cohort]
+                                       [--jobs 2] [--out bench/analysis/tumour_side]
 
 A cohort's studies are read from DICOM with the station maps the training cache keeps
 (`stations-registration/<case>.npz`, written by `nstage evaluate --stations registration`) and the blood pool
-measured then; `--test-cohort` adds the 50 in-memory studies of the tests (tests/cohort_eval.py, generator maps,
+measured then; `--batch` reads a cohort that `nstage batch` ran (its stations.nii.gz and result.json's blood
+pool); `--test-cohort` adds the 50 in-memory studies of the tests (tests/cohort_eval.py, generator maps,
 no blood pool). Per study: the side found (right, wrong, not found) and, for every hot piece inside the lung
 envelope that is a sliver (under organ_wall_max_ml) of a hot region lying mostly outside the envelope, the
 region's outside volume and whether the piece lies on the true primary: the organ-size rule (organ_min_ml)
-must separate the two.
+must separate the two. For every candidate lesion its lung contact and station share, on the primary or not: the
+ranges the CT rules (organ_max_lung_contact, node_edge_min_station_share) separate; and which studies took their
+side from the reading at the blood pool.
 """
 
 from __future__ import annotations
@@ -59,6 +63,13 @@ def slivers(hu: np.ndarray, ct_grid: Any, suv: np.ndarray, pet_grid: Any, labels
     return out
 
 
+def candidates(found: Any, truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each candidate lesion's CT lung contact and station-margin share, and whether it lies on the true primary."""
+    centre, reach = np.array(truth["centre_lps"]), truth["diameter_mm"] / 2 + 8.0
+    return [{"suv_max": round(l.suv_max, 2), "lung_contact": l.lung_contact, "station_share": l.station_share,
+             "on_primary": bool(np.linalg.norm(np.array(l.centre_lps) - centre) <= reach)} for l in found.candidates]
+
+
 def _study(spec: tuple[str, str]) -> dict[str, Any]:
     """One study of a cohort: side found and slivers."""
     from nstage.analysis.tumour_side import find_tumour_side
@@ -72,7 +83,26 @@ def _study(spec: tuple[str, str]) -> dict[str, Any]:
     ct, pet = study.ct, study.pet
     found = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, cached["labels"], pool)
     return {"case": case, "truth": truth["side"], "found": found.side, "reason": found.reasons[0],
-            "slivers": slivers(ct.array, ct.grid, pet.array, pet.grid, cached["labels"], pool, truth)}
+            "candidates": candidates(found, truth), "slivers": slivers(ct.array, ct.grid, pet.array, pet.grid, cached["labels"], pool, truth)}
+
+
+def _batch_study(spec: tuple[str, str, str]) -> dict[str, Any]:
+    """One study of a cohort run by `nstage batch`: its station map and blood pool from the batch's outputs."""
+    from nstage.analysis.tumour_side import find_tumour_side
+    from nstage.geometry import load_nifti, resample
+    from nstage.ingest.study import load_study
+
+    root, out, case = Path(spec[0]), Path(spec[1]), spec[2]
+    result = json.loads((out / case / "result.json").read_text())
+    labels, grid = load_nifti(out / case / "stations.nii.gz")
+    study = load_study(root / case / "dicom")
+    ct, pet = study.ct, study.pet
+    labels = resample(labels, grid, ct.grid, order=0)
+    pool = result["blood_pool"]["suv_mean"] if result["blood_pool"].get("available") else None
+    truth = json.loads((root / case / "truth.json").read_text())["tumour"]
+    found = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, labels, pool)
+    return {"case": case, "truth": truth["side"], "found": found.side, "reason": found.reasons[0],
+            "candidates": candidates(found, truth), "slivers": slivers(ct.array, ct.grid, pet.array, pet.grid, labels, pool, truth)}
 
 
 def _test_study(index: int) -> dict[str, Any]:
@@ -84,14 +114,28 @@ def _test_study(index: int) -> dict[str, Any]:
     rc = render_case(f"case_{index:04d}", COHORT_SEED, index, "small", "default", None, StageTimer())
     found = find_tumour_side(rc.hu, rc.ct_grid, rc.suv, rc.pet_grid, rc.stations)
     return {"case": f"case_{index:04d}", "truth": rc.truth["tumour_side"], "found": found.side, "reason": found.reasons[0],
-            "slivers": slivers(rc.hu, rc.ct_grid, rc.suv, rc.pet_grid, rc.stations, None, rc.truth["tumour"])}
+            "candidates": candidates(found, rc.truth["tumour"]), "slivers": slivers(rc.hu, rc.ct_grid, rc.suv, rc.pet_grid, rc.stations, None, rc.truth["tumour"])}
+
+
+def _span(values: list[float]) -> list[float] | None:
+    return [round(min(values), 3), round(max(values), 3)] if values else None
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from nstage.analysis.config import analysis_config
+
+    edge = float(analysis_config()["tumour_side"]["node_edge_min_station_share"])
+    on = [c for r in rows for c in r["candidates"] if c["on_primary"]]
+    off = [c for r in rows for c in r["candidates"] if not c["on_primary"]]
     organ = [s["outside_ml"] for r in rows for s in r["slivers"] if not s["on_primary"]]
     tumour = [s["outside_ml"] for r in rows for s in r["slivers"] if s["on_primary"]]
     return {"studies": len(rows), "right": sum(r["found"] == r["truth"] for r in rows),
             "wrong": sum(r["found"] not in (None, r["truth"]) for r in rows), "not_found": sum(r["found"] is None for r in rows),
+            "faint_pass": [r["case"] for r in rows if "above the blood pool" in r["reason"]],
+            "candidates": {"on_primary": len(on), "others": len(off),
+                           "lung_contact": {"on_primary": _span([c["lung_contact"] for c in on]), "others": _span([c["lung_contact"] for c in off])},
+                           "station_share": {"on_primary": _span([c["station_share"] for c in on]), "others": _span([c["station_share"] for c in off]),
+                                             "others_at_or_above_rule": sum(c["station_share"] >= edge for c in off)}},
             "missed": [{"case": r["case"], "truth": r["truth"], "found": r["found"], "reason": r["reason"]} for r in rows if r["found"] != r["truth"]],
             "sliver_outside_ml": {"organ": [min(organ), max(organ)] if organ else None, "primary": [min(tumour), max(tumour)] if tumour else None,
                                   "organ_slivers": len(organ), "primary_slivers": len(tumour)}}
@@ -101,7 +145,7 @@ def render(doc: dict[str, Any]) -> str:
     """The bench page: per cohort the sides found and the outside volumes the organ-size rule separates."""
     m, rules = doc["machine"], doc["rules"]
     lines = ["# Tumour side found on the images (issue 42)", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, quiet; {doc['measured_at']}. `python -m bench.analysis.tumour_side` (method in its docstring). "
+             f"Machine: {m['cpu']}, {m['cores']} cores; {doc['measured_at']}. `python -m bench.analysis.tumour_side` (method in its docstring). "
              f"Rules: lesion SUV >= {rules['lesion_min_suv']} (or {rules['lesion_min_blood_pool_ratio']} x blood pool), volume at "
              f"{rules['lesion_edge_fraction']} of its SUVmax >= {rules['lesion_min_volume_ml']} ml; a sliver under {rules['organ_wall_max_ml']} ml "
              f"is the heart wall when its hot region lies mostly outside the lung envelope with >= {rules['organ_min_ml']} ml there.", "",
@@ -110,6 +154,18 @@ def render(doc: dict[str, Any]) -> str:
     for name, r in doc["cohorts"].items():
         s = r["sliver_outside_ml"]
         lines.append(f"| {name} | {r['studies']} | {r['right']} | {r['wrong']} | {r['not_found']} | {s['organ']} ({s['organ_slivers']}) | {s['primary']} ({s['primary_slivers']}) |")
+    lines += ["", f"What the CT adds (every candidate lesion; on the primary: within its radius + 8 mm of the true centre). A candidate "
+              f"whose shell of {rules['contact_shell_mm']} mm around its region at half its SUVmax holds less than "
+              f"{rules['organ_max_lung_contact']} lung is an organ's surface and comes last; one whose region lies "
+              f">= {rules['node_edge_min_station_share']} in the stations' margin is a node's edge and comes after the lung's own lesions. "
+              f"Studies where no lesion with lung around it reaches the avidity threshold are read again at {rules['faint_blood_pool_ratio']} x "
+              f"the blood pool (at least SUV {rules['faint_min_suv']}), keeping lesions with lung contact >= {rules['faint_min_lung_contact']}.", "",
+              "| cohort | candidates on the primary / others | lung contact: primary / others | station share: primary / others | others at the node-edge share | read at the blood pool |",
+              "|---|---|---|---|---|---|"]
+    for name, r in doc["cohorts"].items():
+        c = r["candidates"]
+        lines.append(f"| {name} | {c['on_primary']} / {c['others']} | {c['lung_contact']['on_primary']} / {c['lung_contact']['others']} | "
+                     f"{c['station_share']['on_primary']} / {c['station_share']['others']} | {c['station_share']['others_at_or_above_rule']} | {', '.join(r['faint_pass']) or 'none'} |")
     missed = [f"- {name} {x['case']}: truth {x['truth']}, found {x['found']} ({x['reason']})" for name, r in doc["cohorts"].items() for x in r["missed"]]
     lines += ["", "Studies where the side was not found right:" if missed else "Every side was found right.", *missed]
     return "\n".join(lines) + "\n"
@@ -121,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cohort", action="append", default=[], metavar="NAME=DIR")
+    ap.add_argument("--batch", action="append", default=[], metavar="NAME=COHORT_DIR:BATCH_OUT",
+                    help="a cohort run by nstage batch: station maps and blood pool from its outputs")
     ap.add_argument("--test-cohort", action="store_true")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "analysis" / "tumour_side")
@@ -131,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(folder).resolve()
         cases = sorted(p.stem for p in (root / ".nstage_cache" / "stations-registration").glob("case_*.npz"))
         results[name] = summary(map_all(_study, [(str(root), c) for c in cases], args.jobs, label=f"tumour side {name}"))
+    for spec in args.batch:
+        name, folders = spec.split("=", 1)
+        root, out = (Path(f).resolve() for f in folders.split(":", 1))
+        cases = sorted(p.name for p in out.iterdir() if (p / "result.json").is_file())
+        results[name] = summary(map_all(_batch_study, [(str(root), str(out), c) for c in cases], args.jobs, label=f"tumour side {name}"))
     if args.test_cohort:
         results["test cohort (generator maps)"] = summary(map_all(_test_study, range(50), args.jobs, label="tumour side tests"))
     doc = {"machine": machine(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rules": analysis_config()["tumour_side"], "cohorts": results}
