@@ -37,6 +37,7 @@ class TumourSide:
     primary: Lesion | None = None
     candidates: tuple[Lesion, ...] = ()
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    faint: bool = False  # the side came from the second reading, at the blood pool: a faint lesion a reader should check
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -206,4 +207,4 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     kind = "hottest lung lesion outside the node stations" if faint is None else \
         f"no lesion with lung around it reached SUV {threshold:.2f}; hottest lung lesion above the blood pool (SUV >= {faint:.2f})"
     return TumourSide(best.side, "auto", best, tuple(lesions), (
-        f"{kind}: SUVmax {best.suv_max:.1f}, {best.volume_ml:.1f} ml, {'right' if best.side == 'R' else 'left'} lung",))
+        f"{kind}: SUVmax {best.suv_max:.1f}, {best.volume_ml:.1f} ml, {'right' if best.side == 'R' else 'left'} lung",), faint is not None)

@@ -544,3 +544,14 @@ def test_validators_report_errors(written: Written, tmp_path: Path) -> None:
         pytest.skip(f"validator not installed: {e}")
     dciodvfy = next(r for r in reports if r.tool == "dciodvfy")
     assert not dciodvfy.ok and any("MIMETypeOfEncapsulatedDocument" in e for e in dciodvfy.errors)
+
+
+def test_the_sr_says_when_the_side_came_from_a_faint_lesion() -> None:
+    # a side read at the blood pool (docs/tumour-side.md) is one a reader should check: the SR's N-stage comment says so
+    from nstage.outputs.dicom.sr import n_stage_comment
+
+    result = {"n_stage": {"tnm8": "N2", "tnm9": "N2a"}, "rule_set": "tnm", "tumour_side": "R", "tumour_side_source": "auto",
+              "tumour_side_detail": {"faint": True}}
+    assert "faint lung lesion read above the blood pool" in n_stage_comment(result)
+    result["tumour_side_detail"]["faint"] = False
+    assert "faint" not in n_stage_comment(result)

@@ -197,6 +197,17 @@ def test_caveats_for_suspect_registration_and_unknown_side(case, tmp_path):
     assert "registration SUSPECT" not in ok and "Tumour side unknown" not in ok
 
 
+@needs_poppler
+def test_a_side_from_a_faint_lesion_says_so(case, tmp_path):
+    # a side read from a faint lesion at the blood pool (docs/tumour-side.md) is one a reader should check
+    faint = make_result()
+    faint["tumour_side_detail"] = {"side": "R", "source": "auto", "faint": True}
+    text = " ".join(pdf_text(render_report(HEADER, faint, *case).pdf, tmp_path).split())
+    assert "Tumour side from a faint lung lesion, read above the blood pool" in text and "check the side" in text
+    plain = " ".join(pdf_text(render_report(HEADER, make_result(), *case).pdf, tmp_path).split())
+    assert "faint" not in plain and "found on the images" in plain
+
+
 def table_row(text: str, station: str) -> list[str]:
     """The station table's cells after the region (pdftotext -layout keeps the table's rows)."""
     m = re.search(rf"(?m)^.*?\b{re.escape(station)} +([a-z][a-z ,()\u2026-]*?) {{2,}}(\S.*)$", text)

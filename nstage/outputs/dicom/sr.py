@@ -218,6 +218,8 @@ def n_stage_comment(result: Mapping[str, Any]) -> str:
     source = result.get("tumour_side_source")
     text = (f"N stage TNM 8th edition: {n.get('tnm8')}; TNM 9th edition: {n.get('tnm9')}. Rule set: {result.get('rule_set')}. "
             f"Tumour side: {SIDE_WORDS.get(side, side)}" + (f" ({source})" if source else "") + ".")
+    if (result.get("tumour_side_detail") or {}).get("faint"):
+        text += " The side comes from a faint lung lesion read above the blood pool (no lesion with lung around it reached the avidity threshold)."
     reasons = result.get("n_stage_reasons") or []
     if reasons:
         text += " Reasons: " + "; ".join(str(r) for r in reasons)

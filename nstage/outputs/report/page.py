@@ -246,6 +246,10 @@ def build_figure(header: ReportHeader, result: Mapping[str, Any], hu: np.ndarray
     footer_top = h - MARGIN_IN * 0.7 - footer_h
     panel = (w - 2 * MARGIN_IN - 2 * GAP_IN) / 3.0
     axial_caption_h = 3 * _line_in(fs - 0.5) + 0.05
+    # caveats take height from the middle; the axial images give it back rather than squeeze the station table
+    table_w = w - 2 * MARGIN_IN - MIP_W_IN - 0.25
+    short = table_min_height(result, len(table), style, table_w, fs) + 0.05 - (footer_top - GAP_IN - panel - axial_caption_h - 0.22 - GAP_IN - top)
+    panel -= max(0.0, short)
     axial_top = footer_top - GAP_IN - panel - axial_caption_h - 0.22
     middle_h = axial_top - GAP_IN - top
 
@@ -356,6 +360,8 @@ def _caveats(result: Mapping[str, Any], style: ReportStyle) -> list[str]:
         text = style.texts["side_unknown"]
         ranges = [r for r in result.get("n_stage_reasons", []) if str(r).startswith("range over both sides")]
         out.append(f"{text} {ranges[0][0].upper()}{ranges[0][1:]}." if ranges else text)
+    elif result.get("tumour_side_source") == "auto" and (result.get("tumour_side_detail") or {}).get("faint"):
+        out.append(style.texts["side_faint"])
     return out
 
 
@@ -458,6 +464,41 @@ def _baseline_letters(result: Mapping[str, Any], style: ReportStyle) -> dict[str
     return out if found else {}
 
 
+MIN_ROW_IN = 0.095  # a station row no lower than a page without caveats gives it (16 stations with the node and baseline legends: 0.099 in); a caveat takes its height from the axial images instead
+
+
+def _table_notes(result: Mapping[str, Any], style: ReportStyle, width: float, fs: float) -> list[str]:
+    """The wrapped lines of the notes under the station table (probability, suspicious, node and baseline legends)."""
+    model = result.get("model", {}) or {}
+    notes = [f"* {model['probability']}"] if model.get("probability") else []
+    legend = suspicious_legend(result, style)
+    if legend:
+        notes.append(legend)
+    if _has_node_reading(result["stations"]):
+        notes.append(_text(style, "node_legend"))
+    if _baseline_letters(result, style):
+        notes.append(_text(style, "baseline_legend"))
+    return [line for text in notes for line in _wrap(text, width, fs - 1.5)]
+
+
+def _table_head_bottom(style: ReportStyle, keys: Sequence[str], fs: float) -> float:
+    heads = _text(style, "table_headers")
+    head_lines = max(len(str(heads[k]).split("\n")) for k in ("station", "region", *keys))
+    return 0.22 + head_lines * _line_in(fs - 0.5)
+
+
+def _table_keys(result: Mapping[str, Any], style: ReportStyle) -> list[str]:
+    nodes = _has_node_reading(result["stations"])
+    letters = _baseline_letters(result, style)
+    return [*(("short_axis", "grade") if nodes else ()), "probability", "suv_max", *(("baselines",) if letters else ()), "call"]
+
+
+def table_min_height(result: Mapping[str, Any], rows: int, style: ReportStyle, width: float, fs: float) -> float:
+    """The height the station table needs with rows of MIN_ROW_IN: what the page leaves it may not be less."""
+    notes = _table_notes(result, style, width, fs)
+    return _table_head_bottom(style, _table_keys(result, style), fs) + 0.12 + rows * MIN_ROW_IN + len(notes) * _line_in(fs - 1.5) * 1.2
+
+
 def _station_table(page: _Page, left: float, top: float, width: float, height: float, result: Mapping[str, Any],
                    table: Sequence[Station], style: ReportStyle, fs: float) -> None:
     """Station, region, [index node short axis and visual grade,] probability, SUVmax, [the baselines calling
@@ -475,7 +516,7 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
     heads = _text(style, "table_headers")
     head_fs = fs - 0.5
     letters = _baseline_letters(result, style)
-    keys = [*(("short_axis", "grade") if nodes else ()), "probability", "suv_max", *(("baselines",) if letters else ()), "call"]
+    keys = _table_keys(result, style)
     cells: dict[str, list[str]] = {k: [] for k in keys}
     for s in table:
         v = res.get(s.station)
@@ -504,17 +545,8 @@ def _station_table(page: _Page, left: float, top: float, width: float, height: f
     n = len(table)
     ax = page.axes(left, top, width, height)
     ax.text(0, 0.1, "Stations", fontsize=fs + 1, fontweight="bold", va="center")
-    notes = [f"* {model['probability']}"] if prob_note else []
-    legend = suspicious_legend(result, style)
-    if legend:
-        notes.append(legend)
-    if nodes:
-        notes.append(_text(style, "node_legend"))
-    if letters:
-        notes.append(_text(style, "baseline_legend"))
-    note = [line for text in notes for line in _wrap(text, width, fs - 1.5)]
-    head_lines = max(len(str(heads[k]).split("\n")) for k in ("station", "region", *keys))
-    head_bottom = 0.22 + head_lines * _line_in(head_fs)
+    note = _table_notes(result, style, width, fs)
+    head_bottom = _table_head_bottom(style, keys, fs)
     row_h = min(0.215, (height - head_bottom - 0.12 - len(note) * _line_in(fs - 1.5) * 1.2) / n)
     region_x = 0.6
     region_width = width - x - region_x
@@ -562,7 +594,7 @@ def _axial_row(page: _Page, top: float, panel: float, hu: np.ndarray, ct_grid: G
     for n, pick in enumerate(picks):
         z = images.snap_to_ct_slice(pick.point_lps, ct_grid)
         sl = images.axial_slice(hu, ct_grid, suv, pet_grid, stations, z, lo, hi, float(im["axial_spacing_mm"]))
-        left = MARGIN_IN + n * (panel + GAP_IN)
+        left = MARGIN_IN + (page.w - 2 * MARGIN_IN - 3 * panel - 2 * GAP_IN) / 2 + n * (panel + GAP_IN)  # centred when narrowed
         ax = page.axes(left, top + 0.22, panel, panel, frame=True)
         also = [label_of[im["fallback_station"]]] if pick.fallback and im["fallback_station"] in label_of else []
         also += [label_of[s] for s in pick.stations if s in label_of and not res_stations[s].get("malignant")]  # benign index nodes

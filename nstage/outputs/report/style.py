@@ -85,7 +85,7 @@ def _load(path: str) -> ReportStyle:
                    "axial_min_fov_mm", "axial_margin_mm", "axial_max_slices", "axial_min_separation_mm",
                    "fallback_station", "outline_width_malignant", "outline_width_benign"),
         "model_notice": ("synthetic_markers", "rule_model_names", "rule_training_markers"),
-        "texts": ("synthetic_notice", "rule_notice", "registration_caveat", "side_sources", "side_unknown",
+        "texts": ("synthetic_notice", "rule_notice", "registration_caveat", "side_sources", "side_faint", "side_unknown",
                   "no_positive_slice", "footer"),
     }
     for section, keys in needed.items():
