@@ -70,9 +70,18 @@ def candidates(found: Any, truth: dict[str, Any]) -> list[dict[str, Any]]:
              "on_primary": bool(np.linalg.norm(np.array(l.centre_lps) - centre) <= reach)} for l in found.candidates]
 
 
+def _row(case: str, hu: np.ndarray, ct_grid: Any, suv: np.ndarray, pet_grid: Any, labels: np.ndarray, pool: float | None,
+         truth: dict[str, Any]) -> dict[str, Any]:
+    """The side found on one study against its truth, with its candidates and slivers."""
+    from nstage.analysis.tumour_side import find_tumour_side
+
+    found = find_tumour_side(hu, ct_grid, suv, pet_grid, labels, pool)
+    return {"case": case, "truth": truth["side"], "found": found.side, "reason": found.reasons[0],
+            "candidates": candidates(found, truth), "slivers": slivers(hu, ct_grid, suv, pet_grid, labels, pool, truth)}
+
+
 def _study(spec: tuple[str, str]) -> dict[str, Any]:
     """One study of a cohort: side found and slivers."""
-    from nstage.analysis.tumour_side import find_tumour_side
     from nstage.ingest.study import load_study
 
     root, case = Path(spec[0]), spec[1]
@@ -80,15 +89,11 @@ def _study(spec: tuple[str, str]) -> dict[str, Any]:
     pool = json.loads(str(cached["meta"])).get("blood_pool_suv")
     study = load_study(root / case / "dicom")
     truth = json.loads((root / case / "truth.json").read_text())["tumour"]
-    ct, pet = study.ct, study.pet
-    found = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, cached["labels"], pool)
-    return {"case": case, "truth": truth["side"], "found": found.side, "reason": found.reasons[0],
-            "candidates": candidates(found, truth), "slivers": slivers(ct.array, ct.grid, pet.array, pet.grid, cached["labels"], pool, truth)}
+    return _row(case, study.ct.array, study.ct.grid, study.pet.array, study.pet.grid, cached["labels"], pool, truth)
 
 
 def _batch_study(spec: tuple[str, str, str]) -> dict[str, Any]:
     """One study of a cohort run by `nstage batch`: its station map and blood pool from the batch's outputs."""
-    from nstage.analysis.tumour_side import find_tumour_side
     from nstage.geometry import load_nifti, resample
     from nstage.ingest.study import load_study
 
@@ -97,24 +102,18 @@ def _batch_study(spec: tuple[str, str, str]) -> dict[str, Any]:
     labels, grid = load_nifti(out / case / "stations.nii.gz")
     study = load_study(root / case / "dicom")
     ct, pet = study.ct, study.pet
-    labels = resample(labels, grid, ct.grid, order=0)
     pool = result["blood_pool"]["suv_mean"] if result["blood_pool"].get("available") else None
     truth = json.loads((root / case / "truth.json").read_text())["tumour"]
-    found = find_tumour_side(ct.array, ct.grid, pet.array, pet.grid, labels, pool)
-    return {"case": case, "truth": truth["side"], "found": found.side, "reason": found.reasons[0],
-            "candidates": candidates(found, truth), "slivers": slivers(ct.array, ct.grid, pet.array, pet.grid, labels, pool, truth)}
+    return _row(case, ct.array, ct.grid, pet.array, pet.grid, resample(labels, grid, ct.grid, order=0), pool, truth)
 
 
 def _test_study(index: int) -> dict[str, Any]:
-    from nstage.analysis.tumour_side import find_tumour_side
     from nstage.progress import StageTimer
     from nstage.synth.case import render_case
     from tests.cohort_eval import COHORT_SEED
 
     rc = render_case(f"case_{index:04d}", COHORT_SEED, index, "small", "default", None, StageTimer())
-    found = find_tumour_side(rc.hu, rc.ct_grid, rc.suv, rc.pet_grid, rc.stations)
-    return {"case": f"case_{index:04d}", "truth": rc.truth["tumour_side"], "found": found.side, "reason": found.reasons[0],
-            "candidates": candidates(found, rc.truth["tumour"]), "slivers": slivers(rc.hu, rc.ct_grid, rc.suv, rc.pet_grid, rc.stations, None, rc.truth["tumour"])}
+    return _row(f"case_{index:04d}", rc.hu, rc.ct_grid, rc.suv, rc.pet_grid, rc.stations, None, rc.truth["tumour"])
 
 
 def _span(values: list[float]) -> list[float] | None:
@@ -141,6 +140,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                   "organ_slivers": len(organ), "primary_slivers": len(tumour)}}
 
 
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown table's lines."""
+    return [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}", *(f"| {' | '.join(str(v) for v in row)} |" for row in rows)]
+
+
 def render(doc: dict[str, Any]) -> str:
     """The bench page: per cohort the sides found and the outside volumes the organ-size rule separates."""
     m, rules = doc["machine"], doc["rules"]
@@ -149,23 +153,21 @@ def render(doc: dict[str, Any]) -> str:
              f"Rules: lesion SUV >= {rules['lesion_min_suv']} (or {rules['lesion_min_blood_pool_ratio']} x blood pool), volume at "
              f"{rules['lesion_edge_fraction']} of its SUVmax >= {rules['lesion_min_volume_ml']} ml; a sliver under {rules['organ_wall_max_ml']} ml "
              f"is the heart wall when its hot region lies mostly outside the lung envelope with >= {rules['organ_min_ml']} ml there.", "",
-             "| cohort | studies | side right | wrong | not found | slivers off the primary: outside ml (count) | slivers on the primary: outside ml (count) |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in doc["cohorts"].items():
-        s = r["sliver_outside_ml"]
-        lines.append(f"| {name} | {r['studies']} | {r['right']} | {r['wrong']} | {r['not_found']} | {s['organ']} ({s['organ_slivers']}) | {s['primary']} ({s['primary_slivers']}) |")
+             *_table(["cohort", "studies", "side right", "wrong", "not found", "slivers off the primary: outside ml (count)",
+                      "slivers on the primary: outside ml (count)"],
+                     [[name, r["studies"], r["right"], r["wrong"], r["not_found"], f"{s['organ']} ({s['organ_slivers']})",
+                       f"{s['primary']} ({s['primary_slivers']})"] for name, r in doc["cohorts"].items() for s in [r["sliver_outside_ml"]]])]
     lines += ["", f"What the CT adds (every candidate lesion; on the primary: within its radius + 8 mm of the true centre). A candidate "
               f"whose shell of {rules['contact_shell_mm']} mm around its region at half its SUVmax holds less than "
               f"{rules['organ_max_lung_contact']} lung is an organ's surface and comes last; one whose region lies "
               f">= {rules['node_edge_min_station_share']} in the stations' margin is a node's edge and comes after the lung's own lesions. "
               f"Studies where no lesion with lung around it reaches the avidity threshold are read again at {rules['faint_blood_pool_ratio']} x "
               f"the blood pool (at least SUV {rules['faint_min_suv']}), keeping lesions with lung contact >= {rules['faint_min_lung_contact']}.", "",
-              "| cohort | candidates on the primary / others | lung contact: primary / others | station share: primary / others | others at the node-edge share | read at the blood pool |",
-              "|---|---|---|---|---|---|"]
-    for name, r in doc["cohorts"].items():
-        c = r["candidates"]
-        lines.append(f"| {name} | {c['on_primary']} / {c['others']} | {c['lung_contact']['on_primary']} / {c['lung_contact']['others']} | "
-                     f"{c['station_share']['on_primary']} / {c['station_share']['others']} | {c['station_share']['others_at_or_above_rule']} | {', '.join(r['faint_pass']) or 'none'} |")
+              *_table(["cohort", "candidates on the primary / others", "lung contact: primary / others", "station share: primary / others",
+                       "others at the node-edge share", "read at the blood pool"],
+                      [[name, f"{c['on_primary']} / {c['others']}", f"{c['lung_contact']['on_primary']} / {c['lung_contact']['others']}",
+                        f"{c['station_share']['on_primary']} / {c['station_share']['others']}", c["station_share"]["others_at_or_above_rule"],
+                        ", ".join(r["faint_pass"]) or "none"] for name, r in doc["cohorts"].items() for c in [r["candidates"]]])]
     missed = [f"- {name} {x['case']}: truth {x['truth']}, found {x['found']} ({x['reason']})" for name, r in doc["cohorts"].items() for x in r["missed"]]
     lines += ["", "Studies where the side was not found right:" if missed else "Every side was found right.", *missed]
     return "\n".join(lines) + "\n"
