@@ -198,9 +198,9 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     # the lung's own lesions first; then those with lung around them whose hot region lies mostly outside the envelope
     # or in the stations' margin (a tumour bulging out of the lung stands alone); the surface of an organ last
     tiers = ([l for l in lesions if _of_the_lung(l, cfg)], [l for l in lesions if _aerated_around(l, cfg)], lesions)
-    in_lung = next(t for t in tiers if t)
-    best = in_lung[0]
-    other = next((l for l in in_lung if l.side != best.side), None)
+    first = next(t for t in tiers if t)
+    best = first[0]
+    other = next((l for l in first if l.side != best.side), None)
     if other is not None and best.suv_max < float(cfg["min_side_ratio"]) * other.suv_max:
         return TumourSide(None, "not found", None, tuple(lesions), (
             f"lesions in both lungs of similar avidity (SUVmax {best.suv_max:.1f} {best.side}, {other.suv_max:.1f} {other.side}): side undecided",))

@@ -248,7 +248,7 @@ def build_figure(header: ReportHeader, result: Mapping[str, Any], hu: np.ndarray
     axial_caption_h = 3 * _line_in(fs - 0.5) + 0.05
     # caveats take height from the middle; the axial images give it back rather than squeeze the station table
     table_w = w - 2 * MARGIN_IN - MIP_W_IN - 0.25
-    short = table_min_height(result, len(table), style, table_w, fs) + 0.05 - (footer_top - GAP_IN - panel - axial_caption_h - 0.22 - GAP_IN - top)
+    short = _table_min_height(result, len(table), style, table_w, fs) + 0.05 - (footer_top - GAP_IN - panel - axial_caption_h - 0.22 - GAP_IN - top)
     panel -= max(0.0, short)
     axial_top = footer_top - GAP_IN - panel - axial_caption_h - 0.22
     middle_h = axial_top - GAP_IN - top
@@ -493,7 +493,7 @@ def _table_keys(result: Mapping[str, Any], style: ReportStyle) -> list[str]:
     return [*(("short_axis", "grade") if nodes else ()), "probability", "suv_max", *(("baselines",) if letters else ()), "call"]
 
 
-def table_min_height(result: Mapping[str, Any], rows: int, style: ReportStyle, width: float, fs: float) -> float:
+def _table_min_height(result: Mapping[str, Any], rows: int, style: ReportStyle, width: float, fs: float) -> float:
     """The height the station table needs with rows of MIN_ROW_IN: what the page leaves it may not be less."""
     notes = _table_notes(result, style, width, fs)
     return _table_head_bottom(style, _table_keys(result, style), fs) + 0.12 + rows * MIN_ROW_IN + len(notes) * _line_in(fs - 1.5) * 1.2
