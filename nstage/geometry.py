@@ -102,7 +102,8 @@ def save_nifti(array: np.ndarray, grid: Grid, path: str | Path) -> None:
         raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
     import nibabel as nib  # here, not at the top: the torch registration backend imports this module where only PyTorch is
 
-    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(array, (2, 1, 0))), LPS_TO_RAS @ grid.affine)
+    # the [i, j, k] view of a C-ordered [k, j, i] array is Fortran-ordered, as NIfTI stores it: written without a copy
+    img = nib.Nifti1Image(np.transpose(array, (2, 1, 0)), LPS_TO_RAS @ grid.affine)
     img.header.set_xyzt_units("mm")
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)

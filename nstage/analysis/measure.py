@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from nstage.analysis.config import analysis_config
 from nstage.geometry import Grid, resample, sub_grid
+from nstage.stations import present_labels
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,8 @@ def suv_peak_map(suv: np.ndarray, pet_grid: Grid) -> np.ndarray:
 def station_uptake(suv: np.ndarray, pet_grid: Grid, stations: np.ndarray, ct_grid: Grid,
                    peak: np.ndarray | None = None) -> dict[int, StationUptake]:
     """SUV figures inside every labelled station of a label map on the CT grid (`peak`: suv_peak_map, if already made)."""
-    labels = np.unique(stations[stations > 0])
-    if labels.size == 0:
+    labels = present_labels(stations)
+    if not labels:
         return {}
     peak = suv_peak_map(suv, pet_grid) if peak is None else peak
     boxes = ndimage.find_objects(stations)

@@ -34,6 +34,7 @@ from nstage.analysis.measure import suv_peak_map
 from nstage.analysis.node_settings import NodeSettings, node_settings
 from nstage.analysis.node_signs import ct_signs
 from nstage.geometry import Grid, resample, sub_grid
+from nstage.stations import present_labels
 
 VISUAL_GRADES = {1: "absent", 2: "below blood pool", 3: "equal to blood pool", 4: "above blood pool", 5: "far above blood pool"}
 
@@ -439,7 +440,7 @@ def read_nodes(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: Grid, s
                settings: NodeSettings | None = None, peak: np.ndarray | None = None) -> dict[str, StationNodes]:
     """The nodes of every labelled station (station name -> StationNodes; every station of `names` in the map)."""
     s = settings or node_settings()
-    present = [lab for lab in np.unique(stations) if lab and int(lab) in names]
+    present = [lab for lab in present_labels(stations) if lab in names]
     if not present:
         return {}
     peak = suv_peak_map(suv, pet_grid) if peak is None else peak  # SUVpeak of every PET voxel

@@ -69,7 +69,7 @@ from nstage.stationmap.thorax_landmarks import (
     thorax_mask,
 )
 from nstage.stationmap.working_grid import crop, working_copy
-from nstage.stations import load_stations
+from nstage.stations import load_stations, present_labels
 
 LANDMARK_FIGURES = {"lung_volume_ml", "trachea_length_mm", "carina_height", "trachea_top_height", "carina_offset_mm",
                     "heart_offset_mm", "spine_offset_mm"}
@@ -126,7 +126,7 @@ class StationResult:
 
     def report(self) -> dict[str, Any]:
         """The JSON of `registration.json`."""
-        present = sorted(int(v) for v in np.unique(self.labels) if v) if self.labels is not None else []
+        present = present_labels(self.labels) if self.labels is not None else []
         names = {s.label: s.station for s in load_stations()}
         return {
             "status": self.grade.status,
@@ -311,8 +311,8 @@ def _station_figures(labels: np.ndarray, grid: Grid, atlas_labels: np.ndarray, a
                      settings: RegistrationSettings) -> dict[str, Any]:
     """Missing stations, stations out of anatomical order, and how much of them fell on air or lung."""
     names = {s.label: s.station for s in load_stations()}
-    present = {int(v) for v in np.unique(labels) if v}
-    expected = {int(v) for v in np.unique(atlas_labels) if v}
+    present = set(present_labels(labels))
+    expected = set(present_labels(atlas_labels))
     problems = order_violations(labels, grid, names, settings.order_above, settings.order_right_of)
     out: dict[str, Any] = {
         "stations_missing": len(expected - present),

@@ -24,7 +24,7 @@ import pydicom
 from nstage.errors import InputError
 from nstage.geometry import Grid
 from nstage.outputs.dicom.series import output_config
-from nstage.stations import load_stations
+from nstage.stations import load_stations, present_labels
 
 
 def station_of_segment(label: str) -> str | None:
@@ -59,7 +59,7 @@ def read_station_seg(seg_file: str | Path, ct_files: Sequence[str | Path], grid:
     labels = np.asarray(pixels, dtype=np.uint16)
     if labels.shape != tuple(grid.shape):
         raise InputError(f"the SEG {Path(seg_file).name} has frames of {labels.shape[1:]} pixels; the CT has {grid.shape[1:]}")
-    present = {int(v) for v in np.unique(labels) if v}
+    present = set(present_labels(labels))
     table: dict[int, str] = {}
     for item in seg.SegmentSequence:
         number = int(item.SegmentNumber)

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from nstage import __version__
 from nstage.geometry import Grid
 from nstage.outputs.dicom.series import OutputSeries, coded, output_config
-from nstage.stations import Station, load_stations
+from nstage.stations import Station, load_stations, present_labels
 
 SEG_TYPES = ("BINARY", "LABELMAP")
 
@@ -54,7 +54,7 @@ def plan_segments(labels: np.ndarray, stations: Sequence[Station] | None = None)
     """Segments for the stations whose label occurs in ``labels`` (ValueError for unknown labels)."""
     table = tuple(stations) if stations is not None else load_stations()
     known = {s.label for s in table}
-    present = {int(v) for v in np.unique(labels) if v != 0}
+    present = set(present_labels(labels))
     unknown = sorted(present - known)
     if unknown:
         raise ValueError(f"station label map holds label(s) {unknown} that atlas/stations.json does not define")

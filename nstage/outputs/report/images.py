@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from nstage.geometry import Grid, corners_lps, resample
 from nstage.outputs.report.style import ReportStyle
+from nstage.stations import present_labels
 
 AXIS_ATOL = 1e-4
 
@@ -94,7 +95,7 @@ class StationMap:
     grid: Grid
 
     def present(self) -> list[int]:
-        return [int(v) for v in np.unique(self.labels) if v]
+        return present_labels(self.labels)
 
     def coronal_outline(self, label: int) -> Plane:
         """The station projected along the anterior-posterior axis, padded by one empty pixel."""
