@@ -425,3 +425,41 @@ def test_the_job_folder_for_a_consortium(tmp_path):
     chains = {tuple(sorted(c["tasks"])): [f["path"].rsplit(".", 1)[1] for f in c["filters"]] for c in client["task_result_filters"]}
     assert chains[("train",)] == ["SVTPrivacy", "SentAudit"]
     assert chains[("calibrate", "census", "summarise", "validate")] == ["SentAudit"]
+
+
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return float(sum(torch.sum((a[k].double() - b[k].double()) ** 2) for k in a if a[k].is_floating_point()))
+
+
+def test_fedprox_holds_a_sites_weights_near_the_global_ones_and_mu_0_is_fedavg():
+    from nstage.training.federated.site import Site
+
+    recipe = copy.deepcopy(RECIPE)
+    recipe["training"]["epochs"] = 4
+    cases = fake_cases(24, seed=11)
+    start = [{k: v.detach().clone() for k, v in m.model.state_dict().items()} for m in Site(cases, recipe, rank=0).members]
+
+    def round_with(mu: float | None) -> list[dict[str, torch.Tensor]]:
+        site = Site(cases, recipe, rank=0)  # a fresh site each time: the same draws, the same optimiser state
+        args = ([dict(s) for s in start], [0, 1, 2, 3], [1.0] * len(start), False)
+        return site.train_round(*args)[0] if mu is None else site.train_round(*args, proximal_mu=mu)[0]
+
+    fedavg, zero, prox = round_with(None), round_with(0.0), round_with(50.0)
+    for a, b in zip(fedavg, zero):  # mu 0 is the local training of FedAvg, bit for bit
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    for s, avg, near in zip(start, fedavg, prox):
+        assert _distance(near, s) < 0.5 * _distance(avg, s)  # the proximal term pulls the local weights back
+
+
+def test_fedprox_mu_is_read_from_the_settings_and_checked(tmp_path):
+    from nstage.training.federated.settings import federated_settings
+
+    raw = json.loads((REPO / "config" / "federated.json").read_text())
+    assert federated_settings().proximal_mu == raw["fedprox"]["mu"] == 0.0  # shipped: FedAvg
+    raw["fedprox"]["mu"] = 0.01
+    (tmp_path / "f.json").write_text(json.dumps(raw))
+    assert federated_settings(tmp_path / "f.json").proximal_mu == 0.01
+    raw["fedprox"]["mu"] = -1
+    (tmp_path / "f.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError, match="fedprox.mu"):
+        federated_settings(tmp_path / "f.json")

@@ -84,7 +84,7 @@ def write_model(out: Path, fitted: Any, cfg: dict[str, Any], run: FederatedRun, 
     from nstage.training.workflow import model_metadata
 
     single = len(fitted.members) == 1
-    federation = {"sites": run.sites, "rounds": run.rounds, "local_epochs": run.settings.local_epochs, "aggregation": "FedAvg",
+    federation = {"sites": run.sites, "rounds": run.rounds, "local_epochs": run.settings.local_epochs, "aggregation": "FedAvg" if run.settings.proximal_mu == 0 else f"FedProx (mu {run.settings.proximal_mu:g})",
                   "engine": "NVIDIA FLARE", "privacy_filter": run.settings.privacy_filter, "grid_step_logit": run.settings.grid.step_logit}
     extra: dict[str, Any] = {"train_cases": fitted.train_cases, "validation_cases": fitted.validation_cases,
                              "operating_point": fitted.operating, "operating_points": fitted.points, "federated": federation}

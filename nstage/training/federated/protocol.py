@@ -37,7 +37,7 @@ def federate(ask: Ask, run: FederatedRun) -> FittedModel:
     log.info("federated training: %d site(s), %d case(s), %d member(s), %d round(s)", run.sites, run.cases, run.k, run.rounds)
     for r in range(1, run.rounds + 1):
         replies = ask("train", pack(run.weights), {"round": r, "epochs": run.epochs_of(r), "pos_weights": run.pos_weights,
-                                                   "validate_first": r > 1})
+                                                   "validate_first": r > 1, "proximal_mu": run.settings.proximal_mu})
         run.take_round(r, [unpack(w, run.k) for w, _ in replies], [stats["members"] for _, stats in replies])
         log.info("round %d/%d: train loss %s", r, run.rounds, ", ".join(f"{m.pending['train_loss']:.4f}" for m in run.members if m.pending))
     run.take_validation([stats["members"] for _, stats in ask("validate", pack(run.weights), {"pos_weights": run.pos_weights})])
@@ -74,7 +74,7 @@ class SiteAgent:
             raise InputError(f"task {task!r} before the census")
         if task == "train":
             states, records = site.train_round(unpack(weights, self.members), list(stats["epochs"]), list(stats["pos_weights"]),
-                                               bool(stats["validate_first"]))
+                                               bool(stats["validate_first"]), float(stats.get("proximal_mu", 0.0)))
             return pack(states), {"members": records}
         if task == "validate":
             return {}, {"members": site.validation_terms(unpack(weights, self.members), list(stats["pos_weights"]))}

@@ -38,6 +38,7 @@ class FederatedSettings:
     privacy_filter: str = "none"
     filter_args: dict[str, Any] = field(default_factory=dict)
     task_request_interval_s: float = 0.05
+    proximal_mu: float = 0.0  # FedProx's mu (0: FedAvg)
 
     def as_dict(self) -> dict[str, Any]:
         """What the job carries to the server (JSON)."""
@@ -45,7 +46,7 @@ class FederatedSettings:
         return {"local_epochs": self.local_epochs, "grid": {"logit_min": g.logit_min, "logit_max": g.logit_max, "step_logit": g.step_logit},
                 "calibration_rounds": self.calibration_rounds, "gradient_tolerance": self.gradient_tolerance,
                 "privacy_filter": self.privacy_filter, "filter_args": dict(self.filter_args),
-                "task_request_interval_s": self.task_request_interval_s}
+                "task_request_interval_s": self.task_request_interval_s, "proximal_mu": self.proximal_mu}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FederatedSettings":
@@ -53,7 +54,7 @@ class FederatedSettings:
         s = cls(int(d.get("local_epochs", 1)), Grid(float(g.get("logit_min", -12.0)), float(g.get("logit_max", 12.0)),
                                                     float(g.get("step_logit", 0.01))),
                 int(d.get("calibration_rounds", 12)), float(d.get("gradient_tolerance", 1e-6)), str(d.get("privacy_filter", "none")),
-                dict(d.get("filter_args", {})), float(d.get("task_request_interval_s", 0.05)))
+                dict(d.get("filter_args", {})), float(d.get("task_request_interval_s", 0.05)), float(d.get("proximal_mu", 0.0)))
         s.check()
         return s
 
@@ -65,6 +66,8 @@ class FederatedSettings:
         g = self.grid
         if not (g.step_logit > 0 and g.logit_max > g.logit_min):
             raise InputError("grid: step_logit must be positive and logit_max above logit_min")
+        if not self.proximal_mu >= 0.0:
+            raise InputError(f"fedprox.mu must be 0 (FedAvg) or positive (got {self.proximal_mu})")
         if self.calibration_rounds < 1:
             raise InputError("calibration.max_rounds must be at least 1")
 
@@ -82,4 +85,5 @@ def federated_settings(path: Path | None = None, privacy_filter: str | None = No
         "local_epochs": raw.get("local_epochs", 1), "grid": raw.get("grid", {}),
         "calibration_rounds": cal.get("max_rounds", 12), "gradient_tolerance": cal.get("gradient_tolerance", 1e-6),
         "privacy_filter": kind, "filter_args": raw.get("privacy_filter", {}).get(kind, {}) if kind != "none" else {},
-        "task_request_interval_s": raw.get("simulator", {}).get("task_request_interval_s", 0.05)})
+        "task_request_interval_s": raw.get("simulator", {}).get("task_request_interval_s", 0.05),
+        "proximal_mu": raw.get("fedprox", {}).get("mu", 0.0)})

@@ -95,6 +95,22 @@ def on_recipe_threads(method: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def _proximal_term(model: torch.nn.Module, mu: float) -> Callable[[torch.nn.Module], torch.Tensor] | None:
+    """FedProx's term for this round: mu / 2 x the squared distance of the model's weights from their values now (the
+    global weights just loaded), by NVFlare's PTFedProxLoss; None when mu is 0."""
+    if mu <= 0.0:
+        return None
+    import copy
+
+    from nvflare.app_opt.pt.fedproxloss import PTFedProxLoss
+
+    anchor = copy.deepcopy(model).eval()
+    for p in anchor.parameters():
+        p.requires_grad_(False)
+    loss = PTFedProxLoss(mu)
+    return lambda local: loss(local, anchor)
+
+
 class Site:
     """A site's training state across the rounds of a federated run (kept in the site's process)."""
 
@@ -148,26 +164,32 @@ class Site:
 
     @on_recipe_threads
     def train_round(self, states: list[State], epochs: list[int], pos_weights: list[float],
-                    validate_first: bool) -> tuple[list[State], list[dict[str, Any]]]:
+                    validate_first: bool, proximal_mu: float = 0.0) -> tuple[list[State], list[dict[str, Any]]]:
         """Start every member from the global weights (validating them first when asked), train it the given epochs,
-        return its weights and what the round's record needs (loss sums, steps, cases)."""
+        return its weights and what the round's record needs (loss sums, steps, cases).
+
+        `proximal_mu` > 0: FedProx, each step's loss plus mu / 2 x the squared distance of the weights from the global
+        ones of the round (NVFlare's PTFedProxLoss); 0 is FedAvg's local training, the same as central training."""
         new, records = [], []
         for m, state, pw in zip(self.members, states, pos_weights):
             self._load(m, state)
             record: dict[str, Any] = {"train_cases": len(m.train)}
             if validate_first:
                 record["validation"] = self._validation_sum(m, pw)
+            proximal = _proximal_term(m.model, proximal_mu)
             loss, steps = 0.0, 0
             for epoch in epochs:
-                l, s = self._epoch(m, epoch, pw)
+                l, s = self._epoch(m, epoch, pw, proximal)
                 loss, steps = loss + l, steps + s
             record.update({"train_loss_sum": loss, "steps": steps})
             new.append({k: v.detach().cpu().clone() for k, v in m.model.state_dict().items()})
             records.append(record)
         return new, records
 
-    def _epoch(self, m: Member, epoch: int, pos_weight: float) -> tuple[float, int]:
-        """One epoch of nstage.training.train.train for one process (world size 1, this site's rank for the draws)."""
+    def _epoch(self, m: Member, epoch: int, pos_weight: float,
+               proximal: Callable[[torch.nn.Module], torch.Tensor] | None = None) -> tuple[float, int]:
+        """One epoch of nstage.training.train.train for one process (world size 1, this site's rank for the draws);
+        `proximal`: a term added to each step's loss (FedProx), left out of the loss sum it returns."""
         batch = int(self.tcfg["batch_cases"])
         aug = dict(self.tcfg.get("augment", {}))
         torch.manual_seed(m.seed * 100003 + epoch * 101 + self.rank)
@@ -183,8 +205,9 @@ class Site:
                 logits = m.model(*x)
             loss, n = _case_losses(_case_logits(logits, slots), part, False, pos_weight, *self.pooling)
             loss = loss / max(n, 1)
+            total = loss if proximal is None else loss + proximal(m.model)
             m.optimizer.zero_grad(set_to_none=True)
-            m.scaler.scale(loss).backward()
+            m.scaler.scale(total).backward()
             m.scaler.step(m.optimizer)
             m.scaler.update()
             run_loss += float(loss.detach())
