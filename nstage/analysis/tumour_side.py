@@ -207,7 +207,11 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
         return TumourSide(None, "not found", reasons=(f"no FDG-avid lesion (SUV >= {threshold:.2f}) in either lung outside the node stations",))
     # the lung's own lesions first; then those with lung around them whose hot region lies mostly outside the envelope
     # or in the stations' margin (a tumour bulging out of the lung stands alone); the surface of an organ last
-    tiers = ([l for l in lesions if _of_the_lung(l, cfg)], [l for l in lesions if _aerated_around(l, cfg)], lesions)
+    # (in the reading at the blood pool every lesion has mostly lung around it: there a primary bulging out of the
+    # envelope is the lung's own as much as a focus inside it, and only an organ's surface or a node's edge come after)
+    own = (lambda l: _aerated_around(l, cfg) and l.station_share < float(cfg["node_edge_min_station_share"])) if faint is not None \
+        else (lambda l: _of_the_lung(l, cfg))
+    tiers = ([l for l in lesions if own(l)], [l for l in lesions if _aerated_around(l, cfg)], lesions)
     first = next(t for t in tiers if t)
     best = first[0]
     other = next((l for l in first if l.side != best.side), None)

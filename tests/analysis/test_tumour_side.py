@@ -264,3 +264,25 @@ def test_a_primary_near_the_midline_takes_the_side_of_the_mediastinum_it_lies_be
     result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8))
     assert result.side == "R", (result.reasons, result.candidates)
     assert result.primary is not None and result.primary.suv_max > 5.0
+
+
+def test_a_faint_primary_bulging_out_of_the_lung_outranks_fainter_foci_inside_both_lungs() -> None:
+    # A 35 mm pleural-based primary of generator SUV 3.0, read at SUVmax 2.47 (below 2.5), mostly outside the lung
+    # envelope with lung around two thirds of it; in the reading at the blood pool (1.49) faint foci inside both lungs
+    # (SUVmax 1.5-1.7) came first as the lungs' own lesions and left the side undecided (issue 42: seed 949494 small
+    # case_0080, the one miss of 100 studies no rule had seen). In that reading every lesion has lung around it.
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    suv[:] = np.where(suv > 1.0, 0.8, suv)
+    x, y, z = _axes(g)
+    mass = np.broadcast_to(((x - 112.0) ** 2 + y**2 + (z - 10.0) ** 2) <= 18.0**2, g.shape)  # on the left lung's border
+    hu[mass], suv[mass] = 35.0, 3.2
+    for fx, s in ((-70.0, 1.75), (70.0, 1.8)):  # faint foci in the posterior lungs, both sides
+        suv[np.broadcast_to(((x - fx) ** 2 + (y - 45.0) ** 2 + (z + 20.0) ** 2) <= 7.0**2, g.shape)] = s
+    suv = ndimage.gaussian_filter(suv, (2.5 / 3.0, 2.5 / 3.5, 2.5 / 3.5)).astype(np.float32)
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8), blood_pool_suv=1.45)
+    assert result.side == "L" and result.faint, result.reasons
+    primary = result.primary
+    assert primary is not None and not primary.in_lung and primary.suv_max < 2.5 and primary.lung_contact >= 0.6
+    foci = [l for l in result.candidates if l.in_lung]
+    assert {l.side for l in foci} == {"L", "R"} and all(l.suv_max < primary.suv_max / 1.3 for l in foci), result.candidates
