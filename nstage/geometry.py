@@ -96,6 +96,17 @@ def sub_grid(grid: Grid, box: tuple[slice, slice, slice]) -> Grid:
     return Grid(tuple(s.stop - s.start for s in box), grid.spacing, tuple(grid.index_to_lps(start)), grid.direction)
 
 
+def mask_box(mask: np.ndarray, pad: tuple[int, ...] | list[int]) -> tuple[slice, ...] | None:
+    """The box of a mask's True voxels grown by `pad` voxels per axis (array order), clipped to the array; None when
+    the mask is empty."""
+    from scipy import ndimage
+
+    found = ndimage.find_objects(np.asarray(mask).astype(np.uint8))
+    if not found or found[0] is None:
+        return None
+    return tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(found[0], pad, mask.shape))
+
+
 def save_nifti(array: np.ndarray, grid: Grid, path: str | Path) -> None:
     """Write a ``[k, j, i]`` array on ``grid`` as NIfTI (RAS affine, ``[i, j, k]`` data)."""
     if tuple(array.shape) != tuple(grid.shape):

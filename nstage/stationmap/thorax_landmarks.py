@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from nstage.geometry import Grid
+from nstage.geometry import Grid, mask_box
 
 
 @dataclass(frozen=True)
@@ -173,12 +173,10 @@ def within_mm(seeds: np.ndarray, grid: Grid, radius_mm: float) -> np.ndarray:
     The distance is computed in the seeds' box grown by the radius only: every seed lies in it, so distances there
     are exact, and no voxel beyond it is that close. The same mask as a transform of the whole grid, 3-4x faster."""
     out = np.zeros(seeds.shape, bool)
-    found = ndimage.find_objects(seeds.astype(np.uint8))
-    if not found or found[0] is None:
-        return out
     spacing = grid.spacing[::-1]
-    pad = [int(np.ceil(radius_mm / sp)) + 1 for sp in spacing]
-    box = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(found[0], pad, seeds.shape))
+    box = mask_box(seeds, [int(np.ceil(radius_mm / sp)) + 1 for sp in spacing])
+    if box is None:
+        return out
     out[box] = ndimage.distance_transform_edt(~seeds[box], sampling=spacing) <= radius_mm
     return out
 
