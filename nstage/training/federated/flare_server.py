@@ -84,7 +84,7 @@ def write_model(out: Path, fitted: Any, cfg: dict[str, Any], run: FederatedRun, 
     from nstage.training.workflow import model_metadata
 
     single = len(fitted.members) == 1
-    federation = {"sites": run.sites, "rounds": run.rounds, "local_epochs": run.settings.local_epochs, "aggregation": "FedAvg" if run.settings.proximal_mu == 0 else f"FedProx (mu {run.settings.proximal_mu:g})",
+    federation = {"sites": run.sites, "rounds": run.rounds, "local_epochs": run.settings.local_epochs, "aggregation": run.settings.aggregation,
                   "engine": "NVIDIA FLARE", "privacy_filter": run.settings.privacy_filter, "grid_step_logit": run.settings.grid.step_logit}
     extra: dict[str, Any] = {"train_cases": fitted.train_cases, "validation_cases": fitted.validation_cases,
                              "operating_point": fitted.operating, "operating_points": fitted.points, "federated": federation}
@@ -95,7 +95,7 @@ def write_model(out: Path, fitted: Any, cfg: dict[str, Any], run: FederatedRun, 
                              **{k: [m[k] for m in fitted.members] for k in ("seed", "best_epoch", "calibration")}}
     data = f"federated over {run.sites} site(s) ({run.cases} cases; station maps: {source})"
     meta = model_metadata(cfg, fitted.threshold, False, data, extra)
-    meta["kind"] = f"federated over {run.sites} site(s) (NVFlare FedAvg): {meta['kind']}"
+    meta["kind"] = f"federated over {run.sites} site(s) (NVFlare, {run.settings.aggregation}): {meta['kind']}"
     path = export_torchscript(fitted.model, meta, out / "models", patch_settings(cfg))
     record = {"cases": run.cases, "sites": run.sites, "threshold": fitted.threshold, "operating_point": fitted.operating,
               "operating_points": fitted.points, "members": fitted.members, "ensemble_members": len(fitted.members),

@@ -3,7 +3,7 @@
 - Before the first round, the sites' counts give each member's class balance (negatives / positives of the weak
   group targets of its training cases, pooled over the sites: what one cohort's training would count).
 - Each round it averages every member's weights over the sites (FedAvg, weighted by each site's training cases of
-  that member) and records the pooled validation loss of the previous round's weights (the sites' sums over their
+  that member; with a server optimiser, FedAvgM, the mean's change is a step of SGD with momentum) and records the pooled validation loss of the previous round's weights (the sites' sums over their
   validation folds): the round of the lowest pooled loss is the member's best round, as the best epoch centrally.
 - Calibration pools the sites' loss sums (nstage.training.federated.calibration); the operating threshold and the
   named points are chosen on the summed out-of-fold counts (nstage.training.federated.summaries).
@@ -25,6 +25,7 @@ from nstage.analysis.classifier.model import StationEnsemble
 from nstage.errors import InputError
 from nstage.training.ensemble import FittedModel, ensemble_folds
 from nstage.training.federated.calibration import NewtonFit, pooled
+from nstage.training.federated.server_optimizer import ServerOptimizer
 from nstage.training.federated.settings import FederatedSettings
 from nstage.training.federated.summaries import (
     Summary,
@@ -106,6 +107,7 @@ class FederatedRun:
         self.sites = 0
         self.cases = 0
         self.fits = [NewtonFit() for _ in range(self.k)]
+        self.server_optimizer = ServerOptimizer(settings.server_lr, settings.server_momentum)
 
     def epochs_of(self, round_: int) -> list[int]:
         """The epoch numbers a site trains in a round (1-based rounds; the central epoch numbering)."""
@@ -144,7 +146,8 @@ class FederatedRun:
             if m.pending is not None:
                 self._validated(f, [r[f]["validation"] for r in records])
             steps = sum(int(r[f]["steps"]) for r in records)
-            self.weights[f] = fedavg([s[f] for s in states], [float(r[f]["train_cases"]) for r in records])
+            mean = fedavg([s[f] for s in states], [float(r[f]["train_cases"]) for r in records])
+            self.weights[f] = self.server_optimizer.step(f, self.weights[f], mean)
             m.pending = {"round": round_, "weights": self.weights[f],
                          "train_loss": sum(float(r[f]["train_loss_sum"]) for r in records) / max(steps, 1)}
 
