@@ -215,8 +215,11 @@ def find_tumour_side(hu: np.ndarray, ct_grid: Grid, suv: np.ndarray, pet_grid: G
     best = first[0]
     other = next((l for l in first if l.side != best.side), None)
     if other is not None and best.suv_max < float(cfg["min_side_ratio"]) * other.suv_max:
+        reading = "" if faint is None else \
+            f" in the reading above the blood pool (no lesion with lung around it reached SUV {threshold:.2f}; read at SUV >= {faint:.2f})"
         return TumourSide(None, "not found", None, tuple(lesions), (
-            f"lesions in both lungs of similar avidity (SUVmax {best.suv_max:.1f} {best.side}, {other.suv_max:.1f} {other.side}): side undecided",))
+            f"lesions in both lungs of similar avidity (SUVmax {best.suv_max:.1f} {best.side}, {other.suv_max:.1f} {other.side})"
+            f"{reading}: side undecided",))
     kind = "hottest lung lesion outside the node stations" if faint is None else \
         f"no lesion with lung around it reached SUV {threshold:.2f}; hottest lung lesion above the blood pool (SUV >= {faint:.2f})"
     return TumourSide(best.side, "auto", best, tuple(lesions), (

@@ -286,3 +286,18 @@ def test_a_faint_primary_bulging_out_of_the_lung_outranks_fainter_foci_inside_bo
     assert primary is not None and not primary.in_lung and primary.suv_max < 2.5 and primary.lung_contact >= 0.6
     foci = [l for l in result.candidates if l.in_lung]
     assert {l.side for l in foci} == {"L", "R"} and all(l.suv_max < primary.suv_max / 1.3 for l in foci), result.candidates
+
+
+def test_an_undecided_side_says_when_it_came_from_the_reading_at_the_blood_pool() -> None:
+    # Two faint foci of like avidity, one in each lung, and nothing hotter: the side stays undecided, and the reason
+    # names the second reading (issue 42: the record of seed 949494 small case_0080 before its fix did not say it).
+    g = Grid((40, 96, 96), (3.5, 3.5, 3.0), (-166.25, -166.25, -60.0))
+    hu, suv = _chest(g)
+    suv[:] = np.where(suv > 1.0, 0.8, suv)
+    x, y, z = _axes(g)
+    for fx, s in ((-70.0, 1.75), (70.0, 1.8)):
+        suv[np.broadcast_to(((x - fx) ** 2 + (y - 45.0) ** 2 + (z + 20.0) ** 2) <= 7.0**2, g.shape)] = s
+    suv = ndimage.gaussian_filter(suv, (2.5 / 3.0, 2.5 / 3.5, 2.5 / 3.5)).astype(np.float32)
+    result = find_tumour_side(hu, g, suv, g, np.zeros(g.shape, np.uint8), blood_pool_suv=1.45)
+    assert result.side is None and not result.faint and len(result.candidates) >= 2, result.reasons
+    assert "side undecided" in result.reasons[0] and "reading above the blood pool" in result.reasons[0], result.reasons
