@@ -95,7 +95,7 @@ def write_model(out: Path, fitted: Any, cfg: dict[str, Any], run: FederatedRun, 
                              **{k: [m[k] for m in fitted.members] for k in ("seed", "best_epoch", "calibration")}}
     data = f"federated over {run.sites} site(s) ({run.cases} cases; station maps: {source})"
     meta = model_metadata(cfg, fitted.threshold, False, data, extra)
-    meta["kind"] = f"federated over {run.sites} site(s) (NVFlare, {run.settings.aggregation}): {meta['kind']}"
+    meta["kind"] = f"federated over {run.sites} site(s) (NVFlare {run.settings.aggregation}): {meta['kind']}"
     path = export_torchscript(fitted.model, meta, out / "models", patch_settings(cfg))
     record = {"cases": run.cases, "sites": run.sites, "threshold": fitted.threshold, "operating_point": fitted.operating,
               "operating_points": fitted.points, "members": fitted.members, "ensemble_members": len(fitted.members),
