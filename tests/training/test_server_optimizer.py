@@ -9,8 +9,10 @@ import pytest
 
 from nstage import paths
 from nstage.errors import InputError
+from nstage.training.federated.server import FederatedRun
 from nstage.training.federated.server_optimizer import ServerOptimizer
 from nstage.training.federated.settings import FederatedSettings, federated_settings
+from tests.training.test_classifier_training import TINY
 
 
 def _w(x: float) -> dict[str, np.ndarray]:
@@ -52,3 +54,23 @@ def test_the_server_optimizer_is_read_from_the_settings_and_checked(tmp_path):
     (tmp_path / "f.json").write_text(json.dumps(raw))
     with pytest.raises(InputError, match="server_optimizer.momentum"):
         federated_settings(tmp_path / "f.json")
+
+
+def _round(run: FederatedRun, shift: float) -> None:
+    """Two sites that both moved every weight of every member by `shift` (records as a site sends them)."""
+    states = [[{k: (v + shift if np.issubdtype(v.dtype, np.floating) else v) for k, v in w.items()} for w in run.weights] for _ in range(2)]
+    record = {"train_cases": 5, "steps": 1, "train_loss_sum": 0.5, "validation": {"loss": 1.0, "n": 2}}
+    run.take_round(len(run.members[0].history) + 1, states, [[dict(record) for _ in run.members] for _ in range(2)])
+
+
+def test_the_server_steps_with_momentum_between_rounds_and_fedavg_without():
+    runs = {m: FederatedRun(TINY, FederatedSettings(server_momentum=m)) for m in (0.0, 0.5)}
+    start = {m: {k: v.copy() for k, v in r.weights[0].items()} for m, r in runs.items()}
+    for r in runs.values():
+        _round(r, 0.01)
+        _round(r, 0.01)
+    name = next(k for k, v in start[0.0].items() if np.issubdtype(v.dtype, np.floating) and v.size > 1)
+    moved = {m: float(np.mean(r.weights[0][name] - start[m][name])) for m, r in runs.items()}
+    assert moved[0.0] == pytest.approx(0.02, abs=1e-6)  # FedAvg: the mean of the sites, round after round
+    assert moved[0.5] == pytest.approx(0.01 + 0.015, abs=1e-6)  # the second round carries half the first round's change
+    assert runs[0.5].members[0].pending["weights"] is runs[0.5].weights[0]  # the best round keeps what the server sent
