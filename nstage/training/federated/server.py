@@ -24,9 +24,10 @@ import torch
 from nstage.analysis.classifier.model import StationEnsemble
 from nstage.errors import InputError
 from nstage.training.ensemble import FittedModel, ensemble_folds
-from nstage.training.federated.calibration import NewtonFit, pooled
+from nstage.training.federated.calibration import pooled
 from nstage.training.federated.server_optimizer import ServerOptimizer
 from nstage.training.federated.settings import FederatedSettings
+from nstage.training.platt import NewtonFit
 from nstage.training.federated.summaries import (
     Summary,
     binned_auroc,
