@@ -29,6 +29,7 @@ from nstage.analysis.classifier.model import StationNet, build_model
 from nstage.analysis.classifier.settings import PatchSettings
 from nstage.errors import InputError
 from nstage.training.cache import CachedCase
+from nstage.training.platt import A_MIN, newton_fit
 from nstage.training.threads import training_threads
 from nstage.training.thresholds import (
     operating_point,
@@ -187,12 +188,25 @@ def calibrate(logits: list[np.ndarray], val: list[Example], supervised: bool, po
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = _loss_of(logits, val, supervised, 1.0, tcfg, a.clamp_min(0.05), b)
+        loss = _loss_of(logits, val, supervised, 1.0, tcfg, a.clamp_min(A_MIN), b)
         loss.backward()
         return loss
 
     opt.step(closure)
-    return float(a.detach().clamp_min(0.05)), float(b.detach())
+    if float(a.detach()) > A_MIN:
+        return float(a.detach()), float(b.detach())
+    # L-BFGS stops where its line search first crossed the bound (the clamp leaves it no gradient in a there), often
+    # far from the optimum: fit again by bounded Newton steps, as the federated calibration does (nstage.training.platt)
+    def terms(points: list[tuple[float, float]]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        out = []
+        for point in points:
+            x = torch.tensor(point, dtype=torch.float64)
+            f = lambda ab: _loss_of(logits, val, supervised, 1.0, tcfg, ab[0].clamp_min(A_MIN), ab[1])  # noqa: E731
+            loss, grad = torch.autograd.functional.vjp(f, x, torch.tensor(1.0, dtype=torch.float64))
+            out.append((float(loss), grad.numpy().copy(), torch.autograd.functional.hessian(f, x).numpy().copy()))
+        return out
+
+    return newton_fit(terms)
 
 
 THRESHOLD_RULES = ("staging", "validation")

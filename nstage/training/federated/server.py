@@ -27,7 +27,6 @@ from nstage.training.ensemble import FittedModel, ensemble_folds
 from nstage.training.federated.calibration import pooled
 from nstage.training.federated.server_optimizer import ServerOptimizer
 from nstage.training.federated.settings import FederatedSettings
-from nstage.training.platt import NewtonFit
 from nstage.training.federated.summaries import (
     Summary,
     binned_auroc,
@@ -37,6 +36,7 @@ from nstage.training.federated.summaries import (
     staging_index,
     threshold_at,
 )
+from nstage.training.platt import NewtonFit
 from nstage.training.train import _set_determinism, new_model
 
 Weights = dict[str, np.ndarray]
