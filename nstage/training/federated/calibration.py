@@ -2,9 +2,9 @@
 
 The central fit minimises the mean weak loss of sigmoid(a * z + b) over the validation split's groups (no class
 weights, a >= 0.05). That mean is a sum over patients, so over sites: each site returns, at the points the server
-asks for, the sum of its terms, their number, and the sum's gradient and Hessian in (a, b). The server takes a
-Newton step on the pooled sums and tries it at a few step lengths in the next round (the first that lowers the loss
-enough wins), until the gradient vanishes or the rounds run out.
+asks for, the sum of its terms, their number, and the sum's gradient and Hessian in (a, b). The server's
+nstage.training.platt.NewtonFit takes a Newton step on the pooled sums and tries it at a few step lengths in the next
+round, until the gradient vanishes or the rounds run out.
 """
 
 from __future__ import annotations
