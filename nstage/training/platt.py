@@ -3,10 +3,11 @@
 Each round the fit tries the step at a few lengths along one line and keeps, of those that lower the loss enough,
 the one of the lowest loss. The scale is bounded below (a >= A_MIN) and at most halved in one round: a longer step
 is shortened on its line, and on the bound the fit moves b alone while the loss still falls towards smaller a. (The
-loss of a pooled weak label is not convex in (a, b); a long first step from a = 1 can land in a worse basin.) (Until
-2026-12-08 the scale was clamped coordinate by coordinate, which left the Newton line, and the first step that
+loss of a pooled weak label is not convex in (a, b); a long first step from a = 1 can land in a worse basin.)
+
+Until 2026-12-08 the scale was clamped coordinate by coordinate, which left the Newton line, and the first step that
 lowered the loss won: a fit that once reached the bound stayed there. One member of every federated run of the
-shipped recipe ended at a = 0.05 with a pooled loss of 0.527 where L-BFGS on the same fold found a = 0.43 at 0.397.)
+shipped recipe ended at a = 0.05 with a pooled loss of 0.527 where L-BFGS on the same fold found a = 0.43 at 0.397.
 
 The federated calibration (nstage.training.federated.calibration) pools those sums over the sites: the server holds
 a NewtonFit, asks for the sums at its candidate points and takes the next step from what comes back.
@@ -25,7 +26,7 @@ STEPS = (1.0, 0.5, 0.25, 0.125, 0.03125)
 
 @dataclass
 class NewtonFit:
-    """The server's side of one member's calibration."""
+    """One fit's state from round to round: the federated server's per member, or central training's."""
 
     point: tuple[float, float] = (1.0, 0.0)
     loss: float | None = None  # mean loss at `point`

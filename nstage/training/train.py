@@ -197,13 +197,15 @@ def calibrate(logits: list[np.ndarray], val: list[Example], supervised: bool, po
         return float(a.detach()), float(b.detach())
     # L-BFGS stops where its line search first crossed the bound (the clamp leaves it no gradient in a there), often
     # far from the optimum: fit again by bounded Newton steps, as the federated calibration does (nstage.training.platt)
+    def loss_at(ab: torch.Tensor) -> torch.Tensor:
+        return _loss_of(logits, val, supervised, 1.0, tcfg, ab[0].clamp_min(A_MIN), ab[1])
+
     def terms(points: list[tuple[float, float]]) -> list[tuple[float, np.ndarray, np.ndarray]]:
         out = []
         for point in points:
             x = torch.tensor(point, dtype=torch.float64)
-            f = lambda ab: _loss_of(logits, val, supervised, 1.0, tcfg, ab[0].clamp_min(A_MIN), ab[1])  # noqa: E731
-            loss, grad = torch.autograd.functional.vjp(f, x, torch.tensor(1.0, dtype=torch.float64))
-            out.append((float(loss), grad.numpy().copy(), torch.autograd.functional.hessian(f, x).numpy().copy()))
+            loss, grad = torch.autograd.functional.vjp(loss_at, x, torch.tensor(1.0, dtype=torch.float64))
+            out.append((float(loss), grad.numpy().copy(), torch.autograd.functional.hessian(loss_at, x).numpy().copy()))
         return out
 
     return newton_fit(terms)
