@@ -4,7 +4,8 @@
   group targets of its training cases, pooled over the sites: what one cohort's training would count).
 - Each round it averages every member's weights over the sites (FedAvg, weighted by each site's training cases of
   that member; with a server optimiser, FedAvgM, the mean's change is a step of SGD with momentum) and records the
-  pooled validation loss of the previous round's weights (the sites' sums over their validation folds): the round of the lowest pooled loss is the member's best round, as the best epoch centrally.
+  pooled validation loss of the previous round's weights (the sites' sums over their validation folds): the round
+  of the lowest pooled loss is the member's best round, as the best epoch centrally.
 - Calibration pools the sites' loss sums (nstage.training.federated.calibration); the operating threshold and the
   named points are chosen on the summed out-of-fold counts (nstage.training.federated.summaries).
 
