@@ -38,7 +38,8 @@ from tests.training.test_classifier_training import REPO, TINY, TINY_SETTINGS, f
 
 pytest.importorskip("nvflare", reason="federated training needs NVIDIA FLARE: make setup-federated")
 
-from nstage.training.federated.calibration import NewtonFit, pooled, site_terms  # noqa: E402
+from nstage.training.federated.calibration import pooled, site_terms  # noqa: E402
+from nstage.training.platt import NewtonFit  # noqa: E402
 from nstage.training.federated.job import JobSpec, Simulation, SiteSpec  # noqa: E402
 from nstage.training.federated.server import fedavg  # noqa: E402
 from nstage.training.federated.settings import FederatedSettings, Grid  # noqa: E402

@@ -10,7 +10,8 @@ import copy
 import numpy as np
 import pytest
 
-from nstage.training.federated.calibration import NewtonFit, pooled, site_terms
+from nstage.training.federated.calibration import pooled, site_terms
+from nstage.training.platt import NewtonFit
 from nstage.training.train import _loss_of, calibrate, prepare
 from tests.training.test_classifier_training import TINY, fake_cases
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nstage.training.platt import A_MIN, NewtonFit
+from nstage.training.platt import A_MIN
 from nstage.training.train import Example, _case_losses
-
-__all__ = ["A_MIN", "NewtonFit", "pooled", "site_terms"]
 
 
 def site_terms(logits: list[np.ndarray], examples: list[Example], points: list[tuple[float, float]], pooling: tuple[str, float]) -> list[dict]:
